@@ -1,0 +1,120 @@
+/* config: every setting of a run, read from YAML through one declarative key
+ * table (path, type, default, bounds, allowed values, doc) and one validator.
+ *
+ * Keys are nested YAML mappings addressed as "section.key" (DESIGN.md section
+ * 4 fixes the names users rely on). Unknown keys, wrong types and
+ * out-of-range values are DS_ERR_CONFIG errors whose message names
+ * file:line:col, the key, what was found and what is allowed. `--set a.b=v`
+ * overrides go through the same validator (reported as "--set"). */
+#ifndef DS_CONFIG_H
+#define DS_CONFIG_H
+
+#include "diffsamp/core.h"
+
+#include <stdio.h>
+
+/* Enumerations: the order matches the allowed strings in the key table. */
+typedef enum ds_objective {
+    DS_OBJ_TB = 0, DS_OBJ_VARGRAD, DS_OBJ_DB, DS_OBJ_SUBTB, DS_OBJ_FLSUBTB, DS_OBJ_MLE,
+    DS_OBJ_PIS, DS_OBJ_DDS, DS_OBJ_DIS
+} ds_objective;
+/* Backward (odd-iteration) objective of both-ways training. */
+typedef enum ds_bwd_objective { DS_BWD_TB = 0, DS_BWD_VARGRAD, DS_BWD_MLE } ds_bwd_objective;
+typedef enum ds_expl_schedule { DS_EXPL_CONSTANT = 0, DS_EXPL_LINEAR } ds_expl_schedule;
+typedef enum ds_priority { DS_PRIO_UNIFORM = 0, DS_PRIO_REWARD, DS_PRIO_RANK } ds_priority;
+
+#define DS_NAME_MAX 64
+#define DS_PATH_MAX 1024
+
+typedef struct ds_settings {
+    /* energy */
+    char energy_name[DS_NAME_MAX]; /* energy.name: a registered energy */
+    int energy_dim;                /* energy.dim: 0 = the energy's default */
+
+    /* objective */
+    ds_objective objective;        /* objective.name */
+    ds_bwd_objective backward;     /* objective.backward */
+    int both_ways;                 /* objective.both_ways (on when local search is) */
+    double subtb_lambda;           /* objective.subtb_lambda */
+
+    /* train */
+    long iterations;               /* train.iterations */
+    int batch_size;                /* train.batch_size */
+    uint64_t seed;                 /* train.seed */
+    double lr_policy;              /* train.lr_policy */
+    double lr_flow;                /* train.lr_flow (log Z or flow network) */
+    int log_every;                 /* train.log_every: progress line period */
+
+    /* sampler (the policy network and the diffusion) */
+    int T;                         /* sampler.T */
+    double t_scale;                /* sampler.t_scale (sigma^2) */
+    int hidden;                    /* sampler.hidden */
+    int harmonics;                 /* sampler.harmonics */
+    int joint_layers;              /* sampler.joint_layers */
+    int lgv_layers;                /* sampler.lgv_layers */
+    int langevin;                  /* sampler.langevin (LP) */
+    int lgv_per_dimension;         /* sampler.langevin_per_dimension */
+    int learned_variance;          /* sampler.learned_variance */
+    double log_var_range;          /* sampler.log_var_range */
+    int clipping;                  /* sampler.clipping */
+    double lgv_clip;               /* sampler.lgv_clip */
+    double gfn_clip;               /* sampler.gfn_clip */
+    int zero_init;                 /* sampler.zero_init */
+    int conditional_flow;          /* sampler.conditional_flow */
+    int partial_energy;            /* sampler.partial_energy (FL-SubTB) */
+
+    /* exploration */
+    double expl_factor;            /* exploration.factor: 0 = off */
+    ds_expl_schedule expl_schedule;/* exploration.schedule */
+    long expl_decay_iterations;    /* exploration.decay_iterations (5000) */
+
+    /* local search */
+    int ls_enabled;                /* local_search.enabled */
+    int ls_cycle;                  /* local_search.cycle */
+    int ls_max_iter;               /* local_search.max_iter */
+    int ls_burn_in;                /* local_search.burn_in */
+    double ls_step;                /* local_search.ld_step */
+    double ls_target_acceptance;   /* local_search.target_acceptance */
+    double ls_adapt_up;            /* local_search.adapt_up (1.01) */
+    double ls_adapt_down;          /* local_search.adapt_down (0.99) */
+    double ls_beta;                /* local_search.beta: inverse temperature */
+
+    /* replay buffer */
+    long replay_capacity;          /* replay.capacity */
+    ds_priority replay_priority;   /* replay.priority */
+    double replay_beta;            /* replay.beta (reward priority) */
+    double replay_rank_weight;     /* replay.rank_weight */
+
+    /* evaluation */
+    int eval_every;                /* eval.every */
+    int eval_samples;              /* eval.samples */
+    int eval_gt_samples;           /* eval.ground_truth_samples (0 = none) */
+    int eval_paths;                /* eval.paths: backward paths per true sample */
+
+    /* output */
+    char out_dir[DS_PATH_MAX];     /* output.dir */
+    int checkpoint_every;          /* output.checkpoint_every */
+} ds_settings;
+
+/* Fills s with every default of the key table. */
+void ds_settings_defaults(ds_settings *s);
+/* Applies a YAML file on top of s. Errors: DS_ERR_IO (cannot read, YAML
+ * syntax: file:line:col), DS_ERR_CONFIG (unknown key, wrong type, out of
+ * range, bad enum: file:line:col, key, found, allowed). */
+ds_status ds_settings_load_file(ds_settings *s, const char *path);
+/* The same for YAML text held in memory; name is used in messages. */
+ds_status ds_settings_load_string(ds_settings *s, const char *yaml, const char *name);
+/* Applies one "a.b=value" override (value parsed as a YAML scalar). */
+ds_status ds_settings_set(ds_settings *s, const char *assignment);
+/* Cross-key checks after all sources are applied (e.g. db/subtb need
+ * sampler.conditional_flow; burn_in < max_iter). DS_ERR_CONFIG on failure. */
+ds_status ds_settings_validate(const ds_settings *s);
+/* Writes the effective config as YAML (every key, defaults included), each
+ * key followed by a comment with its doc when docs != 0. */
+ds_status ds_settings_write_yaml(const ds_settings *s, FILE *out, int docs);
+/* The same into a malloc'ed string the caller frees with free(). */
+ds_status ds_settings_to_yaml(const ds_settings *s, char **out);
+/* Name of an enum value as written in YAML (e.g. "fl-subtb"). */
+const char *ds_objective_name(ds_objective o);
+
+#endif
