@@ -1,0 +1,108 @@
+/* policy: the sampler's networks (the "PIS architecture" of DESIGN.md 1):
+ * the forward policy (mean and log-variance of each step), the Langevin
+ * scaling network of LP, and log Z or the conditional flow network log F.
+ *
+ * Evaluation is organised for speed. A pass covers `nsteps` time slots with
+ * `rows` states each (row r belongs to slot r / rows). ds_policy_begin runs
+ * the time-only networks once per slot; ds_policy_forward then evaluates any
+ * range of slots with one matrix product per layer and keeps what the
+ * backward pass needs, so an off-policy trajectory simulated slot by slot is
+ * differentiated afterwards in one batched pass over all B x T rows without
+ * evaluating the network again. Nothing here allocates after create.
+ *
+ * The struct is transparent for tests and the trainer (the arena, the output
+ * arrays); the workspace pointers are private. */
+#ifndef DS_POLICY_H
+#define DS_POLICY_H
+
+#include "diffsamp/core.h"
+#include "diffsamp/nn.h"
+#include "diffsamp/rng.h"
+
+#define DS_MAX_LAYERS 8
+
+typedef struct ds_policy_config {
+    int dim;              /* d */
+    int hidden;           /* H (state and time embedding width) */
+    int harmonics;        /* Fourier features per sin/cos */
+    int joint_layers;     /* hidden Linear(H,H) layers of the joint network */
+    int lgv_layers;       /* layers of the Langevin scaling network */
+    int langevin;         /* LP on/off */
+    int lgv_per_dim;      /* LP scale per dimension (d) or shared (1) */
+    int learned_variance;
+    int clipping;         /* clip the whole output to +-gfn_clip */
+    int zero_init;
+    int conditional_flow; /* log F(x, t) network instead of a scalar log Z */
+    double t_scale;       /* sigma^2 */
+    double log_var_range;
+    double lgv_clip;
+    double gfn_clip;
+} ds_policy_config;
+
+typedef struct ds_policy {
+    ds_policy_config c;
+    ds_arena arena;       /* every parameter, PyTorch names */
+    int max_rows, max_steps;
+
+    /* Set by ds_policy_begin. */
+    int nsteps, rows;     /* slots in this pass, rows per slot */
+
+    /* Outputs of ds_policy_forward, row-indexed over the whole pass. */
+    ds_real *mean;        /* (nsteps*rows, d) drift, LP included */
+    ds_real *logvar;      /* (nsteps*rows, d) log-variance per unit time incl. log sigma^2 */
+    ds_real *logf;        /* (nsteps*rows) log F(x, t) or log Z */
+
+    /* Inputs of ds_policy_backward, filled by the caller (same indexing). */
+    ds_real *d_mean, *d_logvar, *d_logf;
+
+    /* Tensor indices into the arena. */
+    int t_phase, t_w0, t_b0, t_w2, t_b2, s_w, s_b;
+    int j_w[DS_MAX_LAYERS + 1], j_b[DS_MAX_LAYERS + 1];
+    int f_w[DS_MAX_LAYERS + 1], f_b[DS_MAX_LAYERS + 1];
+    int log_z;            /* scalar log Z, or -1 */
+    int l_phase, l_w[DS_MAX_LAYERS + 1], l_b[DS_MAX_LAYERS + 1];
+
+    /* Private workspace. */
+    ds_real *freq;                             /* (harmonics) fixed frequencies */
+    ds_real *slot_t;                           /* (max_steps) */
+    ds_real *tfeat, *tgd, *ta, *temb, *dtemb;  /* time net (max_steps, .) */
+    ds_real *lfeat, *lgd[DS_MAX_LAYERS], *la[DS_MAX_LAYERS], *scale, *dscale;
+    ds_real *x, *g;                            /* (max_rows, d) inputs */
+    ds_real *h0gd, *a0;                        /* (max_rows, H) */
+    ds_real *jgd[DS_MAX_LAYERS], *ja[DS_MAX_LAYERS];
+    ds_real *fgd[DS_MAX_LAYERS], *fa[DS_MAX_LAYERS];
+    ds_real *out;                              /* (max_rows, 2d) before clipping */
+    ds_real *dout, *bw1, *bw2, *bwa0;          /* backward scratch */
+    ds_real *tscratch1, *tscratch2;            /* (max_steps, max(2h, H)) */
+} ds_policy;
+
+/* Builds the networks for c with workspace for passes of up to max_steps
+ * slots and max_rows rows in all, and initialises the parameters from seed
+ * as PyTorch would (uniform +-1/sqrt(fan_in), phases N(0,1), zero_init).
+ * The caller frees with ds_policy_destroy. */
+ds_status ds_policy_create(const ds_policy_config *c, int max_steps, int max_rows, uint64_t seed,
+                           ds_policy **out);
+void ds_policy_destroy(ds_policy **p);
+
+/* Starts a pass: nsteps slots at times t[0..nsteps-1] (t NULL: the grid
+ * t_i = i / nsteps), rows states per slot.
+ * Runs the time embedding (and LP scale) networks once per slot. */
+ds_status ds_policy_begin(ds_policy *p, int nsteps, int rows, const double *t);
+
+/* Evaluates the rows of slots [slot0, slot1): x (n, d) are the states of those
+ * rows (n = (slot1-slot0)*rows), g (n, d) grad log R at them (LP only, else
+ * NULL; clipped and NaN-cleaned here). Writes p->mean, p->logvar, p->logf
+ * for those rows and keeps the activations for ds_policy_backward. */
+ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x, const ds_real *g);
+
+/* Back-propagates p->d_mean, p->d_logvar, p->d_logf of the rows of slots
+ * [slot0, slot1) into p->arena.grads (accumulating), including the time
+ * networks. When dx != NULL, also writes d/dx of the network input
+ * ((slot1-slot0)*rows, d; only the state-embedding path: the LP term's
+ * dependence on x through grad log R is the caller's, via an energy HVP). */
+ds_status ds_policy_backward(ds_policy *p, int slot0, int slot1, ds_real *dx);
+
+/* Number of rows the output of LP's scale network has (1 or d). */
+int ds_policy_lgv_out(const ds_policy *p);
+
+#endif

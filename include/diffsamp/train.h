@@ -1,0 +1,48 @@
+/* train: the training loop of a diffusion sampler (DESIGN.md 1-2): on-policy
+ * plus exploration forward trajectories, the off-policy objectives, the
+ * data-parallel gradient all-reduce, Adam, periodic evaluation, progress
+ * lines and metrics.csv.
+ *
+ * The trainer is opaque: it owns the energy, the policy, the optimiser, the
+ * trajectory stores and the ground-truth samples. Every function is
+ * collective over the trainer's communicator. */
+#ifndef DS_TRAIN_H
+#define DS_TRAIN_H
+
+#include "diffsamp/config.h"
+#include "diffsamp/core.h"
+#include "diffsamp/eval.h"
+#include "diffsamp/policy.h"
+
+#include <mpi.h>
+#include <stdio.h>
+
+typedef struct ds_trainer ds_trainer;
+
+/* Builds everything a run needs from validated settings s (copied). The
+ * global batch s->batch_size is split over the ranks of comm (uneven splits
+ * allowed; at most one trajectory per rank minimum). Collective. */
+ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **out);
+void ds_trainer_destroy(ds_trainer **t);
+
+/* One training iteration; *loss gets the objective on the global batch. */
+ds_status ds_trainer_step(ds_trainer *t, double *loss);
+
+/* Evaluates the current sampler: eval.samples forward trajectories (no
+ * exploration) and, when with_ground_truth and the energy has a sampler,
+ * the mean log-likelihood of eval.ground_truth_samples true samples. */
+ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_result *r);
+
+/* The whole run: iterations, progress lines on `log` (rank 0), evaluations
+ * every eval.every iterations and at the end, metrics.csv and config.yaml in
+ * output.dir. The final evaluation is returned in *final (may be NULL). */
+ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final);
+
+long ds_trainer_iteration(const ds_trainer *t);
+ds_policy *ds_trainer_policy(ds_trainer *t);
+const ds_settings *ds_trainer_settings(const ds_trainer *t);
+
+/* The exploration standard deviation at iteration it (0 when off). */
+double ds_exploration_std(const ds_settings *s, long it);
+
+#endif

@@ -1,0 +1,235 @@
+/* sampler: simulation and scoring of forward and backward trajectories. */
+#include "diffsamp/sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG_2PI 1.8378770664093454836
+
+ds_status ds_traj_init(ds_traj *tr, int T, int B, int d, int with_grad, int with_pe)
+{
+    memset(tr, 0, sizeof *tr);
+    DS_CHECK(T >= 1 && B >= 1 && d >= 1, DS_ERR_INVALID, "bad trajectory batch T %d B %d d %d", T, B, d);
+    tr->T = T;
+    tr->B = B;
+    tr->d = d;
+    const size_t TB = (size_t)T * B;
+    tr->states = ds_calloc((TB + B) * d, sizeof(ds_real));
+    tr->log_pf = ds_calloc(TB, sizeof(ds_real));
+    tr->log_pb = ds_calloc(TB, sizeof(ds_real));
+    tr->log_f = ds_calloc(TB + B, sizeof(ds_real));
+    tr->log_r = ds_calloc(B, sizeof(ds_real));
+    tr->noise = ds_calloc(TB * d, sizeof(ds_real));
+    tr->lr_scratch = ds_calloc(TB, sizeof(ds_real));
+    int ok = tr->states && tr->log_pf && tr->log_pb && tr->log_f && tr->log_r && tr->noise && tr->lr_scratch;
+    if (ok && with_grad) ok = (tr->grad = ds_calloc(TB * d, sizeof(ds_real))) != NULL;
+    if (ok && with_pe) ok = (tr->pe = ds_calloc(TB, sizeof(ds_real))) != NULL;
+    if (!ok) {
+        ds_traj_free(tr);
+        return ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__,
+                            "out of memory for %d trajectories of %d steps in d = %d", B, T, d);
+    }
+    return DS_OK;
+}
+
+void ds_traj_free(ds_traj *tr)
+{
+    if (!tr) return;
+    DS_FREE(tr->states);
+    DS_FREE(tr->log_pf);
+    DS_FREE(tr->log_pb);
+    DS_FREE(tr->log_f);
+    DS_FREE(tr->log_r);
+    DS_FREE(tr->grad);
+    DS_FREE(tr->pe);
+    DS_FREE(tr->noise);
+    DS_FREE(tr->lr_scratch);
+}
+
+static ds_status check_batch(const ds_sim *s, const ds_traj *tr, int B)
+{
+    DS_CHECK(B >= 1 && B <= tr->B, DS_ERR_INVALID, "batch %d outside the trajectory store of %d", B, tr->B);
+    DS_CHECK(s->T == tr->T && s->energy->dim == tr->d, DS_ERR_INVALID,
+             "trajectory store is T %d d %d, simulation T %d d %d", tr->T, tr->d, s->T, s->energy->dim);
+    DS_CHECK(!s->policy->c.langevin || tr->grad, DS_ERR_INVALID, "LP needs a trajectory store with gradients");
+    DS_CHECK(!s->partial_energy || tr->pe, DS_ERR_INVALID, "partial energy needs its store");
+    DS_CHECK((long)s->T * B <= s->policy->max_rows, DS_ERR_INVALID,
+             "batch of %d x %d steps exceeds the policy workspace (%d rows)", B, s->T, s->policy->max_rows);
+    return DS_OK;
+}
+
+static ds_status begin_pass(const ds_sim *s, int B)
+{
+    DS_TRY(ds_policy_begin(s->policy, s->T, B, NULL));  /* t_i = i / T */
+    return DS_OK;
+}
+
+/* Partial energy of step i: (1 - t_i) log N(x; 0, sigma^2 max(1, i) dt) + t_i log R(x). */
+static void partial_energy_rows(const ds_sim *s, int i, int B, const ds_real *x, const ds_real *log_r,
+                                ds_real *pe)
+{
+    const int d = s->energy->dim;
+    const double dt = 1.0 / s->T, t = i * dt;
+    const double ref_var = s->t_scale * (i > 1 ? i : 1) * dt;
+    for (int b = 0; b < B; b++) {
+        double sq = 0;
+        for (int j = 0; j < d; j++) sq += (double)x[(size_t)b * d + j] * x[(size_t)b * d + j];
+        double log_ref = -0.5 * (d * (LOG_2PI + log(ref_var)) + sq / ref_var);
+        pe[b] = (ds_real)((1.0 - t) * log_ref + (i > 0 ? t * (double)log_r[b] : 0.0));
+    }
+}
+
+/* Energy terms of the states of steps [i0, i1): grad log R for LP and the
+ * partial-energy term, in one batched energy call. */
+static ds_status state_terms(const ds_sim *s, ds_traj *tr, int B, int i0, int i1)
+{
+    const int d = tr->d;
+    const int lp = s->policy->c.langevin;
+    if (!lp && !s->partial_energy) return DS_OK;
+    const size_t r0 = (size_t)i0 * B;
+    const int n = (i1 - i0) * B;
+    DS_TRY(ds_energy_log_reward(s->energy, n, tr->states + r0 * d, tr->lr_scratch + r0,
+                                lp ? tr->grad + r0 * d : NULL));
+    if (s->partial_energy)
+        for (int i = i0; i < i1; i++)
+            partial_energy_rows(s, i, B, tr->states + (size_t)i * B * d, tr->lr_scratch + (size_t)i * B,
+                                tr->pe + (size_t)i * B);
+    return DS_OK;
+}
+
+/* log p_F from the policy outputs of the pass, log p_B from the bridge,
+ * log F (+ partial energy) and log R: everything but the states is derived. */
+static ds_status score_from_policy(const ds_sim *s, ds_traj *tr, int B, const ds_real *log_r)
+{
+    const int T = s->T, d = tr->d;
+    const double dt = 1.0 / T, log_dt = log(dt);
+    const ds_policy *p = s->policy;
+    for (int i = 0; i < T; i++) {
+        const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
+        const double bridge_var = s->t_scale * dt * i / (i + 1.0);
+        const double log_bridge_var = i > 0 ? log(bridge_var) : 0;
+        for (int b = 0; b < B; b++) {
+            const size_t row = (size_t)i * B + b;
+            const ds_real *mu = p->mean + row * d, *lv = p->logvar + row * d;
+            double lpf = 0, lpb = 0;
+            for (int j = 0; j < d; j++) {
+                double res = ((double)x1[(size_t)b * d + j] - (double)x0[(size_t)b * d + j]) - dt * (double)mu[j];
+                lpf += res * res / (dt * exp((double)lv[j])) + LOG_2PI + log_dt + (double)lv[j];
+                if (i > 0) {
+                    double rb = (double)x0[(size_t)b * d + j] - (double)x1[(size_t)b * d + j] * i / (i + 1.0);
+                    lpb += rb * rb / bridge_var + LOG_2PI + log_bridge_var;
+                }
+            }
+            tr->log_pf[row] = (ds_real)(-0.5 * lpf);
+            tr->log_pb[row] = (ds_real)(-0.5 * lpb);
+            tr->log_f[row] = p->logf[row] + (s->partial_energy ? tr->pe[row] : 0);
+        }
+    }
+    if (log_r) {
+        memcpy(tr->log_r, log_r, sizeof(ds_real) * (size_t)B);
+    } else {
+        DS_TRY(ds_energy_log_reward(s->energy, B, tr->states + (size_t)T * B * d, tr->log_r, NULL));
+    }
+    memcpy(tr->log_f + (size_t)T * B, tr->log_r, sizeof(ds_real) * (size_t)B);
+    return DS_OK;
+}
+
+ds_status ds_sim_forward(const ds_sim *s, ds_traj *tr, int B, double expl_std, ds_rng r, uint64_t iteration,
+                         uint64_t first, const ds_real *noise)
+{
+    DS_TRY(check_batch(s, tr, B));
+    const int T = s->T, d = tr->d;
+    const double dt = 1.0 / T, sqrt_dt = sqrt(dt), ex2 = expl_std * expl_std;
+    ds_policy *p = s->policy;
+    DS_TRY(begin_pass(s, B));
+    memset(tr->states, 0, sizeof(ds_real) * (size_t)B * d);
+    for (int i = 0; i < T; i++) {
+        const ds_real *x = tr->states + (size_t)i * B * d;
+        ds_real *xn = tr->states + (size_t)(i + 1) * B * d;
+        DS_TRY(state_terms(s, tr, B, i, i + 1));
+        DS_TRY(ds_policy_forward(p, i, i + 1, x, p->c.langevin ? tr->grad + (size_t)i * B * d : NULL));
+        const ds_real *eps = noise ? noise + (size_t)i * B * d : tr->noise + (size_t)i * B * d;
+        if (!noise)
+            for (int b = 0; b < B; b++)
+                ds_rng_normal(r, iteration, first + (uint64_t)b, (uint32_t)i, d, tr->noise + ((size_t)i * B + b) * d);
+        for (int b = 0; b < B; b++) {
+            const size_t row = (size_t)i * B + b;
+            const ds_real *mu = p->mean + row * d, *lv = p->logvar + row * d;
+            for (int j = 0; j < d; j++) {
+                double std = ex2 > 0 ? sqrt(dt * exp((double)lv[j]) + ex2) : sqrt_dt * exp(0.5 * (double)lv[j]);
+                xn[(size_t)b * d + j] = (ds_real)((double)x[(size_t)b * d + j] + dt * (double)mu[j] +
+                                                  std * (double)eps[(size_t)b * d + j]);
+            }
+        }
+    }
+    DS_TRY(score_from_policy(s, tr, B, NULL));
+    return DS_OK;
+}
+
+ds_status ds_sim_score(const ds_sim *s, ds_traj *tr, int B, const ds_real *log_r)
+{
+    DS_TRY(check_batch(s, tr, B));
+    const int T = s->T;
+    DS_TRY(begin_pass(s, B));
+    DS_TRY(state_terms(s, tr, B, 0, T));
+    DS_TRY(ds_policy_forward(s->policy, 0, T, tr->states, s->policy->c.langevin ? tr->grad : NULL));
+    DS_TRY(score_from_policy(s, tr, B, log_r));
+    return DS_OK;
+}
+
+ds_status ds_sim_backward(const ds_sim *s, ds_traj *tr, int B, const ds_real *x_T, const ds_real *log_r,
+                          ds_rng r, uint64_t iteration, uint64_t first, const ds_real *noise)
+{
+    DS_TRY(check_batch(s, tr, B));
+    const int T = s->T, d = tr->d;
+    const double dt = 1.0 / T;
+    memcpy(tr->states + (size_t)T * B * d, x_T, sizeof(ds_real) * (size_t)B * d);
+    for (int j = T; j >= 2; j--) {
+        /* x_{j-1} ~ N(x_j (j-1)/j, sigma^2 dt (j-1)/j) */
+        const ds_real *xj = tr->states + (size_t)j * B * d;
+        ds_real *xp = tr->states + (size_t)(j - 1) * B * d;
+        const double shrink = (j - 1.0) / j, std = sqrt(s->t_scale * dt * shrink);
+        ds_real *eps = tr->noise + (size_t)(T - j) * B * d;
+        if (noise) {
+            memcpy(eps, noise + (size_t)(T - j) * B * d, sizeof(ds_real) * (size_t)B * d);
+        } else {
+            for (int b = 0; b < B; b++)
+                ds_rng_normal(r, iteration, first + (uint64_t)b, (uint32_t)(j - 1), d, eps + (size_t)b * d);
+        }
+        for (size_t k = 0; k < (size_t)B * d; k++) xp[k] = (ds_real)((double)xj[k] * shrink + std * (double)eps[k]);
+    }
+    memset(tr->states, 0, sizeof(ds_real) * (size_t)B * d);
+    DS_TRY(ds_sim_score(s, tr, B, log_r));
+    return DS_OK;
+}
+
+ds_status ds_sim_backprop(const ds_sim *s, const ds_traj *tr, int B, const ds_real *d_log_pf,
+                          const ds_real *d_log_f)
+{
+    const int T = s->T, d = tr->d;
+    const double dt = 1.0 / T;
+    ds_policy *p = s->policy;
+    DS_CHECK(p->nsteps == T && p->rows == B, DS_ERR_INVALID,
+             "policy pass is %d x %d, trajectories %d x %d: simulate before back-propagating", p->nsteps,
+             p->rows, T, B);
+    for (int i = 0; i < T; i++) {
+        const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
+        for (int b = 0; b < B; b++) {
+            const size_t row = (size_t)i * B + b;
+            const ds_real *mu = p->mean + row * d, *lv = p->logvar + row * d;
+            ds_real *dm = p->d_mean + row * d, *dv = p->d_logvar + row * d;
+            const double g = (double)d_log_pf[row];
+            for (int j = 0; j < d; j++) {
+                /* log p_F = -0.5 (res^2 / (dt e^lv) + log 2 pi + log dt + lv), res = dx - dt mu */
+                double res = ((double)x1[(size_t)b * d + j] - (double)x0[(size_t)b * d + j]) - dt * (double)mu[j];
+                double inv_var = 1.0 / (dt * exp((double)lv[j]));
+                dm[j] = (ds_real)(g * res * dt * inv_var);
+                dv[j] = (ds_real)(g * 0.5 * (res * res * inv_var - 1.0));
+            }
+            p->d_logf[row] = d_log_f[row];
+        }
+    }
+    DS_TRY(ds_policy_backward(p, 0, T, NULL));
+    return DS_OK;
+}

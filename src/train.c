@@ -1,0 +1,417 @@
+/* train: the training loop, evaluation and run outputs. */
+#define _POSIX_C_SOURCE 200809L
+#include "diffsamp/train.h"
+
+#include "diffsamp/energy.h"
+#include "diffsamp/objectives.h"
+#include "diffsamp/rng.h"
+#include "diffsamp/sampler.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define DS_MPI(call)                                                                          \
+    do {                                                                                      \
+        int ds_mpi_rc_ = (call);                                                              \
+        DS_CHECK(ds_mpi_rc_ == MPI_SUCCESS, DS_ERR_MPI, "%s failed with code %d", #call, ds_mpi_rc_); \
+    } while (0)
+
+struct ds_trainer {
+    ds_settings s;
+    MPI_Comm comm;
+    int rank, size;
+    int B;              /* this rank's share of the batch */
+    long first;         /* global index of this rank's first trajectory */
+    long iteration;     /* iterations completed */
+    ds_energy *energy;
+    ds_policy *policy;
+    ds_adam adam;
+    ds_sim sim;
+    ds_traj tr;
+    ds_real *d_log_pf, *d_log_f;  /* (T, B), (T+1, B) */
+    double *lw;                   /* (T+1) * B scratch for weights */
+    /* evaluation */
+    int n_eval, eval_first;       /* this rank's share of eval.samples */
+    ds_real *eval_x;              /* (n_eval, d) terminal states of the last evaluation */
+    double *eval_lw;              /* (eval.samples) log-weights, all ranks */
+    int n_gt, gt_first;           /* this rank's share of the ground-truth samples */
+    ds_real *gt_x;                /* (n_gt, d) */
+    double *gt_lw;                /* (n_gt * paths) */
+    double t_start;
+};
+
+static void split(long total, int rank, int size, int *n, long *first)
+{
+    long base = total / size, rem = total % size;
+    *n = (int)(base + (rank < rem ? 1 : 0));
+    *first = rank * base + (rank < rem ? rank : rem);
+}
+
+double ds_exploration_std(const ds_settings *s, long it)
+{
+    if (s->expl_factor <= 0) return 0;
+    if (s->expl_schedule == DS_EXPL_LINEAR) {
+        double f = 1.0 - (double)it / (double)s->expl_decay_iterations;
+        return s->expl_factor * (f > 0 ? f : 0);
+    }
+    return s->expl_factor;
+}
+
+ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **out)
+{
+    DS_TRY(ds_settings_validate(s));
+    ds_trainer *t = calloc(1, sizeof *t);
+    DS_ALLOC_CHECK(t);
+    ds_status rc = DS_OK;
+    t->s = *s;
+    t->comm = comm;
+    MPI_Comm_rank(comm, &t->rank);
+    MPI_Comm_size(comm, &t->size);
+    if (s->batch_size < t->size) {
+        rc = ds_error_set(DS_ERR_CONFIG, __FILE__, __LINE__, __func__,
+                          "train.batch_size %d is smaller than the number of ranks %d", s->batch_size, t->size);
+        goto fail;
+    }
+    split(s->batch_size, t->rank, t->size, &t->B, &t->first);
+    DS_TRY_GOTO(rc, ds_energy_create(s->energy_name, s->energy_dim, &t->energy), fail);
+    const int d = t->energy->dim, T = s->T;
+    ds_policy_config pc = {
+        .dim = d, .hidden = s->hidden, .harmonics = s->harmonics, .joint_layers = s->joint_layers,
+        .lgv_layers = s->lgv_layers, .langevin = s->langevin, .lgv_per_dim = s->lgv_per_dimension,
+        .learned_variance = s->learned_variance, .clipping = s->clipping, .zero_init = s->zero_init,
+        .conditional_flow = s->conditional_flow, .t_scale = s->t_scale, .log_var_range = s->log_var_range,
+        .lgv_clip = s->lgv_clip, .gfn_clip = s->gfn_clip};
+    DS_TRY_GOTO(rc, ds_policy_create(&pc, T, T * t->B, s->seed, &t->policy), fail);
+    ds_adam_init(&t->adam, s->lr_policy, s->lr_flow);
+    t->sim = (ds_sim){t->policy, t->energy, T, s->t_scale, s->partial_energy};
+    DS_TRY_GOTO(rc, ds_traj_init(&t->tr, T, t->B, d, s->langevin, s->partial_energy), fail);
+    t->d_log_pf = ds_calloc((size_t)T * t->B, sizeof(ds_real));
+    t->d_log_f = ds_calloc((size_t)(T + 1) * t->B, sizeof(ds_real));
+    t->lw = ds_calloc((size_t)(T + 1) * t->B, sizeof(double));
+    long f;
+    split(s->eval_samples, t->rank, t->size, &t->n_eval, &f);
+    t->eval_first = (int)f;
+    t->eval_x = ds_calloc((size_t)(t->n_eval > 0 ? t->n_eval : 1) * d, sizeof(ds_real));
+    t->eval_lw = ds_calloc((size_t)s->eval_samples, sizeof(double));
+    if (!t->d_log_pf || !t->d_log_f || !t->lw || !t->eval_x || !t->eval_lw) {
+        rc = ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, "out of memory for the trainer");
+        goto fail;
+    }
+    if (s->eval_gt_samples > 0 && ds_energy_has_sampler(t->energy)) {
+        split(s->eval_gt_samples, t->rank, t->size, &t->n_gt, &f);
+        t->gt_first = (int)f;
+        t->gt_x = ds_calloc((size_t)(t->n_gt > 0 ? t->n_gt : 1) * d, sizeof(ds_real));
+        t->gt_lw = ds_calloc((size_t)(t->n_gt > 0 ? t->n_gt : 1) * s->eval_paths, sizeof(double));
+        if (!t->gt_x || !t->gt_lw) {
+            rc = ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, "out of memory for ground truth");
+            goto fail;
+        }
+        /* The true samples are fixed for the run (like the reference's eval_data). */
+        if (t->n_gt > 0)
+            DS_TRY_GOTO(rc, ds_energy_sample(t->energy, ds_rng_make(s->seed, DS_RNG_GROUND_TRUTH),
+                                             (uint64_t)t->gt_first, t->n_gt, t->gt_x), fail);
+    }
+    t->t_start = ds_wtime();
+    *out = t;
+    return DS_OK;
+fail:
+    ds_trainer_destroy(&t);
+    return rc;
+}
+
+void ds_trainer_destroy(ds_trainer **tp)
+{
+    if (!tp || !*tp) return;
+    ds_trainer *t = *tp;
+    ds_traj_free(&t->tr);
+    ds_policy_destroy(&t->policy);
+    ds_energy_destroy(&t->energy);
+    DS_FREE(t->d_log_pf);
+    DS_FREE(t->d_log_f);
+    DS_FREE(t->lw);
+    DS_FREE(t->eval_x);
+    DS_FREE(t->eval_lw);
+    DS_FREE(t->gt_x);
+    DS_FREE(t->gt_lw);
+    free(t);
+    *tp = NULL;
+}
+
+long ds_trainer_iteration(const ds_trainer *t) { return t->iteration; }
+ds_policy *ds_trainer_policy(ds_trainer *t) { return t->policy; }
+const ds_settings *ds_trainer_settings(const ds_trainer *t) { return &t->s; }
+
+/* Sums the gradient over ranks (each rank's loss is already divided by the
+ * global batch), then the same Adam step everywhere. */
+static ds_status reduce_and_update(ds_trainer *t)
+{
+    ds_arena *a = &t->policy->arena;
+    if (t->size > 1) {
+        MPI_Datatype type = sizeof(ds_real) == sizeof(double) ? MPI_DOUBLE : MPI_FLOAT;
+        DS_MPI(MPI_Allreduce(MPI_IN_PLACE, a->grads, (int)a->n, type, MPI_SUM, t->comm));
+    }
+    ds_adam_step(&t->adam, a);
+    return DS_OK;
+}
+
+ds_status ds_trainer_step(ds_trainer *t, double *loss)
+{
+    const ds_settings *s = &t->s;
+    const int T = s->T, B = t->B;
+    const long it = t->iteration;
+    DS_TRY(ds_sim_forward(&t->sim, &t->tr, B, ds_exploration_std(s, it), ds_rng_make(s->seed, DS_RNG_FORWARD),
+                          (uint64_t)it, (uint64_t)t->first, NULL));
+    ds_obj_input in = {T, B, t->tr.log_pf, t->tr.log_pb, t->tr.log_f, s->subtb_lambda, (double)s->batch_size, NULL};
+    double vg = 0;
+    if (s->objective == DS_OBJ_VARGRAD) {
+        ds_objective_log_weights(&in, t->lw);
+        for (int b = 0; b < B; b++) vg += t->lw[b];
+        if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, &vg, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+        vg /= s->batch_size;
+        in.vargrad_log_z = &vg;
+    }
+    double local = 0;
+    DS_TRY(ds_objective_eval(s->objective, &in, &local, t->d_log_pf, t->d_log_f));
+    double total = local;
+    if (t->size > 1) DS_MPI(MPI_Allreduce(&local, &total, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+    DS_CHECK(isfinite(total), DS_ERR_NUMERIC,
+             "the %s loss is %g at iteration %ld; lower train.lr_policy or turn on sampler.clipping",
+             ds_objective_name(s->objective), total, it);
+    ds_arena_zero_grad(&t->policy->arena);
+    DS_TRY(ds_sim_backprop(&t->sim, &t->tr, B, t->d_log_pf, t->d_log_f));
+    DS_TRY(reduce_and_update(t));
+    t->iteration++;
+    *loss = total;
+    return DS_OK;
+}
+
+/* Gathers every rank's n doubles into all[] (total entries) in rank order. */
+static ds_status allgather_doubles(ds_trainer *t, const double *mine, int n, double *all)
+{
+    if (t->size == 1) {
+        memcpy(all, mine, sizeof(double) * (size_t)n);
+        return DS_OK;
+    }
+    int *counts = malloc(sizeof(int) * (size_t)t->size * 2);
+    DS_ALLOC_CHECK(counts);
+    int *displs = counts + t->size;
+    int rc = MPI_Allgather(&n, 1, MPI_INT, counts, 1, MPI_INT, t->comm);
+    if (rc == MPI_SUCCESS) {
+        displs[0] = 0;
+        for (int r = 1; r < t->size; r++) displs[r] = displs[r - 1] + counts[r - 1];
+        rc = MPI_Allgatherv(mine, n, MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, t->comm);
+    }
+    free(counts);
+    DS_CHECK(rc == MPI_SUCCESS, DS_ERR_MPI, "MPI_Allgatherv of %d values failed (%d)", n, rc);
+    return DS_OK;
+}
+
+ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_result *r)
+{
+    const ds_settings *s = &t->s;
+    const int T = s->T, d = t->energy->dim, cap = t->B;
+    memset(r, 0, sizeof *r);
+    r->iteration = t->iteration;
+    r->has_log_z = t->energy->has_log_z;
+    r->log_z_true = t->energy->log_z;
+    r->mean_ll = NAN;
+    r->modes = -1;
+    double learned = 0;
+    /* Forward samples without exploration, in chunks of the training batch. */
+    double *mine = malloc(sizeof(double) * (size_t)(t->n_eval > 0 ? t->n_eval : 1));
+    DS_ALLOC_CHECK(mine);
+    ds_status rc = DS_OK;
+    for (int c0 = 0; c0 < t->n_eval; c0 += cap) {
+        int n = t->n_eval - c0 < cap ? t->n_eval - c0 : cap;
+        rc = ds_sim_forward(&t->sim, &t->tr, n, 0.0, ds_rng_make(s->seed, DS_RNG_EVAL), (uint64_t)t->iteration,
+                            (uint64_t)(t->eval_first + c0), NULL);
+        if (rc != DS_OK) { ds_error_trace(__FILE__, __LINE__, __func__); free(mine); return rc; }
+        ds_obj_input in = {T, n, t->tr.log_pf, t->tr.log_pb, t->tr.log_f, 0, 0, NULL};
+        ds_objective_log_weights(&in, mine + c0);
+        for (int b = 0; b < n; b++) learned += (double)t->tr.log_f[b];
+        memcpy(t->eval_x + (size_t)c0 * d, t->tr.states + (size_t)T * n * d, sizeof(ds_real) * (size_t)n * d);
+    }
+    rc = allgather_doubles(t, mine, t->n_eval, t->eval_lw);
+    free(mine);
+    DS_TRY(rc);
+    if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, &learned, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+    ds_eval_weights(t->eval_lw, s->eval_samples, r);
+    r->log_z_learned = s->objective == DS_OBJ_VARGRAD ? NAN : learned / s->eval_samples;
+    /* Mode coverage for the 2-D grid mixtures (rank 0's share of samples). */
+    if (d == 2 && (strcmp(t->energy->vt->name, "25gmm") == 0 || strcmp(t->energy->vt->name, "9gmm") == 0)) {
+        int per_axis = strcmp(t->energy->vt->name, "25gmm") == 0 ? 5 : 3;
+        int modes = ds_eval_grid_modes(t->eval_x, t->n_eval, per_axis, 5.0, 2.0, 1);
+        if (t->size > 1) {
+            /* Coverage of the union needs the samples; rank 0's share is a lower bound. */
+            DS_MPI(MPI_Bcast(&modes, 1, MPI_INT, 0, t->comm));
+        }
+        r->modes = modes;
+        r->modes_total = per_axis * per_axis;
+    }
+    /* Mean log-likelihood of true samples: K backward paths each. */
+    if (with_ground_truth && t->gt_x) {
+        const int K = s->eval_paths;
+        const long rows = (long)t->n_gt * K;
+        for (long r0 = 0; r0 < rows; r0 += cap) {
+            int n = rows - r0 < cap ? (int)(rows - r0) : cap;
+            /* Row q is path q % K of true sample q / K. */
+            /* Stage x_T in the noise scratch: ds_sim_backward copies it into the
+             * states before it draws any noise. */
+            ds_real *xT = t->tr.noise;
+            for (int q = 0; q < n; q++)
+                memcpy(xT + (size_t)q * d, t->gt_x + (size_t)((r0 + q) / K) * d, sizeof(ds_real) * (size_t)d);
+            DS_TRY(ds_sim_backward(&t->sim, &t->tr, n, xT, NULL, ds_rng_make(s->seed, DS_RNG_EVAL_BACKWARD),
+                                   (uint64_t)t->iteration, (uint64_t)((long)t->gt_first * K + r0), NULL));
+            for (int q = 0; q < n; q++) {
+                double acc = 0;
+                for (int i = 0; i < T; i++)
+                    acc += (double)t->tr.log_pf[(size_t)i * n + q] - (double)t->tr.log_pb[(size_t)i * n + q];
+                t->gt_lw[r0 + q] = acc;
+            }
+        }
+        double sum = 0;
+        for (int k = 0; k < t->n_gt; k++) sum += ds_logmeanexp(t->gt_lw + (size_t)k * K, K);
+        if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+        r->mean_ll = sum / s->eval_gt_samples;
+    }
+    r->seconds = ds_wtime() - t->t_start;
+    return DS_OK;
+}
+
+static ds_status make_dirs(const char *path)
+{
+    char buf[DS_PATH_MAX];
+    int len = snprintf(buf, sizeof buf, "%s", path);
+    DS_CHECK(len > 0 && (size_t)len < sizeof buf, DS_ERR_CONFIG, "output.dir is empty or too long");
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return ds_error_set(DS_ERR_IO, __FILE__, __LINE__, __func__, "cannot create directory %s: %s", buf,
+                                    strerror(errno));
+            *p = c;
+            if (c == '\0') break;
+        }
+    }
+    return DS_OK;
+}
+
+static void fmt_duration(double sec, char *out, size_t n)
+{
+    if (!(sec >= 0) || sec > 1e8) { snprintf(out, n, "?"); return; }
+    long s = (long)(sec + 0.5);
+    if (s >= 3600) snprintf(out, n, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
+    else if (s >= 60) snprintf(out, n, "%ldm%02lds", s / 60, s % 60);
+    else snprintf(out, n, "%lds", s);
+}
+
+static void csv_num(FILE *f, double v)
+{
+    if (isnan(v)) fprintf(f, ",");
+    else fprintf(f, ",%.10g", v);
+}
+
+static void write_metrics_row(FILE *f, const ds_eval_result *r)
+{
+    fprintf(f, "%ld", r->iteration);
+    csv_num(f, r->loss);
+    csv_num(f, r->elbo);
+    csv_num(f, r->log_z_is);
+    csv_num(f, r->log_z_learned);
+    csv_num(f, r->ess);
+    csv_num(f, r->mean_ll);
+    csv_num(f, r->has_log_z ? r->delta_log_z : NAN);
+    csv_num(f, r->has_log_z ? r->delta_log_z_is : NAN);
+    csv_num(f, r->modes >= 0 ? (double)r->modes : NAN);
+    csv_num(f, r->seconds);
+    fprintf(f, "\n");
+    fflush(f);
+}
+
+static void print_eval(FILE *log, const ds_eval_result *r)
+{
+    fprintf(log, "  eval @%ld: elbo %.4f  log_z_is %.4f  ess %.3f", r->iteration, r->elbo, r->log_z_is, r->ess);
+    if (!isnan(r->log_z_learned)) fprintf(log, "  log_z_learned %.4f", r->log_z_learned);
+    if (r->has_log_z) fprintf(log, "  dlogz %.4f  dlogz_is %.4f", r->delta_log_z, r->delta_log_z_is);
+    if (!isnan(r->mean_ll)) fprintf(log, "  mean_ll %.4f", r->mean_ll);
+    if (r->modes >= 0) fprintf(log, "  modes %d/%d", r->modes, r->modes_total);
+    fprintf(log, "\n");
+    fflush(log);
+}
+
+ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final)
+{
+    const ds_settings *s = &t->s;
+    const int root = t->rank == 0;
+    FILE *csv = NULL;
+    ds_status rc = DS_OK;
+    if (root) {
+        DS_TRY(make_dirs(s->out_dir));
+        char path[DS_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/config.yaml", s->out_dir);
+        FILE *cf = fopen(path, "w");
+        DS_CHECK(cf != NULL, DS_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+        rc = ds_settings_write_yaml(s, cf, 0);
+        fclose(cf);
+        DS_TRY(rc);
+        snprintf(path, sizeof path, "%s/metrics.csv", s->out_dir);
+        csv = fopen(path, "w");
+        DS_CHECK(csv != NULL, DS_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+        fprintf(csv, "iteration,loss,elbo,log_z_is,log_z_learned,ess,mean_log_likelihood,delta_log_z,"
+                     "delta_log_z_is,modes,seconds\n");
+        fprintf(log, "diffsamp: %s on %s (d = %d), %s, T = %d, batch %d on %d rank(s), %ld iterations, %zu parameters\n",
+                ds_objective_name(s->objective), t->energy->vt->name, t->energy->dim, DS_REAL_NAME, s->T,
+                s->batch_size, t->size, s->iterations, t->policy->arena.n);
+        fflush(log);
+    }
+    ds_eval_result last;
+    memset(&last, 0, sizeof last);
+    last.iteration = -1;
+    double loss_acc = 0, eval_loss_acc = 0;
+    long loss_n = 0, eval_loss_n = 0;
+    double t_window = ds_wtime();
+    long it_window = t->iteration;
+    t->t_start = ds_wtime();
+    while (t->iteration < s->iterations) {
+        double loss;
+        DS_TRY_GOTO(rc, ds_trainer_step(t, &loss), done);
+        loss_acc += loss;
+        loss_n++;
+        eval_loss_acc += loss;
+        eval_loss_n++;
+        const long it = t->iteration;
+        int do_eval = (s->eval_every > 0 && it % s->eval_every == 0) || it == s->iterations;
+        if (do_eval) {
+            DS_TRY_GOTO(rc, ds_trainer_evaluate(t, 1, &last), done);
+            last.loss = eval_loss_n ? eval_loss_acc / eval_loss_n : NAN;
+            eval_loss_acc = 0;
+            eval_loss_n = 0;
+            if (root) write_metrics_row(csv, &last);
+        }
+        if (root && (it % s->log_every == 0 || it == s->iterations)) {
+            double now = ds_wtime();
+            double rate = (it - it_window) / (now - t_window > 0 ? now - t_window : 1e-9);
+            char eta[32];
+            fmt_duration((s->iterations - it) / (rate > 0 ? rate : 1e-9), eta, sizeof eta);
+            fprintf(log, "[it %ld/%ld] %.1f it/s  ETA %s  loss %.5g", it, s->iterations, rate, eta, loss_acc / loss_n);
+            if (last.iteration >= 0)
+                fprintf(log, "  | eval@%ld elbo %.4f log_z_is %.4f ess %.3f", last.iteration, last.elbo, last.log_z_is,
+                        last.ess);
+            fprintf(log, "\n");
+            fflush(log);
+            t_window = now;
+            it_window = it;
+            loss_acc = 0;
+            loss_n = 0;
+        }
+        if (root && do_eval) print_eval(log, &last);
+    }
+    if (final) *final = last;
+done:
+    if (csv) fclose(csv);
+    return rc;
+}
