@@ -28,8 +28,8 @@ demo: build
 
 test: build build-asan
 	cd $(BUILD) && ctest --output-on-failure -j 2
-	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --output-on-failure -j 2 -E '^cli_'
+	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 -E '^cli_'
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j 2

@@ -3,7 +3,9 @@
 #include "diffsamp/train.h"
 
 #include "diffsamp/energy.h"
+#include "diffsamp/local_search.h"
 #include "diffsamp/objectives.h"
+#include "diffsamp/replay.h"
 #include "diffsamp/rng.h"
 #include "diffsamp/sampler.h"
 
@@ -41,7 +43,26 @@ struct ds_trainer {
     ds_real *gt_x;                /* (n_gt, d) */
     double *gt_lw;                /* (n_gt * paths) */
     double t_start;
+    /* both-ways training and local search (Sendera et al. 2024, section 4) */
+    int both_ways;
+    ds_buffer *buf;               /* terminal states of forward iterations */
+    ds_buffer *buf_ls;            /* states found by local search */
+    ds_real *bx, *blr;            /* (B, d), (B) a batch drawn from a buffer */
+    ds_ls_params lsp;
+    ds_ls_stats last_ls;          /* the latest local-search round */
+    long ls_rounds;
 };
+
+/* Sums local-search acceptance counts over the ranks, so that every rank
+ * adapts the step size from the global batch statistic. */
+static ds_status ls_reduce(void *ctx, double counts[2])
+{
+    ds_trainer *t = ctx;
+    if (t->size == 1) return DS_OK;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, counts, 2, MPI_DOUBLE, MPI_SUM, t->comm);
+    DS_CHECK(rc == MPI_SUCCESS, DS_ERR_MPI, "MPI_Allreduce of local-search counts failed (%d)", rc);
+    return DS_OK;
+}
 
 static void split(long total, int rank, int size, int *n, long *first)
 {
@@ -114,6 +135,35 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
             DS_TRY_GOTO(rc, ds_energy_sample(t->energy, ds_rng_make(s->seed, DS_RNG_GROUND_TRUTH),
                                              (uint64_t)t->gt_first, t->n_gt, t->gt_x), fail);
     }
+    t->both_ways = s->both_ways || s->ls_enabled;  /* local search implies both ways, as in the reference */
+    if (t->both_ways) {
+        /* The buffer capacity is split over the ranks: each keeps what it produced. */
+        size_t cap = (size_t)((s->replay_capacity + t->size - 1) / t->size);
+        DS_TRY_GOTO(rc, ds_buffer_create(cap, d, s->replay_priority, s->replay_beta, s->replay_rank_weight, &t->buf),
+                    fail);
+        if (s->ls_enabled)
+            DS_TRY_GOTO(rc, ds_buffer_create(cap, d, s->replay_priority, s->replay_beta, s->replay_rank_weight,
+                                             &t->buf_ls), fail);
+        t->bx = ds_calloc((size_t)t->B * d, sizeof(ds_real));
+        t->blr = ds_calloc((size_t)t->B, sizeof(ds_real));
+        if (!t->bx || !t->blr) {
+            rc = ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, "out of memory for buffer batches");
+            goto fail;
+        }
+    }
+    ds_ls_params_init(&t->lsp);
+    t->lsp.max_iter = s->ls_max_iter;
+    t->lsp.burn_in = s->ls_burn_in;
+    t->lsp.step = s->ls_step;
+    t->lsp.target_acceptance = s->ls_target_acceptance;
+    t->lsp.adapt_up = s->ls_adapt_up;
+    t->lsp.adapt_down = s->ls_adapt_down;
+    t->lsp.beta = s->ls_beta;
+    t->lsp.reduce = ls_reduce;
+    t->lsp.reduce_ctx = t;
+    t->last_ls.final_step = s->ls_step;
+    t->last_ls.acceptance = NAN;
+    if (s->ls_enabled) DS_TRY_GOTO(rc, ds_ls_params_check(&t->lsp), fail);
     t->t_start = ds_wtime();
     *out = t;
     return DS_OK;
@@ -136,6 +186,10 @@ void ds_trainer_destroy(ds_trainer **tp)
     DS_FREE(t->eval_lw);
     DS_FREE(t->gt_x);
     DS_FREE(t->gt_lw);
+    ds_buffer_destroy(&t->buf);
+    ds_buffer_destroy(&t->buf_ls);
+    DS_FREE(t->bx);
+    DS_FREE(t->blr);
     free(t);
     *tp = NULL;
 }
@@ -157,16 +211,15 @@ static ds_status reduce_and_update(ds_trainer *t)
     return DS_OK;
 }
 
-ds_status ds_trainer_step(ds_trainer *t, double *loss)
+/* The objective on the trajectories in t->tr, the chain rule into the
+ * policy, the gradient all-reduce and the Adam step. */
+static ds_status train_on_batch(ds_trainer *t, ds_objective kind, double *loss)
 {
     const ds_settings *s = &t->s;
     const int T = s->T, B = t->B;
-    const long it = t->iteration;
-    DS_TRY(ds_sim_forward(&t->sim, &t->tr, B, ds_exploration_std(s, it), ds_rng_make(s->seed, DS_RNG_FORWARD),
-                          (uint64_t)it, (uint64_t)t->first, NULL));
     ds_obj_input in = {T, B, t->tr.log_pf, t->tr.log_pb, t->tr.log_f, s->subtb_lambda, (double)s->batch_size, NULL};
     double vg = 0;
-    if (s->objective == DS_OBJ_VARGRAD) {
+    if (kind == DS_OBJ_VARGRAD) {
         ds_objective_log_weights(&in, t->lw);
         for (int b = 0; b < B; b++) vg += t->lw[b];
         if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, &vg, 1, MPI_DOUBLE, MPI_SUM, t->comm));
@@ -174,17 +227,66 @@ ds_status ds_trainer_step(ds_trainer *t, double *loss)
         in.vargrad_log_z = &vg;
     }
     double local = 0;
-    DS_TRY(ds_objective_eval(s->objective, &in, &local, t->d_log_pf, t->d_log_f));
+    DS_TRY(ds_objective_eval(kind, &in, &local, t->d_log_pf, t->d_log_f));
     double total = local;
     if (t->size > 1) DS_MPI(MPI_Allreduce(&local, &total, 1, MPI_DOUBLE, MPI_SUM, t->comm));
     DS_CHECK(isfinite(total), DS_ERR_NUMERIC,
              "the %s loss is %g at iteration %ld; lower train.lr_policy or turn on sampler.clipping",
-             ds_objective_name(s->objective), total, it);
+             ds_objective_name(kind), total, t->iteration);
     ds_arena_zero_grad(&t->policy->arena);
     DS_TRY(ds_sim_backprop(&t->sim, &t->tr, B, t->d_log_pf, t->d_log_f));
     DS_TRY(reduce_and_update(t));
-    t->iteration++;
     *loss = total;
+    return DS_OK;
+}
+
+static ds_objective backward_kind(ds_bwd_objective b)
+{
+    return b == DS_BWD_VARGRAD ? DS_OBJ_VARGRAD : (b == DS_BWD_MLE ? DS_OBJ_MLE : DS_OBJ_TB);
+}
+
+int ds_trainer_is_backward_iteration(const ds_settings *s, long it)
+{
+    return (s->both_ways || s->ls_enabled) && it % 2 == 1;
+}
+
+int ds_trainer_is_local_search_iteration(const ds_settings *s, long it)
+{
+    return s->ls_enabled && it % s->ls_cycle == 1;
+}
+
+ds_status ds_trainer_step(ds_trainer *t, double *loss)
+{
+    const ds_settings *s = &t->s;
+    const int T = s->T, B = t->B, d = t->energy->dim;
+    const long it = t->iteration;
+    if (!ds_trainer_is_backward_iteration(s, it)) {
+        /* Forward: on-policy plus exploration; terminal states feed the buffer. */
+        DS_TRY(ds_sim_forward(&t->sim, &t->tr, B, ds_exploration_std(s, it), ds_rng_make(s->seed, DS_RNG_FORWARD),
+                              (uint64_t)it, (uint64_t)t->first, NULL));
+        if (t->buf) DS_TRY(ds_buffer_add(t->buf, (size_t)B, t->tr.states + (size_t)T * B * d, t->tr.log_r));
+        DS_TRY(train_on_batch(t, s->objective, loss));
+    } else {
+        /* Backward: states from the buffer (or the local-search buffer), noised
+         * by the Brownian bridge, trained with the backward objective. */
+        if (ds_trainer_is_local_search_iteration(s, it)) {
+            DS_TRY(ds_buffer_sample(t->buf, ds_rng_make(s->seed, DS_RNG_BUFFER), (uint64_t)it,
+                                    (uint64_t)(t->first + s->batch_size), B, t->bx, t->blr));
+            DS_TRY(ds_ls_run(t->energy, &t->lsp, ds_rng_make(s->seed, DS_RNG_LOCAL_SEARCH), (uint64_t)it,
+                             (uint64_t)t->first, B, t->bx, t->buf_ls, &t->last_ls));
+            t->ls_rounds++;
+        }
+        ds_buffer *src = s->ls_enabled ? t->buf_ls : t->buf;
+        DS_CHECK(ds_buffer_size(src) > 0, DS_ERR_INVALID,
+                 "the %s buffer is empty at iteration %ld (local search added nothing: check local_search.burn_in < "
+                 "local_search.max_iter and the step size)", s->ls_enabled ? "local-search" : "replay", it);
+        DS_TRY(ds_buffer_sample(src, ds_rng_make(s->seed, DS_RNG_BUFFER), (uint64_t)it, (uint64_t)t->first, B, t->bx,
+                                t->blr));
+        DS_TRY(ds_sim_backward(&t->sim, &t->tr, B, t->bx, t->blr, ds_rng_make(s->seed, DS_RNG_BACKWARD), (uint64_t)it,
+                               (uint64_t)t->first, NULL));
+        DS_TRY(train_on_batch(t, backward_kind(s->backward), loss));
+    }
+    t->iteration++;
     return DS_OK;
 }
 
@@ -277,6 +379,12 @@ ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_resu
         if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, t->comm));
         r->mean_ll = sum / s->eval_gt_samples;
     }
+    r->ls_acceptance = s->ls_enabled && t->ls_rounds > 0 ? t->last_ls.acceptance : NAN;
+    r->ls_step = s->ls_enabled && t->ls_rounds > 0 ? t->last_ls.final_step : NAN;
+    long sizes[2] = {t->buf ? (long)ds_buffer_size(t->buf) : 0, t->buf_ls ? (long)ds_buffer_size(t->buf_ls) : 0};
+    if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, sizes, 2, MPI_LONG, MPI_SUM, t->comm));
+    r->buffer_size = sizes[0];
+    r->buffer_ls_size = sizes[1];
     r->seconds = ds_wtime() - t->t_start;
     return DS_OK;
 }
@@ -327,6 +435,9 @@ static void write_metrics_row(FILE *f, const ds_eval_result *r)
     csv_num(f, r->has_log_z ? r->delta_log_z : NAN);
     csv_num(f, r->has_log_z ? r->delta_log_z_is : NAN);
     csv_num(f, r->modes >= 0 ? (double)r->modes : NAN);
+    csv_num(f, r->ls_acceptance);
+    csv_num(f, r->ls_step);
+    fprintf(f, ",%ld,%ld", r->buffer_size, r->buffer_ls_size);
     csv_num(f, r->seconds);
     fprintf(f, "\n");
     fflush(f);
@@ -339,6 +450,8 @@ static void print_eval(FILE *log, const ds_eval_result *r)
     if (r->has_log_z) fprintf(log, "  dlogz %.4f  dlogz_is %.4f", r->delta_log_z, r->delta_log_z_is);
     if (!isnan(r->mean_ll)) fprintf(log, "  mean_ll %.4f", r->mean_ll);
     if (r->modes >= 0) fprintf(log, "  modes %d/%d", r->modes, r->modes_total);
+    if (!isnan(r->ls_acceptance)) fprintf(log, "  ls_accept %.3f ls_step %.4g", r->ls_acceptance, r->ls_step);
+    if (r->buffer_size > 0) fprintf(log, "  buffer %ld/%ld", r->buffer_size, r->buffer_ls_size);
     fprintf(log, "\n");
     fflush(log);
 }
@@ -362,7 +475,7 @@ ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final)
         csv = fopen(path, "w");
         DS_CHECK(csv != NULL, DS_ERR_IO, "cannot write %s: %s", path, strerror(errno));
         fprintf(csv, "iteration,loss,elbo,log_z_is,log_z_learned,ess,mean_log_likelihood,delta_log_z,"
-                     "delta_log_z_is,modes,seconds\n");
+                     "delta_log_z_is,modes,ls_acceptance,ls_step,buffer_size,buffer_ls_size,seconds\n");
         fprintf(log, "diffsamp: %s on %s (d = %d), %s, T = %d, batch %d on %d rank(s), %ld iterations, %zu parameters\n",
                 ds_objective_name(s->objective), t->energy->vt->name, t->energy->dim, DS_REAL_NAME, s->T,
                 s->batch_size, t->size, s->iterations, t->policy->arena.n);

@@ -21,6 +21,10 @@ typedef struct ds_eval_result {
     int modes;             /* 2-D mixtures: modes holding samples; -1 otherwise */
     int modes_total;
     double seconds;        /* wall time since the start of the run */
+    double ls_acceptance;  /* acceptance rate of the latest local-search round (NaN: none yet) */
+    double ls_step;        /* its final MALA step size */
+    long buffer_size;      /* replay entries (summed over ranks; 0 without a buffer) */
+    long buffer_ls_size;   /* local-search buffer entries */
 } ds_eval_result;
 
 /* log(sum exp v) and log(mean exp v) over n values, stable (max shift);

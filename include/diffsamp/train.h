@@ -42,6 +42,12 @@ long ds_trainer_iteration(const ds_trainer *t);
 ds_policy *ds_trainer_policy(ds_trainer *t);
 const ds_settings *ds_trainer_settings(const ds_trainer *t);
 
+/* The both-ways schedule (DESIGN.md 1): with objective.both_ways or local
+ * search, odd iterations train on backward trajectories from the buffer;
+ * local search runs on the odd iterations with it % local_search.cycle == 1. */
+int ds_trainer_is_backward_iteration(const ds_settings *s, long it);
+int ds_trainer_is_local_search_iteration(const ds_settings *s, long it);
+
 /* The exploration standard deviation at iteration it (0 when off). */
 double ds_exploration_std(const ds_settings *s, long it);
 
