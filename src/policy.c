@@ -10,8 +10,10 @@
 
 #if defined(DS_REAL_DOUBLE)
 #define R_TANH tanh
+#define R_EXPF exp
 #else
 #define R_TANH tanhf
+#define R_EXPF expf
 #endif
 
 #if defined(DS_REAL_DOUBLE)
@@ -252,6 +254,7 @@ ds_status ds_policy_create(const ds_policy_config *c, int max_steps, int max_row
     ALLOC(p->out, R * 2 * d);
     ALLOC(p->mean, R * d);
     ALLOC(p->logvar, R * d);
+    ALLOC(p->var, R * d);
     ALLOC(p->logf, R);
     ALLOC(p->d_mean, R * d);
     ALLOC(p->d_logvar, R * d);
@@ -275,7 +278,7 @@ void ds_policy_destroy(ds_policy **pp)
     ds_arena_free(&p->arena);
     ds_real **bufs[] = {&p->freq, &p->slot_t, &p->tfeat, &p->tgd, &p->ta, &p->temb, &p->dtemb,
                         &p->tscratch1, &p->tscratch2, &p->lfeat, &p->scale, &p->dscale, &p->g, &p->x,
-                        &p->h0gd, &p->a0, &p->out, &p->mean, &p->logvar, &p->logf, &p->d_mean,
+                        &p->h0gd, &p->a0, &p->out, &p->mean, &p->logvar, &p->var, &p->logf, &p->d_mean,
                         &p->d_logvar, &p->d_logf, &p->dout, &p->bw1, &p->bw2, &p->bwa0};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) DS_FREE(*bufs[i]);
     for (int l = 0; l < DS_MAX_LAYERS; l++) {
@@ -389,10 +392,10 @@ ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x
     }
     // split and clip: mean = out[:d], logvar = tanh(out[d:]) * range (or 0), + log sigma^2
     const ds_real lim = (ds_real)c->gfn_clip, range = (ds_real)c->log_var_range;
-    const ds_real log_s2 = (ds_real)log(c->t_scale);
+    const ds_real log_s2 = (ds_real)log(c->t_scale), s2 = (ds_real)c->t_scale;
     for (int r = 0; r < n; r++) {
         const ds_real *orow = out + (size_t)r * 2 * d;
-        ds_real *mrow = p->mean + (r0 + r) * d, *vrow = p->logvar + (r0 + r) * d;
+        ds_real *mrow = p->mean + (r0 + r) * d, *vrow = p->logvar + (r0 + r) * d, *erow = p->var + (r0 + r) * d;
         for (int j = 0; j < d; j++) {
             ds_real mu = orow[j], lv = orow[d + j];
             if (c->clipping) {
@@ -400,7 +403,13 @@ ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x
                 lv = lv > lim ? lim : (lv < -lim ? -lim : lv);
             }
             mrow[j] = mu;
-            vrow[j] = (c->learned_variance ? R_TANH(lv) * range : 0) + log_s2;
+            if (c->learned_variance) {
+                vrow[j] = R_TANH(lv) * range + log_s2;
+                erow[j] = R_EXPF(vrow[j]);
+            } else {
+                vrow[j] = log_s2;
+                erow[j] = s2;
+            }
         }
     }
     // flow: log F = flow net on the same a0, or the scalar log Z

@@ -74,6 +74,7 @@ void ds_rng_normal_d(ds_rng r, uint64_t iteration, uint64_t sample, uint32_t ste
 
 void ds_rng_normal(ds_rng r, uint64_t iteration, uint64_t sample, uint32_t step, int n, ds_real *out)
 {
+#if defined(DS_REAL_DOUBLE)
     const double two_pi = 6.283185307179586476925286766559;
     for (int i = 0; i < n; i += 2) {
         double u[2];
@@ -82,4 +83,18 @@ void ds_rng_normal(ds_rng r, uint64_t iteration, uint64_t sample, uint32_t step,
         out[i] = (ds_real)(rad * cos(two_pi * u[1]));
         if (i + 1 < n) out[i + 1] = (ds_real)(rad * sin(two_pi * u[1]));
     }
+#else
+    /* The same uniforms, with Box-Muller in float: the double libm calls were
+     * a quarter of a many_well iteration. The float and double builds
+     * therefore draw normals that agree to float rounding, not bit for bit. */
+    const float two_pi = 6.2831853071795864769f;
+    for (int i = 0; i < n; i += 2) {
+        double u[2];
+        block_uniforms(r, iteration, sample, step, (uint32_t)(i / 2), u);
+        float rad = sqrtf(-2.0f * logf((float)u[0]));
+        float ang = two_pi * (float)u[1];
+        out[i] = rad * cosf(ang);
+        if (i + 1 < n) out[i + 1] = rad * sinf(ang);
+    }
+#endif
 }

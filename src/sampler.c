@@ -111,11 +111,11 @@ static ds_status score_from_policy(const ds_sim *s, ds_traj *tr, int B, const ds
         const double log_bridge_var = i > 0 ? log(bridge_var) : 0;
         for (int b = 0; b < B; b++) {
             const size_t row = (size_t)i * B + b;
-            const ds_real *mu = p->mean + row * d, *lv = p->logvar + row * d;
+            const ds_real *mu = p->mean + row * d, *lv = p->logvar + row * d, *var = p->var + row * d;
             double lpf = 0, lpb = 0;
             for (int j = 0; j < d; j++) {
                 double res = ((double)x1[(size_t)b * d + j] - (double)x0[(size_t)b * d + j]) - dt * (double)mu[j];
-                lpf += res * res / (dt * exp((double)lv[j])) + LOG_2PI + log_dt + (double)lv[j];
+                lpf += res * res / (dt * (double)var[j]) + LOG_2PI + log_dt + (double)lv[j];
                 if (i > 0) {
                     double rb = (double)x0[(size_t)b * d + j] - (double)x1[(size_t)b * d + j] * i / (i + 1.0);
                     lpb += rb * rb / bridge_var + LOG_2PI + log_bridge_var;
@@ -140,7 +140,7 @@ ds_status ds_sim_forward(const ds_sim *s, ds_traj *tr, int B, double expl_std, d
 {
     DS_TRY(check_batch(s, tr, B));
     const int T = s->T, d = tr->d;
-    const double dt = 1.0 / T, sqrt_dt = sqrt(dt), ex2 = expl_std * expl_std;
+    const double dt = 1.0 / T, ex2 = expl_std * expl_std;
     ds_policy *p = s->policy;
     DS_TRY(begin_pass(s, B));
     memset(tr->states, 0, sizeof(ds_real) * (size_t)B * d);
@@ -155,9 +155,9 @@ ds_status ds_sim_forward(const ds_sim *s, ds_traj *tr, int B, double expl_std, d
                 ds_rng_normal(r, iteration, first + (uint64_t)b, (uint32_t)i, d, tr->noise + ((size_t)i * B + b) * d);
         for (int b = 0; b < B; b++) {
             const size_t row = (size_t)i * B + b;
-            const ds_real *mu = p->mean + row * d, *lv = p->logvar + row * d;
+            const ds_real *mu = p->mean + row * d, *var = p->var + row * d;
             for (int j = 0; j < d; j++) {
-                double std = ex2 > 0 ? sqrt(dt * exp((double)lv[j]) + ex2) : sqrt_dt * exp(0.5 * (double)lv[j]);
+                double std = sqrt(dt * (double)var[j] + ex2);
                 xn[(size_t)b * d + j] = (ds_real)((double)x[(size_t)b * d + j] + dt * (double)mu[j] +
                                                   std * (double)eps[(size_t)b * d + j]);
             }
@@ -217,13 +217,13 @@ ds_status ds_sim_backprop(const ds_sim *s, const ds_traj *tr, int B, const ds_re
         const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
         for (int b = 0; b < B; b++) {
             const size_t row = (size_t)i * B + b;
-            const ds_real *mu = p->mean + row * d, *lv = p->logvar + row * d;
+            const ds_real *mu = p->mean + row * d, *var = p->var + row * d;
             ds_real *dm = p->d_mean + row * d, *dv = p->d_logvar + row * d;
             const double g = (double)d_log_pf[row];
             for (int j = 0; j < d; j++) {
                 /* log p_F = -0.5 (res^2 / (dt e^lv) + log 2 pi + log dt + lv), res = dx - dt mu */
                 double res = ((double)x1[(size_t)b * d + j] - (double)x0[(size_t)b * d + j]) - dt * (double)mu[j];
-                double inv_var = 1.0 / (dt * exp((double)lv[j]));
+                double inv_var = 1.0 / (dt * (double)var[j]);
                 dm[j] = (ds_real)(g * res * dt * inv_var);
                 dv[j] = (ds_real)(g * 0.5 * (res * res * inv_var - 1.0));
             }

@@ -50,6 +50,7 @@ typedef struct ds_policy {
     /* Outputs of ds_policy_forward, row-indexed over the whole pass. */
     ds_real *mean;        /* (nsteps*rows, d) drift, LP included */
     ds_real *logvar;      /* (nsteps*rows, d) log-variance per unit time incl. log sigma^2 */
+    ds_real *var;         /* (nsteps*rows, d) exp(logvar), so the samplers need no exp */
     ds_real *logf;        /* (nsteps*rows) log F(x, t) or log Z */
 
     /* Inputs of ds_policy_backward, filled by the caller (same indexing). */
@@ -91,7 +92,7 @@ ds_status ds_policy_begin(ds_policy *p, int nsteps, int rows, const double *t);
 
 /* Evaluates the rows of slots [slot0, slot1): x (n, d) are the states of those
  * rows (n = (slot1-slot0)*rows), g (n, d) grad log R at them (LP only, else
- * NULL; clipped and NaN-cleaned here). Writes p->mean, p->logvar, p->logf
+ * NULL; clipped and NaN-cleaned here). Writes p->mean, p->logvar, p->var, p->logf
  * for those rows and keeps the activations for ds_policy_backward. */
 ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x, const ds_real *g);
 
