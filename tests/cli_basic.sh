@@ -43,4 +43,8 @@ for col in iteration loss elbo log_z_is ess seconds delta_log_z delta_log_z_is; 
 done
 check "metrics.csv has one row per evaluation" '[ $(wc -l < "$tmp/run/metrics.csv") -eq 3 ]'
 check "metrics are finite numbers" 'awk -F, "NR>1 { if (\$3 !~ /^-?[0-9.]+(e[-+][0-9]+)?$/) exit 1 }" "$tmp/run/metrics.csv"'
+src="$2"
+for cfg in "$src"/configs/*.yaml; do
+    check "$(basename "$cfg") loads and validates" '"$exe" config "$cfg" > /dev/null 2>"$tmp/err"'
+done
 exit $fail
