@@ -54,6 +54,7 @@ static const char *const objective_names[] = {"tb",  "vargrad", "db",  "subtb", 
 static const char *const backward_names[] = {"tb", "vargrad", "mle", NULL};
 static const char *const schedule_names[] = {"constant", "linear", NULL};
 static const char *const priority_names[] = {"uniform", "reward", "rank", NULL};
+static const char *const exchange_names[] = {"best", "random", NULL};
 
 #define OFF(f) offsetof(ds_settings, f)
 #define SZ(f) sizeof(((ds_settings *)0)->f)
@@ -92,6 +93,8 @@ static const key_def keys[] = {
     DBL("train.lr_flow", lr_flow, "1e-2", 0, 0, LO_OPEN | NO_MAX,
         "Adam learning rate of log Z or of the flow network"),
     INT("train.log_every", log_every, "100", 1, IMAX, "iterations between progress lines"),
+    INT("train.check_every", check_every, "0", 0, IMAX,
+        "iterations between checks that all ranks hold identical parameters; 0 = never"),
 
     INT("sampler.T", T, "100", 1, 10000, "number of diffusion steps (dt = 1/T)"),
     DBL("sampler.t_scale", t_scale, "5.0", 0, 0, LO_OPEN | NO_MAX,
@@ -153,6 +156,12 @@ static const key_def keys[] = {
         "reward priority: softmax(beta * log R)"),
     DBL("replay.rank_weight", replay_rank_weight, "0.01", 0, 0, LO_OPEN | NO_MAX,
         "rank priority: weight 1 / (rank_weight * N + rank)"),
+    INT("replay.exchange_every", exchange_every, "0", 0, IMAX,
+        "iterations between exchanges of local-search samples across ranks; 0 = after each round"),
+    INT("replay.exchange_count", exchange_count, "100", 0, IMAX,
+        "local-search samples each rank sends to all others per exchange"),
+    ENUM("replay.exchange", exchange_mode, "best", exchange_names,
+         "which local-search samples a rank sends: its best by log R, or random ones"),
 
     INT("eval.every", eval_every, "1000", 1, IMAX, "iterations between evaluations"),
     INT("eval.samples", eval_samples, "2000", 1, IMAX, "forward samples per evaluation"),

@@ -6,6 +6,7 @@
 #include "diffsamp/energy.h"
 #include "diffsamp/train.h"
 
+#include <cblas.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,7 @@ int main(int argc, char **argv)
     /* One BLAS thread per rank under MPI unless the user chose otherwise. */
     int size = 1, rc = 0;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1 && !getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
     if (argc < 2) {
         usage(stderr);
         ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "no command given");

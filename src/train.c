@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "diffsamp/train.h"
 
+#include "diffsamp/dist.h"
 #include "diffsamp/energy.h"
 #include "diffsamp/local_search.h"
 #include "diffsamp/objectives.h"
@@ -51,6 +52,8 @@ struct ds_trainer {
     ds_ls_params lsp;
     ds_ls_stats last_ls;          /* the latest local-search round */
     long ls_rounds;
+    long exchanged;               /* samples received from other ranks so far */
+    long fail_iteration;          /* test hook (DS_DEBUG_FAIL_RANK/ITERATION): fail here; -1 = never */
 };
 
 /* Sums local-search acceptance counts over the ranks, so that every rank
@@ -164,6 +167,11 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     t->last_ls.final_step = s->ls_step;
     t->last_ls.acceptance = NAN;
     if (s->ls_enabled) DS_TRY_GOTO(rc, ds_ls_params_check(&t->lsp), fail);
+    /* Test hook: make one rank fail at a given iteration, to show that the
+     * whole job then ends with an error instead of hanging. */
+    t->fail_iteration = -1;
+    const char *fr = getenv("DS_DEBUG_FAIL_RANK"), *fi = getenv("DS_DEBUG_FAIL_ITERATION");
+    if (fr && atoi(fr) == t->rank) t->fail_iteration = fi ? atol(fi) : 0;
     t->t_start = ds_wtime();
     *out = t;
     return DS_OK;
@@ -195,6 +203,12 @@ void ds_trainer_destroy(ds_trainer **tp)
 }
 
 long ds_trainer_iteration(const ds_trainer *t) { return t->iteration; }
+long ds_trainer_exchanged(const ds_trainer *t) { return t->exchanged; }
+int ds_trainer_local_batch(const ds_trainer *t, long *first)
+{
+    if (first) *first = t->first;
+    return t->B;
+}
 ds_policy *ds_trainer_policy(ds_trainer *t) { return t->policy; }
 const ds_settings *ds_trainer_settings(const ds_trainer *t) { return &t->s; }
 
@@ -260,6 +274,8 @@ ds_status ds_trainer_step(ds_trainer *t, double *loss)
     const ds_settings *s = &t->s;
     const int T = s->T, B = t->B, d = t->energy->dim;
     const long it = t->iteration;
+    DS_CHECK(it != t->fail_iteration, DS_ERR_INVALID,
+             "forced failure of rank %d at iteration %ld (DS_DEBUG_FAIL_RANK is set)", t->rank, it);
     if (!ds_trainer_is_backward_iteration(s, it)) {
         /* Forward: on-policy plus exploration; terminal states feed the buffer. */
         DS_TRY(ds_sim_forward(&t->sim, &t->tr, B, ds_exploration_std(s, it), ds_rng_make(s->seed, DS_RNG_FORWARD),
@@ -275,6 +291,12 @@ ds_status ds_trainer_step(ds_trainer *t, double *loss)
             DS_TRY(ds_ls_run(t->energy, &t->lsp, ds_rng_make(s->seed, DS_RNG_LOCAL_SEARCH), (uint64_t)it,
                              (uint64_t)t->first, B, t->bx, t->buf_ls, &t->last_ls));
             t->ls_rounds++;
+            if (t->size > 1 && s->exchange_every == 0) {
+                long got = 0;
+                DS_TRY(ds_dist_exchange(t->comm, t->buf_ls, s->exchange_count, (ds_exchange_mode)s->exchange_mode,
+                                        ds_rng_make(s->seed, DS_RNG_EXCHANGE), (uint64_t)it, &got));
+                t->exchanged += got;
+            }
         }
         ds_buffer *src = s->ls_enabled ? t->buf_ls : t->buf;
         DS_CHECK(ds_buffer_size(src) > 0, DS_ERR_INVALID,
@@ -287,6 +309,14 @@ ds_status ds_trainer_step(ds_trainer *t, double *loss)
         DS_TRY(train_on_batch(t, backward_kind(s->backward), loss));
     }
     t->iteration++;
+    if (t->size > 1 && s->ls_enabled && s->exchange_every > 0 && t->iteration % s->exchange_every == 0) {
+        long got = 0;
+        DS_TRY(ds_dist_exchange(t->comm, t->buf_ls, s->exchange_count, (ds_exchange_mode)s->exchange_mode,
+                                ds_rng_make(s->seed, DS_RNG_EXCHANGE), (uint64_t)it, &got));
+        t->exchanged += got;
+    }
+    if (t->size > 1 && s->check_every > 0 && t->iteration % s->check_every == 0)
+        DS_TRY(ds_dist_check_params(t->comm, &t->policy->arena));
     return DS_OK;
 }
 
@@ -345,10 +375,23 @@ ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_resu
     /* Mode coverage for the 2-D grid mixtures (rank 0's share of samples). */
     if (d == 2 && (strcmp(t->energy->vt->name, "25gmm") == 0 || strcmp(t->energy->vt->name, "9gmm") == 0)) {
         int per_axis = strcmp(t->energy->vt->name, "25gmm") == 0 ? 5 : 3;
-        int modes = ds_eval_grid_modes(t->eval_x, t->n_eval, per_axis, 5.0, 2.0, 1);
+        int modes;
         if (t->size > 1) {
-            /* Coverage of the union needs the samples; rank 0's share is a lower bound. */
-            DS_MPI(MPI_Bcast(&modes, 1, MPI_INT, 0, t->comm));
+            /* Coverage of the union: gather the (small, 2-D) sample set. */
+            double *mine2 = malloc(sizeof(double) * (size_t)(2 * t->n_eval + 1));
+            double *all2 = malloc(sizeof(double) * (size_t)(2 * s->eval_samples));
+            ds_real *allx = malloc(sizeof(ds_real) * (size_t)(2 * s->eval_samples));
+            DS_CHECK(mine2 && all2 && allx, DS_ERR_NOMEM, "out of memory for the mode count");
+            for (int k = 0; k < 2 * t->n_eval; k++) mine2[k] = (double)t->eval_x[k];
+            rc = allgather_doubles(t, mine2, 2 * t->n_eval, all2);
+            for (int k = 0; k < 2 * s->eval_samples; k++) allx[k] = (ds_real)all2[k];
+            modes = ds_eval_grid_modes(allx, s->eval_samples, per_axis, 5.0, 2.0, 1);
+            free(mine2);
+            free(all2);
+            free(allx);
+            DS_TRY(rc);
+        } else {
+            modes = ds_eval_grid_modes(t->eval_x, t->n_eval, per_axis, 5.0, 2.0, 1);
         }
         r->modes = modes;
         r->modes_total = per_axis * per_axis;

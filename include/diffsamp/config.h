@@ -22,6 +22,9 @@ typedef enum ds_objective {
 typedef enum ds_bwd_objective { DS_BWD_TB = 0, DS_BWD_VARGRAD, DS_BWD_MLE } ds_bwd_objective;
 typedef enum ds_expl_schedule { DS_EXPL_CONSTANT = 0, DS_EXPL_LINEAR } ds_expl_schedule;
 typedef enum ds_priority { DS_PRIO_UNIFORM = 0, DS_PRIO_REWARD, DS_PRIO_RANK } ds_priority;
+/* Which local-search samples a rank sends to the others (values match
+ * ds_exchange_mode of dist.h). */
+typedef enum ds_exchange { DS_EXCH_BEST = 0, DS_EXCH_RANDOM } ds_exchange;
 
 #define DS_NAME_MAX 64
 #define DS_PATH_MAX 1024
@@ -44,6 +47,7 @@ typedef struct ds_settings {
     double lr_policy;              /* train.lr_policy */
     double lr_flow;                /* train.lr_flow (log Z or flow network) */
     int log_every;                 /* train.log_every: progress line period */
+    int check_every;               /* train.check_every: verify identical parameters on all ranks; 0 = never */
 
     /* sampler (the policy network and the diffusion) */
     int T;                         /* sampler.T */
@@ -84,6 +88,9 @@ typedef struct ds_settings {
     ds_priority replay_priority;   /* replay.priority */
     double replay_beta;            /* replay.beta (reward priority) */
     double replay_rank_weight;     /* replay.rank_weight */
+    int exchange_every;            /* replay.exchange_every: 0 = after each local-search round */
+    int exchange_count;            /* replay.exchange_count: LS samples each rank sends */
+    ds_exchange exchange_mode;     /* replay.exchange: best | random */
 
     /* evaluation */
     int eval_every;                /* eval.every */

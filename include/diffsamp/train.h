@@ -39,6 +39,11 @@ ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_resu
 ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final);
 
 long ds_trainer_iteration(const ds_trainer *t);
+/* Local-search samples this rank has received from the others so far. */
+long ds_trainer_exchanged(const ds_trainer *t);
+/* This rank's share of the batch; *first (may be NULL) gets the global index
+ * of its first trajectory. */
+int ds_trainer_local_batch(const ds_trainer *t, long *first);
 ds_policy *ds_trainer_policy(ds_trainer *t);
 const ds_settings *ds_trainer_settings(const ds_trainer *t);
 
