@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 export OMPI_ALLOW_RUN_AS_ROOT = 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = 1
 
-.PHONY: all deps build build-asan demo test test-fast bench clean
+.PHONY: all deps build build-asan demo test test-fast bench bench-scaling bench-quality clean
 
 all: build
 
@@ -36,6 +36,9 @@ test-fast: build
 
 bench: build
 	OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} $(BUILD)/ds_bench
+
+bench-scaling: build
+	bash bench/scaling.sh $(BUILD)/diffsamp
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)

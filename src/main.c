@@ -123,6 +123,9 @@ static int cmd_train(int argc, char **argv)
         }
         if (r.mean_ll == r.mean_ll) printf("  mean log-likelihood  %.4f\n", r.mean_ll);
         if (r.modes >= 0) printf("  modes with samples   %d of %d\n", r.modes, r.modes_total);
+        double ms, mpi;
+        ds_trainer_timing(t, &ms, &mpi);
+        printf("  training time        %.2f ms/iteration on rank 0, %.1f%% of it in MPI\n", ms, 100 * mpi);
         printf("metrics: %s/metrics.csv\n", s.out_dir);
     }
     ds_trainer_destroy(&t);

@@ -54,6 +54,9 @@ struct ds_trainer {
     long ls_rounds;
     long exchanged;               /* samples received from other ranks so far */
     long fail_iteration;          /* test hook (DS_DEBUG_FAIL_RANK/ITERATION): fail here; -1 = never */
+    double t_train;               /* wall seconds inside ds_trainer_step */
+    double t_mpi;                 /* of which in MPI calls (reductions, exchange) */
+    long steps_timed;
 };
 
 /* Sums local-search acceptance counts over the ranks, so that every rank
@@ -62,7 +65,9 @@ static ds_status ls_reduce(void *ctx, double counts[2])
 {
     ds_trainer *t = ctx;
     if (t->size == 1) return DS_OK;
+    double t0 = MPI_Wtime();
     int rc = MPI_Allreduce(MPI_IN_PLACE, counts, 2, MPI_DOUBLE, MPI_SUM, t->comm);
+    t->t_mpi += MPI_Wtime() - t0;
     DS_CHECK(rc == MPI_SUCCESS, DS_ERR_MPI, "MPI_Allreduce of local-search counts failed (%d)", rc);
     return DS_OK;
 }
@@ -219,7 +224,9 @@ static ds_status reduce_and_update(ds_trainer *t)
     ds_arena *a = &t->policy->arena;
     if (t->size > 1) {
         MPI_Datatype type = sizeof(ds_real) == sizeof(double) ? MPI_DOUBLE : MPI_FLOAT;
+        double t0 = MPI_Wtime();
         DS_MPI(MPI_Allreduce(MPI_IN_PLACE, a->grads, (int)a->n, type, MPI_SUM, t->comm));
+        t->t_mpi += MPI_Wtime() - t0;
     }
     ds_adam_step(&t->adam, a);
     return DS_OK;
@@ -243,7 +250,11 @@ static ds_status train_on_batch(ds_trainer *t, ds_objective kind, double *loss)
     double local = 0;
     DS_TRY(ds_objective_eval(kind, &in, &local, t->d_log_pf, t->d_log_f));
     double total = local;
-    if (t->size > 1) DS_MPI(MPI_Allreduce(&local, &total, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+    if (t->size > 1) {
+        double t0 = MPI_Wtime();
+        DS_MPI(MPI_Allreduce(&local, &total, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+        t->t_mpi += MPI_Wtime() - t0;
+    }
     DS_CHECK(isfinite(total), DS_ERR_NUMERIC,
              "the %s loss is %g at iteration %ld; lower train.lr_policy or turn on sampler.clipping",
              ds_objective_name(kind), total, t->iteration);
@@ -269,7 +280,24 @@ int ds_trainer_is_local_search_iteration(const ds_settings *s, long it)
     return s->ls_enabled && it % s->ls_cycle == 1;
 }
 
+static ds_status step_impl(ds_trainer *t, double *loss);
+
 ds_status ds_trainer_step(ds_trainer *t, double *loss)
+{
+    double t0 = ds_wtime();
+    ds_status rc = step_impl(t, loss);
+    t->t_train += ds_wtime() - t0;
+    t->steps_timed++;
+    return rc;
+}
+
+void ds_trainer_timing(const ds_trainer *t, double *ms_per_iteration, double *mpi_fraction)
+{
+    *ms_per_iteration = t->steps_timed ? 1e3 * t->t_train / t->steps_timed : 0;
+    *mpi_fraction = t->t_train > 0 ? t->t_mpi / t->t_train : 0;
+}
+
+static ds_status step_impl(ds_trainer *t, double *loss)
 {
     const ds_settings *s = &t->s;
     const int T = s->T, B = t->B, d = t->energy->dim;
@@ -293,8 +321,10 @@ ds_status ds_trainer_step(ds_trainer *t, double *loss)
             t->ls_rounds++;
             if (t->size > 1 && s->exchange_every == 0) {
                 long got = 0;
+                double t0 = MPI_Wtime();
                 DS_TRY(ds_dist_exchange(t->comm, t->buf_ls, s->exchange_count, (ds_exchange_mode)s->exchange_mode,
                                         ds_rng_make(s->seed, DS_RNG_EXCHANGE), (uint64_t)it, &got));
+                t->t_mpi += MPI_Wtime() - t0;
                 t->exchanged += got;
             }
         }
@@ -311,8 +341,10 @@ ds_status ds_trainer_step(ds_trainer *t, double *loss)
     t->iteration++;
     if (t->size > 1 && s->ls_enabled && s->exchange_every > 0 && t->iteration % s->exchange_every == 0) {
         long got = 0;
+        double t0 = MPI_Wtime();
         DS_TRY(ds_dist_exchange(t->comm, t->buf_ls, s->exchange_count, (ds_exchange_mode)s->exchange_mode,
                                 ds_rng_make(s->seed, DS_RNG_EXCHANGE), (uint64_t)it, &got));
+        t->t_mpi += MPI_Wtime() - t0;
         t->exchanged += got;
     }
     if (t->size > 1 && s->check_every > 0 && t->iteration % s->check_every == 0)

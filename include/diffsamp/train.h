@@ -39,6 +39,9 @@ ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_resu
 ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final);
 
 long ds_trainer_iteration(const ds_trainer *t);
+/* Mean wall time of ds_trainer_step on this rank and the fraction of it
+ * spent in MPI calls (reductions, the local-search exchange). */
+void ds_trainer_timing(const ds_trainer *t, double *ms_per_iteration, double *mpi_fraction);
 /* Local-search samples this rank has received from the others so far. */
 long ds_trainer_exchanged(const ds_trainer *t);
 /* This rank's share of the batch; *first (may be NULL) gets the global index
