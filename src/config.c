@@ -95,6 +95,10 @@ static const key_def keys[] = {
     INT("train.log_every", log_every, "100", 1, IMAX, "iterations between progress lines"),
     INT("train.check_every", check_every, "0", 0, IMAX,
         "iterations between checks that all ranks hold identical parameters; 0 = never"),
+    DBL("train.time_limit", time_limit, "0.0", 0, 0, NO_MAX,
+        "wall seconds after which the run checkpoints and exits with code 3; 0 = no limit"),
+    LONG("train.stop_iteration", stop_iteration, "0", 0, LMAX,
+         "checkpoint and exit with code 3 on reaching this iteration (cuts a run into job-sized pieces); 0 = never"),
 
     INT("sampler.T", T, "100", 1, 10000, "number of diffusion steps (dt = 1/T)"),
     DBL("sampler.t_scale", t_scale, "5.0", 0, 0, LO_OPEN | NO_MAX,

@@ -1,10 +1,15 @@
+#define _POSIX_C_SOURCE 200809L
 /* diffsamp: the command line. Parses arguments, builds the settings, and
  * hands over to the library; the only place that ends the process on error
  * (ds_die: message with rank, then MPI_Abort on every rank). */
 #include "diffsamp/config.h"
 #include "diffsamp/core.h"
 #include "diffsamp/energy.h"
+#include "diffsamp/h5io.h"
 #include "diffsamp/train.h"
+
+#include <signal.h>
+#include <unistd.h>
 
 #include <cblas.h>
 #include <mpi.h>
@@ -39,8 +44,13 @@ static void usage(FILE *f)
             "usage: diffsamp <command> [options]\n"
             "\n"
             "commands:\n"
-            "  train [config.yaml] [--set key=value]... [--out DIR]\n"
-            "        train a sampler (no config: the embedded 25gmm TB + exploration default)\n"
+            "  train [config.yaml] [--set key=value]... [--out DIR] [--resume auto|never|PATH]\n"
+            "        train a sampler (no config: the embedded 25gmm TB + exploration default);\n"
+            "        resumes from DIR/checkpoint.h5 when it exists (--resume auto, the default)\n"
+            "  sample --checkpoint PATH -n N -o FILE.h5\n"
+            "        write N samples of a trained sampler (streamed, any N) with their log-weights\n"
+            "  eval --checkpoint PATH [--ground-truth N]\n"
+            "        print the metrics of a trained sampler\n"
             "  energies\n"
             "        list the target energies with their dimension and known log Z\n"
             "  config [config.yaml] [--set key=value]...\n"
@@ -50,6 +60,43 @@ static void usage(FILE *f)
 }
 
 #define DIE(rc) ds_die((rc), __FILE__, __LINE__, __func__, "%s", ds_error_message())
+
+/* SIGTERM, SIGINT and SIGUSR1 ask for a checkpoint at the next iteration
+ * boundary; a second SIGINT ends the process at once (the checkpoint on disk
+ * is always complete: files are written to a temporary name and renamed). */
+static volatile sig_atomic_t stop_flag = 0;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGINT && stop_flag) _exit(130);
+    stop_flag = 1;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+/* Removes "--resume X" from argv, returning X (NULL when absent). */
+static const char *take_option(int *argc, char **argv, const char *name)
+{
+    for (int i = 0; i < *argc; i++) {
+        if (strcmp(argv[i], name) == 0) {
+            if (i + 1 >= *argc) ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "%s needs a value", name);
+            const char *v = argv[i + 1];
+            for (int j = i; j + 2 < *argc; j++) argv[j] = argv[j + 2];
+            *argc -= 2;
+            return v;
+        }
+    }
+    return NULL;
+}
 
 /* Parses [config.yaml] [--set k=v]... [--out DIR] into s. */
 static void parse_settings(int argc, char **argv, ds_settings *s, int allow_out)
@@ -94,6 +141,8 @@ static void parse_settings(int argc, char **argv, ds_settings *s, int allow_out)
 
 static int cmd_train(int argc, char **argv)
 {
+    const char *resume = take_option(&argc, argv, "--resume");
+    if (!resume) resume = "auto";
     ds_settings s;
     parse_settings(argc, argv, &s, 1);
     int rank;
@@ -107,9 +156,26 @@ static int cmd_train(int argc, char **argv)
     ds_trainer *t = NULL;
     ds_status rc = ds_trainer_create(&s, MPI_COMM_WORLD, &t);
     if (rc != DS_OK) DIE(rc);
+    if (strcmp(resume, "never") != 0 && (strcmp(resume, "auto") != 0 || ds_trainer_has_checkpoint(&s))) {
+        rc = ds_trainer_resume(t, resume);
+        if (rc != DS_OK) DIE(rc);
+    }
+    install_signals();
+    ds_trainer_set_stop_flag(t, &stop_flag);
     ds_eval_result r;
-    rc = ds_trainer_run(t, stdout, &r);
+    memset(&r, 0, sizeof r);
+    r.iteration = -1;
+    int stopped = 0;
+    rc = ds_trainer_run(t, stdout, &r, &stopped);
     if (rc != DS_OK) DIE(rc);
+    if (stopped) {
+        ds_trainer_destroy(&t);
+        return 3;
+    }
+    if (r.iteration < 0) {  /* nothing left to train: report the sampler as it is */
+        rc = ds_trainer_evaluate(t, 1, &r);
+        if (rc != DS_OK) DIE(rc);
+    }
     if (rank == 0) {
         printf("\nfinal metrics (iteration %ld, %.1f s):\n", r.iteration, r.seconds);
         printf("  ELBO                 %.4f\n", r.elbo);
@@ -127,6 +193,86 @@ static int cmd_train(int argc, char **argv)
         ds_trainer_timing(t, &ms, &mpi);
         printf("  training time        %.2f ms/iteration on rank 0, %.1f%% of it in MPI\n", ms, 100 * mpi);
         printf("metrics: %s/metrics.csv\n", s.out_dir);
+    }
+    ds_trainer_destroy(&t);
+    return 0;
+}
+
+/* Settings and state from a checkpoint: the config it carries, then the
+ * model, optimiser and buffers. */
+static ds_trainer *trainer_from_checkpoint(const char *path)
+{
+    ds_ckpt_data d;
+    memset(&d, 0, sizeof d);
+    char found[DS_PATH_MAX + 32], warning[2048];
+    ds_status rc = ds_ckpt_find(MPI_COMM_WORLD, path, NULL, found, sizeof found, &d, warning, sizeof warning);
+    if (rc != DS_OK) DIE(rc);
+    ds_settings s;
+    ds_settings_defaults(&s);
+    char name[DS_PATH_MAX + 64];
+    snprintf(name, sizeof name, "%s:/config", found);
+    rc = ds_settings_load_string(&s, d.config_yaml, name);
+    ds_ckpt_data_free(&d);
+    if (rc != DS_OK) DIE(rc);
+    ds_trainer *t = NULL;
+    rc = ds_trainer_create(&s, MPI_COMM_WORLD, &t);
+    if (rc != DS_OK) DIE(rc);
+    rc = ds_trainer_resume(t, found);
+    if (rc != DS_OK) DIE(rc);
+    return t;
+}
+
+static int cmd_sample(int argc, char **argv)
+{
+    const char *ckpt = take_option(&argc, argv, "--checkpoint");
+    const char *n = take_option(&argc, argv, "-n");
+    const char *outp = take_option(&argc, argv, "-o");
+    if (!ckpt || !n || !outp || argc != 0)
+        ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "usage: diffsamp sample --checkpoint PATH -n N -o FILE.h5");
+    char *end;
+    long count = strtol(n, &end, 10);
+    if (*end || count < 1) ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "-n '%s': expected a positive integer", n);
+    ds_trainer *t = trainer_from_checkpoint(ckpt);
+    ds_eval_result r;
+    ds_status rc = ds_trainer_write_samples(t, outp, count, &r);
+    if (rc != DS_OK) DIE(rc);
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0) {
+        printf("%ld samples of iteration %ld written to %s\n", count, r.iteration, outp);
+        printf("  ELBO %.4f  log Z (IS) %.4f  ESS %.4f", r.elbo, r.log_z_is, r.ess);
+        if (r.has_log_z) printf("  Delta log Z %.4f  Delta log Z (IS) %.4f", r.delta_log_z, r.delta_log_z_is);
+        printf("\n");
+    }
+    ds_trainer_destroy(&t);
+    return 0;
+}
+
+static int cmd_eval(int argc, char **argv)
+{
+    const char *ckpt = take_option(&argc, argv, "--checkpoint");
+    const char *gt = take_option(&argc, argv, "--ground-truth");
+    if (!ckpt || argc != 0)
+        ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "usage: diffsamp eval --checkpoint PATH [--ground-truth N]");
+    ds_trainer *t = trainer_from_checkpoint(ckpt);
+    (void)gt; /* the number of true samples is the run's eval.ground_truth_samples */
+    ds_eval_result r;
+    ds_status rc = ds_trainer_evaluate(t, 1, &r);
+    if (rc != DS_OK) DIE(rc);
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0) {
+        printf("iteration            %ld\n", r.iteration);
+        printf("ELBO                 %.6f\n", r.elbo);
+        printf("log Z (IS)           %.6f\n", r.log_z_is);
+        if (r.log_z_learned == r.log_z_learned) printf("log Z (learned)      %.6f\n", r.log_z_learned);
+        printf("ESS                  %.6f\n", r.ess);
+        if (r.has_log_z) {
+            printf("Delta log Z          %.6f\n", r.delta_log_z);
+            printf("Delta log Z (IS)     %.6f\n", r.delta_log_z_is);
+        }
+        if (r.mean_ll == r.mean_ll) printf("mean log-likelihood  %.6f\n", r.mean_ll);
+        if (r.modes >= 0) printf("modes with samples   %d of %d\n", r.modes, r.modes_total);
     }
     ds_trainer_destroy(&t);
     return 0;
@@ -160,6 +306,10 @@ int main(int argc, char **argv)
         int rank;
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
         if (rank == 0) ds_energy_list(stdout);
+    } else if (strcmp(cmd, "sample") == 0) {
+        rc = cmd_sample(argc - 2, argv + 2);
+    } else if (strcmp(cmd, "eval") == 0) {
+        rc = cmd_eval(argc - 2, argv + 2);
     } else if (strcmp(cmd, "config") == 0) {
         rc = cmd_config(argc - 2, argv + 2);
     } else if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

@@ -10,7 +10,11 @@
 #include "diffsamp/rng.h"
 #include "diffsamp/sampler.h"
 
+#include "diffsamp/h5io.h"
+
 #include <errno.h>
+#include <signal.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +58,14 @@ struct ds_trainer {
     long ls_rounds;
     long exchanged;               /* samples received from other ranks so far */
     long fail_iteration;          /* test hook (DS_DEBUG_FAIL_RANK/ITERATION): fail here; -1 = never */
+    /* run state that checkpoints carry beyond the model and the buffers */
+    double *hist;                 /* (nhist, NMETRIC) every evaluation so far */
+    size_t nhist, cap_hist;
+    double eval_loss_acc;         /* training losses since the last evaluation */
+    long eval_loss_n;
+    volatile sig_atomic_t *stop_flag;
+    double t_created;
+    char resumed_from[DS_PATH_MAX + 64];
     double t_train;               /* wall seconds inside ds_trainer_step */
     double t_mpi;                 /* of which in MPI calls (reductions, exchange) */
     long steps_timed;
@@ -177,7 +189,7 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     t->fail_iteration = -1;
     const char *fr = getenv("DS_DEBUG_FAIL_RANK"), *fi = getenv("DS_DEBUG_FAIL_ITERATION");
     if (fr && atoi(fr) == t->rank) t->fail_iteration = fi ? atol(fi) : 0;
-    t->t_start = ds_wtime();
+    t->t_start = t->t_created = ds_wtime();
     *out = t;
     return DS_OK;
 fail:
@@ -201,6 +213,7 @@ void ds_trainer_destroy(ds_trainer **tp)
     DS_FREE(t->gt_lw);
     ds_buffer_destroy(&t->buf);
     ds_buffer_destroy(&t->buf_ls);
+    free(t->hist);
     DS_FREE(t->bx);
     DS_FREE(t->blr);
     free(t);
@@ -492,32 +505,6 @@ static void fmt_duration(double sec, char *out, size_t n)
     else snprintf(out, n, "%lds", s);
 }
 
-static void csv_num(FILE *f, double v)
-{
-    if (isnan(v)) fprintf(f, ",");
-    else fprintf(f, ",%.10g", v);
-}
-
-static void write_metrics_row(FILE *f, const ds_eval_result *r)
-{
-    fprintf(f, "%ld", r->iteration);
-    csv_num(f, r->loss);
-    csv_num(f, r->elbo);
-    csv_num(f, r->log_z_is);
-    csv_num(f, r->log_z_learned);
-    csv_num(f, r->ess);
-    csv_num(f, r->mean_ll);
-    csv_num(f, r->has_log_z ? r->delta_log_z : NAN);
-    csv_num(f, r->has_log_z ? r->delta_log_z_is : NAN);
-    csv_num(f, r->modes >= 0 ? (double)r->modes : NAN);
-    csv_num(f, r->ls_acceptance);
-    csv_num(f, r->ls_step);
-    fprintf(f, ",%ld,%ld", r->buffer_size, r->buffer_ls_size);
-    csv_num(f, r->seconds);
-    fprintf(f, "\n");
-    fflush(f);
-}
-
 static void print_eval(FILE *log, const ds_eval_result *r)
 {
     fprintf(log, "  eval @%ld: elbo %.4f  log_z_is %.4f  ess %.3f", r->iteration, r->elbo, r->log_z_is, r->ess);
@@ -531,12 +518,94 @@ static void print_eval(FILE *log, const ds_eval_result *r)
     fflush(log);
 }
 
-ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final)
+/* metrics.csv columns; the checkpoint's /metrics table has the same ones. */
+static const char *const metric_columns[] = {
+    "iteration", "loss", "elbo", "log_z_is", "log_z_learned", "ess", "mean_log_likelihood", "delta_log_z",
+    "delta_log_z_is", "modes", "ls_acceptance", "ls_step", "buffer_size", "buffer_ls_size", "seconds"};
+#define NMETRIC ((int)(sizeof metric_columns / sizeof metric_columns[0]))
+
+static void result_to_row(const ds_eval_result *r, double *row)
+{
+    double v[NMETRIC] = {(double)r->iteration, r->loss, r->elbo, r->log_z_is, r->log_z_learned, r->ess, r->mean_ll,
+                         r->has_log_z ? r->delta_log_z : NAN, r->has_log_z ? r->delta_log_z_is : NAN,
+                         r->modes >= 0 ? (double)r->modes : NAN, r->ls_acceptance, r->ls_step,
+                         (double)r->buffer_size, (double)r->buffer_ls_size, r->seconds};
+    memcpy(row, v, sizeof v);
+}
+
+static ds_status history_add(ds_trainer *t, const ds_eval_result *r)
+{
+    if (t->nhist == t->cap_hist) {
+        size_t cap = t->cap_hist ? 2 * t->cap_hist : 64;
+        double *h = realloc(t->hist, sizeof(double) * cap * NMETRIC);
+        DS_ALLOC_CHECK(h);
+        t->hist = h;
+        t->cap_hist = cap;
+    }
+    result_to_row(r, t->hist + t->nhist * NMETRIC);
+    t->nhist++;
+    return DS_OK;
+}
+
+static void write_csv_row(FILE *f, const double *row)
+{
+    for (int c = 0; c < NMETRIC; c++) {
+        if (c) fputc(',', f);
+        if (isnan(row[c])) continue;
+        if (c == 0 || c == 9 || c == 12 || c == 13) fprintf(f, "%.0f", row[c]);
+        else fprintf(f, "%.10g", row[c]);
+    }
+    fputc('\n', f);
+    fflush(f);
+}
+
+/* (Re)writes metrics.csv from the history (so a resumed run's file is the
+ * uninterrupted run's file) and leaves it open for appending. */
+static ds_status open_metrics(ds_trainer *t, FILE **out)
+{
+    char path[DS_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/metrics.csv", t->s.out_dir);
+    FILE *f = fopen(path, "w");
+    DS_CHECK(f != NULL, DS_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    for (int c = 0; c < NMETRIC; c++) fprintf(f, "%s%s", c ? "," : "", metric_columns[c]);
+    fputc('\n', f);
+    for (size_t i = 0; i < t->nhist; i++) write_csv_row(f, t->hist + i * NMETRIC);
+    *out = f;
+    return DS_OK;
+}
+
+void ds_trainer_set_stop_flag(ds_trainer *t, volatile sig_atomic_t *flag) { t->stop_flag = flag; }
+
+/* Should the run stop now? Signals, the stop file and the time limit, agreed
+ * across ranks so that every rank stops at the same iteration. */
+static ds_status stop_requested(ds_trainer *t, int *stop, const char **why)
+{
+    const ds_settings *s = &t->s;
+    int mine = 0;
+    *why = NULL;
+    if (t->stop_flag && *t->stop_flag) mine |= 1;
+    char path[DS_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/STOP", s->out_dir);
+    if (access(path, F_OK) == 0) mine |= 2;
+    if (s->time_limit > 0 && ds_wtime() - t->t_created > s->time_limit) mine |= 4;
+    if (s->stop_iteration > 0 && t->iteration >= s->stop_iteration) mine |= 8;
+    int all = mine;
+    if (t->size > 1) DS_MPI(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_BOR, t->comm));
+    *stop = all != 0;
+    if (all & 1) *why = "a signal";
+    else if (all & 2) *why = "the stop file";
+    else if (all & 4) *why = "the time limit (train.time_limit)";
+    else if (all & 8) *why = "train.stop_iteration";
+    return DS_OK;
+}
+
+ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final, int *stopped)
 {
     const ds_settings *s = &t->s;
     const int root = t->rank == 0;
     FILE *csv = NULL;
     ds_status rc = DS_OK;
+    *stopped = 0;
     if (root) {
         DS_TRY(make_dirs(s->out_dir));
         char path[DS_PATH_MAX + 32];
@@ -546,39 +615,50 @@ ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final)
         rc = ds_settings_write_yaml(s, cf, 0);
         fclose(cf);
         DS_TRY(rc);
-        snprintf(path, sizeof path, "%s/metrics.csv", s->out_dir);
-        csv = fopen(path, "w");
-        DS_CHECK(csv != NULL, DS_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-        fprintf(csv, "iteration,loss,elbo,log_z_is,log_z_learned,ess,mean_log_likelihood,delta_log_z,"
-                     "delta_log_z_is,modes,ls_acceptance,ls_step,buffer_size,buffer_ls_size,seconds\n");
+        DS_TRY(open_metrics(t, &csv));
         fprintf(log, "diffsamp: %s on %s (d = %d), %s, T = %d, batch %d on %d rank(s), %ld iterations, %zu parameters\n",
                 ds_objective_name(s->objective), t->energy->vt->name, t->energy->dim, DS_REAL_NAME, s->T,
                 s->batch_size, t->size, s->iterations, t->policy->arena.n);
+        if (t->iteration > 0) fprintf(log, "resumed at iteration %ld from %s\n", t->iteration, t->resumed_from);
         fflush(log);
     }
+    if (t->size > 1) DS_MPI(MPI_Barrier(t->comm));  /* the run folder exists before anyone writes into it */
     ds_eval_result last;
     memset(&last, 0, sizeof last);
     last.iteration = -1;
-    double loss_acc = 0, eval_loss_acc = 0;
-    long loss_n = 0, eval_loss_n = 0;
+    double loss_acc = 0;
+    long loss_n = 0;
     double t_window = ds_wtime();
     long it_window = t->iteration;
-    t->t_start = ds_wtime();
     while (t->iteration < s->iterations) {
+        int stop = 0;
+        const char *why = NULL;
+        DS_TRY_GOTO(rc, stop_requested(t, &stop, &why), done);
+        if (stop) {
+            DS_TRY_GOTO(rc, ds_trainer_checkpoint(t), done);
+            if (root) {
+                fprintf(log, "stopped by %s at iteration %ld; checkpoint written to %s/checkpoint.h5 (exit code 3: "
+                        "requeue and resume)\n", why, t->iteration, s->out_dir);
+                fflush(log);
+            }
+            *stopped = 1;
+            goto done;
+        }
         double loss;
         DS_TRY_GOTO(rc, ds_trainer_step(t, &loss), done);
         loss_acc += loss;
         loss_n++;
-        eval_loss_acc += loss;
-        eval_loss_n++;
+        t->eval_loss_acc += loss;
+        t->eval_loss_n++;
         const long it = t->iteration;
         int do_eval = (s->eval_every > 0 && it % s->eval_every == 0) || it == s->iterations;
         if (do_eval) {
             DS_TRY_GOTO(rc, ds_trainer_evaluate(t, 1, &last), done);
-            last.loss = eval_loss_n ? eval_loss_acc / eval_loss_n : NAN;
-            eval_loss_acc = 0;
-            eval_loss_n = 0;
-            if (root) write_metrics_row(csv, &last);
+            last.loss = t->eval_loss_n ? t->eval_loss_acc / t->eval_loss_n : NAN;
+            t->eval_loss_acc = 0;
+            t->eval_loss_n = 0;
+            DS_TRY_GOTO(rc, history_add(t, &last), done);
+            if (root) write_csv_row(csv, t->hist + (t->nhist - 1) * NMETRIC);
         }
         if (root && (it % s->log_every == 0 || it == s->iterations)) {
             double now = ds_wtime();
@@ -597,9 +677,264 @@ ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final)
             loss_n = 0;
         }
         if (root && do_eval) print_eval(log, &last);
+        if ((s->checkpoint_every > 0 && it % s->checkpoint_every == 0) || it == s->iterations)
+            DS_TRY_GOTO(rc, ds_trainer_checkpoint(t), done);
     }
-    if (final) *final = last;
+    if (t->iteration >= s->iterations) {
+        char path[DS_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/samples.h5", s->out_dir);
+        DS_TRY_GOTO(rc, ds_trainer_write_samples(t, path, s->eval_samples, final), done);
+        if (root) {
+            fprintf(log, "samples: %s (%d samples)\n", path, s->eval_samples);
+            fflush(log);
+        }
+        if (final && last.iteration >= 0) {
+            /* keep the run's last evaluation (with the mean log-likelihood) */
+            *final = last;
+        }
+    }
 done:
     if (csv) fclose(csv);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- files */
+
+static ds_status meta_of(const ds_trainer *t, char **yaml, ds_h5_meta *meta)
+{
+    DS_TRY(ds_settings_to_yaml(&t->s, yaml));
+    meta->energy = t->energy->vt->name;
+    meta->dim = t->energy->dim;
+    meta->config_yaml = *yaml;
+    return DS_OK;
+}
+
+ds_status ds_trainer_checkpoint(ds_trainer *t)
+{
+    const ds_settings *s = &t->s;
+    char path[DS_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/checkpoint.h5", s->out_dir);
+    char *yaml = NULL;
+    ds_h5_meta unused;
+    DS_TRY(meta_of(t, &yaml, &unused));
+    ds_ckpt c;
+    memset(&c, 0, sizeof c);
+    c.meta.energy = t->energy->vt->name;
+    c.meta.dim = t->energy->dim;
+    c.meta.config_yaml = yaml;
+    const ds_arena *a = &t->policy->arena;
+    c.n_params = a->n;
+    c.params = a->params;
+    c.m = a->m;
+    c.v = a->v;
+    c.adam_step = t->adam.step;
+    c.iteration = t->iteration;
+    c.ls_step = t->last_ls.final_step;
+    c.exploration = ds_exploration_std(s, t->iteration);
+    c.rng_seed = s->seed;
+    c.metrics_ncols = NMETRIC;
+    c.metrics_columns = metric_columns;
+    c.metrics_rows = t->nhist;
+    c.metrics = t->hist;
+    /* The rest of the run state, so that a resumed run is the same run. */
+    ds_h5_metric extra[] = {{"eval_loss_acc", t->eval_loss_acc},
+                            {"eval_loss_n", (double)t->eval_loss_n},
+                            {"ls_acceptance", t->last_ls.acceptance},
+                            {"ls_rounds", (double)t->ls_rounds},
+                            {"exchanged", (double)t->exchanged}};
+    c.nextra = (int)(sizeof extra / sizeof extra[0]);
+    c.extra = extra;
+    ds_real *bx[2] = {NULL, NULL}, *blr[2] = {NULL, NULL};
+    ds_buffer *bufs[2] = {t->buf, t->buf_ls};
+    const char *names[2] = {"buffer", "buffer_ls"};
+    ds_status rc = DS_OK;
+    for (int k = 0; k < 2; k++) {
+        if (!bufs[k]) continue;
+        size_t n = ds_buffer_size(bufs[k]);
+        bx[k] = ds_calloc((n ? n : 1) * (size_t)t->energy->dim, sizeof(ds_real));
+        blr[k] = ds_calloc(n ? n : 1, sizeof(ds_real));
+        if (!bx[k] || !blr[k]) {
+            rc = ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, "out of memory exporting %s", names[k]);
+            goto done;
+        }
+        if (n) DS_TRY_GOTO(rc, ds_buffer_export(bufs[k], bx[k], blr[k]), done);
+        ds_ckpt_buffer *cb = &c.buffers[c.nbuffers++];
+        cb->name = names[k];
+        cb->capacity = (long)ds_buffer_capacity(bufs[k]);
+        cb->n_local = n;
+        cb->x = bx[k];
+        cb->log_r = blr[k];
+    }
+    DS_TRY_GOTO(rc, ds_ckpt_write(t->comm, path, &c), done);
+done:
+    for (int k = 0; k < 2; k++) {
+        ds_free(bx[k]);
+        ds_free(blr[k]);
+    }
+    free(yaml);
+    return rc;
+}
+
+static double extra_value(const ds_ckpt_data *d, const char *name, double fallback)
+{
+    for (int i = 0; i < d->nextra; i++)
+        if (strcmp(d->extra_names[i], name) == 0) return d->extra_values[i];
+    return fallback;
+}
+
+ds_status ds_trainer_resume(ds_trainer *t, const char *path)
+{
+    const ds_settings *s = &t->s;
+    char want[DS_PATH_MAX + 32];
+    if (!path || strcmp(path, "auto") == 0) {
+        snprintf(want, sizeof want, "%s/checkpoint.h5", s->out_dir);
+    } else {
+        int n = snprintf(want, sizeof want, "%s", path);
+        DS_CHECK(n > 0 && (size_t)n < sizeof want, DS_ERR_CONFIG, "checkpoint path too long");
+    }
+    ds_ckpt_expect ex = {t->energy->vt->name, t->energy->dim, t->policy->arena.n};
+    ds_ckpt_data d;
+    memset(&d, 0, sizeof d);
+    char found[DS_PATH_MAX + 32], warning[2048];
+    ds_status rc = ds_ckpt_find(t->comm, want, &ex, found, sizeof found, &d, warning, sizeof warning);
+    if (rc != DS_OK) {
+        ds_ckpt_data_free(&d);
+        ds_error_trace(__FILE__, __LINE__, __func__);
+        return rc;
+    }
+    if (t->rank == 0 && warning[0]) fprintf(stderr, "diffsamp: warning: %s\n", warning);
+    ds_arena *a = &t->policy->arena;
+    memcpy(a->params, d.params, sizeof(ds_real) * a->n);
+    memcpy(a->m, d.m, sizeof(ds_real) * a->n);
+    memcpy(a->v, d.v, sizeof(ds_real) * a->n);
+    t->adam.step = d.adam_step;
+    t->iteration = d.iteration;
+    t->last_ls.final_step = d.ls_step;
+    t->last_ls.acceptance = extra_value(&d, "ls_acceptance", NAN);
+    t->ls_rounds = (long)extra_value(&d, "ls_rounds", 0);
+    t->exchanged = (long)extra_value(&d, "exchanged", 0);
+    t->eval_loss_acc = extra_value(&d, "eval_loss_acc", 0);
+    t->eval_loss_n = (long)extra_value(&d, "eval_loss_n", 0);
+    /* metrics history, by column name */
+    t->nhist = 0;
+    for (size_t r = 0; r < d.metrics_rows && rc == DS_OK; r++) {
+        ds_eval_result dummy;
+        memset(&dummy, 0, sizeof dummy);
+        rc = history_add(t, &dummy);
+        if (rc != DS_OK) break;
+        double *row = t->hist + (t->nhist - 1) * NMETRIC;
+        for (int c = 0; c < NMETRIC; c++) {
+            row[c] = NAN;
+            for (int k = 0; k < d.metrics_ncols; k++)
+                if (strcmp(d.metrics_columns[k], metric_columns[c]) == 0) row[c] = d.metrics[r * d.metrics_ncols + k];
+        }
+    }
+    /* buffers: this rank's even share of every saved shard */
+    for (int k = 0; k < d.nbuffers && rc == DS_OK; k++) {
+        ds_buffer *b = strcmp(d.buffers[k].name, "buffer") == 0 ? t->buf
+                       : strcmp(d.buffers[k].name, "buffer_ls") == 0 ? t->buf_ls : NULL;
+        if (!b) continue;  /* e.g. local search turned off on resume */
+        rc = ds_buffer_import(b, d.buffers[k].n_local, d.buffers[k].x, d.buffers[k].log_r);
+    }
+    if (rc == DS_OK && t->rank == 0 && d.world_size != t->size)
+        fprintf(stderr, "diffsamp: resuming a %d-rank checkpoint on %d ranks: the replay buffers were "
+                "redistributed evenly\n", d.world_size, t->size);
+    snprintf(t->resumed_from, sizeof t->resumed_from, "%s", found);
+    ds_ckpt_data_free(&d);
+    if (rc != DS_OK) ds_error_trace(__FILE__, __LINE__, __func__);
+    return rc;
+}
+
+int ds_trainer_has_checkpoint(const ds_settings *s)
+{
+    char path[DS_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/checkpoint.h5", s->out_dir);
+    if (access(path, F_OK) == 0) return 1;
+    snprintf(path, sizeof path, "%s/checkpoint.h5.prev", s->out_dir);
+    return access(path, F_OK) == 0;
+}
+
+ds_status ds_trainer_write_samples(ds_trainer *t, const char *path, long n_total, ds_eval_result *r)
+{
+    const ds_settings *s = &t->s;
+    const int T = s->T, d = t->energy->dim, cap = t->B;
+    DS_CHECK(n_total >= 1, DS_ERR_CONFIG, "the number of samples must be positive, got %ld", n_total);
+    int n_local;
+    long first;
+    split(n_total, t->rank, t->size, &n_local, &first);
+    double *lw = malloc(sizeof(double) * (size_t)(n_local > 0 ? n_local : 1));
+    double *col = malloc(sizeof(double) * (size_t)cap * 4);
+    DS_CHECK(lw && col, DS_ERR_NOMEM, "out of memory for %d sample weights", n_local);
+    char *yaml = NULL;
+    ds_h5_meta meta;
+    ds_samples_writer *w = NULL;
+    ds_status rc = meta_of(t, &yaml, &meta);
+    if (rc == DS_OK) rc = ds_samples_open(t->comm, path, &meta, (size_t)n_total, &w);
+    /* Every rank takes part in every append: the number of rounds is that of
+     * the largest share. Samples use their own stream (iteration key far from
+     * training's), so a sample set is a function of the model and the seed. */
+    const long rounds = (n_total / t->size + (n_total % t->size ? 1 : 0) + cap - 1) / cap;
+    double learned = 0;
+    for (long k = 0; k < rounds && rc == DS_OK; k++) {
+        long c0 = k * cap;
+        int n = c0 < n_local ? (int)(n_local - c0 < cap ? n_local - c0 : cap) : 0;
+        if (n > 0) {
+            rc = ds_sim_forward(&t->sim, &t->tr, n, 0.0, ds_rng_make(s->seed, DS_RNG_EVAL),
+                                (uint64_t)t->iteration | (UINT64_C(1) << 31), (uint64_t)(first + c0), NULL);
+            if (rc != DS_OK) break;
+            double *lr = col, *pf = col + cap, *pb = col + 2 * cap, *wt = col + 3 * cap;
+            for (int b = 0; b < n; b++) {
+                double sf = 0, sb = 0;
+                for (int i = 0; i < T; i++) {
+                    sf += (double)t->tr.log_pf[(size_t)i * n + b];
+                    sb += (double)t->tr.log_pb[(size_t)i * n + b];
+                }
+                lr[b] = (double)t->tr.log_r[b];
+                pf[b] = sf;
+                pb[b] = sb;
+                wt[b] = lr[b] + sb - sf;
+                lw[c0 + b] = wt[b];
+                learned += (double)t->tr.log_f[b];
+            }
+            rc = ds_samples_append(w, (size_t)n, t->tr.states + (size_t)T * n * d, lr, pf, pb, wt);
+        } else {
+            rc = ds_samples_append(w, 0, NULL, NULL, NULL, NULL, NULL);
+        }
+    }
+    ds_eval_result res;
+    memset(&res, 0, sizeof res);
+    res.iteration = t->iteration;
+    res.has_log_z = t->energy->has_log_z;
+    res.log_z_true = t->energy->log_z;
+    if (rc == DS_OK) rc = ds_dist_eval_weights(t->comm, lw, n_local, &res);
+    if (rc == DS_OK && t->size > 1) {
+        int mpirc = MPI_Allreduce(MPI_IN_PLACE, &learned, 1, MPI_DOUBLE, MPI_SUM, t->comm);
+        if (mpirc != MPI_SUCCESS) rc = ds_error_set(DS_ERR_MPI, __FILE__, __LINE__, __func__, "MPI_Allreduce failed");
+    }
+    res.log_z_learned = s->objective == DS_OBJ_VARGRAD ? NAN : learned / n_total;
+    res.mean_ll = NAN;
+    res.modes = -1;
+    if (rc == DS_OK) {
+        ds_h5_metric m[8];
+        int nm = 0;
+        m[nm++] = (ds_h5_metric){"elbo", res.elbo};
+        m[nm++] = (ds_h5_metric){"log_z_is", res.log_z_is};
+        m[nm++] = (ds_h5_metric){"ess", res.ess};
+        m[nm++] = (ds_h5_metric){"iteration", (double)t->iteration};
+        if (!isnan(res.log_z_learned)) m[nm++] = (ds_h5_metric){"log_z_learned", res.log_z_learned};
+        if (res.has_log_z) {
+            m[nm++] = (ds_h5_metric){"log_z", res.log_z_true};
+            m[nm++] = (ds_h5_metric){"delta_log_z", res.delta_log_z};
+            m[nm++] = (ds_h5_metric){"delta_log_z_is", res.delta_log_z_is};
+        }
+        rc = ds_samples_close(&w, m, nm);
+    } else {
+        ds_samples_abort(&w);
+    }
+    if (r) *r = res;
+    free(yaml);
+    free(lw);
+    free(col);
+    if (rc != DS_OK) ds_error_trace(__FILE__, __LINE__, __func__);
     return rc;
 }

@@ -48,6 +48,8 @@ typedef struct ds_settings {
     double lr_flow;                /* train.lr_flow (log Z or flow network) */
     int log_every;                 /* train.log_every: progress line period */
     int check_every;               /* train.check_every: verify identical parameters on all ranks; 0 = never */
+    double time_limit;             /* train.time_limit: seconds, then checkpoint and exit 3; 0 = none */
+    long stop_iteration;           /* train.stop_iteration: checkpoint and exit 3 there; 0 = never */
 
     /* sampler (the policy network and the diffusion) */
     int T;                         /* sampler.T */

@@ -15,6 +15,7 @@
 #include "diffsamp/policy.h"
 
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 
 typedef struct ds_trainer ds_trainer;
@@ -33,10 +34,35 @@ ds_status ds_trainer_step(ds_trainer *t, double *loss);
  * the mean log-likelihood of eval.ground_truth_samples true samples. */
 ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_result *r);
 
-/* The whole run: iterations, progress lines on `log` (rank 0), evaluations
- * every eval.every iterations and at the end, metrics.csv and config.yaml in
- * output.dir. The final evaluation is returned in *final (may be NULL). */
-ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final);
+/* The whole run from the current iteration: progress lines on `log` (rank
+ * 0), evaluations every eval.every iterations and at the end, metrics.csv and
+ * config.yaml in output.dir, a checkpoint every output.checkpoint_every
+ * iterations and at the end, and the final sample set samples.h5. Before
+ * each iteration the ranks agree on whether to stop (the flag set by
+ * ds_trainer_set_stop_flag, the file <output.dir>/STOP, train.time_limit);
+ * then a checkpoint is written and *stopped = 1 (the CLI exits with 3).
+ * The last evaluation is returned in *final (may be NULL). */
+ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final, int *stopped);
+
+/* A flag (set by a signal handler) that asks the run to checkpoint and stop
+ * at the next iteration boundary. Not collective. */
+void ds_trainer_set_stop_flag(ds_trainer *t, volatile sig_atomic_t *flag);
+
+/* Writes <output.dir>/checkpoint.h5 atomically (the previous one is kept as
+ * checkpoint.h5.prev): model, optimiser, iteration, buffers, metrics. */
+ds_status ds_trainer_checkpoint(ds_trainer *t);
+/* Restores the state saved in a checkpoint: path, or "auto" (NULL) for the
+ * newest loadable of <output.dir>/checkpoint.h5 and its .prev. Refuses a
+ * checkpoint of another energy, dimension or model shape (DS_ERR_CONFIG) or a
+ * damaged one (DS_ERR_FORMAT). Buffers are redistributed evenly when the
+ * number of ranks changed. */
+ds_status ds_trainer_resume(ds_trainer *t, const char *path);
+/* 1 when <output.dir> holds a checkpoint (or its .prev). Not collective. */
+int ds_trainer_has_checkpoint(const ds_settings *s);
+/* Writes a sample set of n forward samples (no exploration) to path in
+ * streamed chunks, with its metrics (ELBO, log Z_IS, ESS, Delta log Z) as
+ * attributes; *r (may be NULL) gets those metrics. */
+ds_status ds_trainer_write_samples(ds_trainer *t, const char *path, long n, ds_eval_result *r);
 
 long ds_trainer_iteration(const ds_trainer *t);
 /* Mean wall time of ds_trainer_step on this rank and the fraction of it

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Checkpoints and resume (issue #5): an interrupted and resumed run is
+# bitwise the uninterrupted run (np 1 and np 2), a run resumes on another
+# number of ranks, SIGTERM checkpoints and exits 3, kill -9 at any moment
+# leaves a loadable checkpoint, and wrong or damaged checkpoints are refused
+# with the dataset named. Needs /usr/bin/python3 with h5py for the comparisons.
+set -u
+exe="$1"
+/usr/bin/python3 -c "import h5py, numpy" 2>/dev/null || { echo "SKIPPED: /usr/bin/python3 lacks h5py"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+fail=0
+check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; else echo "ok: $1"; fi; }
+common=(--set sampler.T=10 --set train.batch_size=48 --set eval.every=20 --set output.checkpoint_every=20
+        --set eval.samples=100 --set eval.ground_truth_samples=20 --set exploration.factor=0.1
+        --set local_search.enabled=true --set local_search.cycle=10 --set local_search.max_iter=12
+        --set local_search.burn_in=4 --set replay.capacity=5000)
+
+same() { # checkpoint A, checkpoint B, metrics A, metrics B: bitwise params/moments/buffers, metrics but seconds
+/usr/bin/python3 - "$@" <<'PY'
+import sys, csv, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+for name in ["/model/params", "/optimizer/m", "/optimizer/v", "/optimizer/step", "/state/iteration",
+             "/replay/buffer/x", "/replay/buffer/log_r", "/replay/buffer_ls/x", "/replay/buffer_ls/log_r"]:
+    x, y = np.asarray(a[name][()]), np.asarray(b[name][()])
+    assert x.shape == y.shape and np.array_equal(x, y), name
+ra = [r[:-1] for r in csv.reader(open(sys.argv[3]))]
+rb = [r[:-1] for r in csv.reader(open(sys.argv[4]))]
+assert ra == rb, (ra, rb)
+PY
+}
+
+for np_ in 1 2; do
+    run=(mpirun -np $np_ "$exe" train "${common[@]}")
+    "${run[@]}" --set train.iterations=60 --out "$tmp/full$np_" > "$tmp/full$np_.log" 2>&1
+    check "np $np_: uninterrupted run" '[ $? -eq 0 ]'
+    "${run[@]}" --set train.iterations=60 --set train.stop_iteration=30 --out "$tmp/part$np_" > /dev/null 2>&1
+    check "np $np_: train.stop_iteration exits 3" '[ $? -eq 3 ]'
+    "${run[@]}" --set train.iterations=60 --out "$tmp/part$np_" > "$tmp/part$np_.log" 2>&1
+    check "np $np_: resumed run says so" 'grep -q "resumed at iteration 30" "$tmp/part$np_.log"'
+    check "np $np_: interrupted + resumed = uninterrupted (bitwise)" \
+        'same "$tmp/full$np_/checkpoint.h5" "$tmp/part$np_/checkpoint.h5" "$tmp/full$np_/metrics.csv" "$tmp/part$np_/metrics.csv"'
+done
+
+# another number of ranks: 2 -> 1 and 1 -> 2 continue with the buffers redistributed
+mpirun -np 2 "$exe" train "${common[@]}" --set train.iterations=30 --out "$tmp/r21" > /dev/null 2>&1
+"$exe" train "${common[@]}" --set train.iterations=50 --out "$tmp/r21" > "$tmp/r21.log" 2>&1; rc=$?
+check "2 -> 1 ranks resumes and finishes" '[ $rc -eq 0 ] && grep -q "resuming a 2-rank checkpoint on 1 ranks" "$tmp/r21.log"'
+"$exe" train "${common[@]}" --set train.iterations=30 --out "$tmp/r12" > /dev/null 2>&1
+mpirun -np 2 "$exe" train "${common[@]}" --set train.iterations=50 --out "$tmp/r12" > "$tmp/r12.log" 2>&1; rc=$?
+check "1 -> 2 ranks resumes and finishes" '[ $rc -eq 0 ] && grep -q "resumed at iteration 30" "$tmp/r12.log"'
+check "buffer sizes add up after redistribution" '/usr/bin/python3 -c "
+import h5py,sys; f=h5py.File(\"$tmp/r12/checkpoint.h5\",\"r\"); c=f[\"/replay/buffer/counts\"][()]
+assert len(c)==2 and c.sum()==f[\"/replay/buffer/x\"].shape[0], c"'
+
+# SIGTERM: checkpoint at the next iteration boundary, exit code 3, then resume
+"$exe" train "${common[@]}" --set train.iterations=100000 --set output.checkpoint_every=100000 --out "$tmp/sig" \
+    > "$tmp/sig.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do grep -q "^\[it 100/" "$tmp/sig.log" 2>/dev/null && break; sleep 0.1; done
+kill -TERM $pid
+wait $pid; rc=$?
+check "SIGTERM exits with code 3" '[ $rc -eq 3 ]'
+check "SIGTERM wrote a checkpoint" 'grep -q "stopped by a signal" "$tmp/sig.log" && [ -s "$tmp/sig/checkpoint.h5" ]'
+# the stop file works the same way
+touch "$tmp/sig/STOP"
+"$exe" train "${common[@]}" --set train.iterations=100000 --out "$tmp/sig" > "$tmp/stop.log" 2>&1; rc=$?
+check "the stop file checkpoints and exits 3" '[ $rc -eq 3 ] && grep -q "stopped by the stop file" "$tmp/stop.log"'
+rm -f "$tmp/sig/STOP"
+
+# kill -9 at arbitrary moments (checkpoints every iteration): always a loadable checkpoint
+for delay in 0.7 1.1 1.6; do
+    "$exe" train "${common[@]}" --set train.iterations=100000 --set output.checkpoint_every=1 --out "$tmp/k9" \
+        > /dev/null 2>&1 &
+    pid=$!
+    sleep $delay
+    kill -9 $pid; wait $pid 2>/dev/null
+done
+"$exe" eval --checkpoint "$tmp/k9/checkpoint.h5" > "$tmp/k9.log" 2>&1; rc=$?
+check "after kill -9 the checkpoint loads" '[ $rc -eq 0 ] && grep -q "^ELBO" "$tmp/k9.log"'
+
+# refusals
+"$exe" train "${common[@]}" --set energy.name=9gmm --set train.iterations=40 --out "$tmp/full1" > "$tmp/bad.log" 2>&1; rc=$?
+check "a checkpoint of another energy is refused" '[ $rc -ne 0 ] && grep -q "25gmm" "$tmp/bad.log" && grep -q "9gmm" "$tmp/bad.log"'
+"$exe" train "${common[@]}" --set sampler.hidden=32 --set train.iterations=40 --out "$tmp/full1" > "$tmp/bad.log" 2>&1; rc=$?
+check "a model-shape change is refused naming /model/params" '[ $rc -ne 0 ] && grep -q "/model/params" "$tmp/bad.log"'
+cp "$tmp/full1/checkpoint.h5" "$tmp/trunc.h5"
+truncate -s $(( $(stat -c %s "$tmp/trunc.h5") / 2 )) "$tmp/trunc.h5"
+"$exe" eval --checkpoint "$tmp/trunc.h5" > "$tmp/bad.log" 2>&1; rc=$?
+check "a truncated checkpoint is refused" '[ $rc -ne 0 ] && grep -q "truncated" "$tmp/bad.log"'
+cp "$tmp/full1/checkpoint.h5" "$tmp/nov.h5"
+/usr/bin/python3 -c "import h5py; f=h5py.File('$tmp/nov.h5','r+'); del f['/optimizer/v']"
+"$exe" eval --checkpoint "$tmp/nov.h5" > "$tmp/bad.log" 2>&1; rc=$?
+check "a missing dataset is refused by name" '[ $rc -ne 0 ] && grep -q "/optimizer/v" "$tmp/bad.log"'
+truncate -s 1000 "$tmp/full2/checkpoint.h5"
+mpirun -np 2 "$exe" eval --checkpoint "$tmp/full2/checkpoint.h5" > "$tmp/prev.log" 2>&1; rc=$?
+check "a damaged checkpoint falls back to .prev" '[ $rc -eq 0 ] && grep -q "^iteration *40" "$tmp/prev.log"'
+
+# sample sets: the final one of the run and one from the command line
+check "the run wrote samples.h5" '[ -s "$tmp/full1/samples.h5" ]'
+mpirun -np 2 "$exe" sample --checkpoint "$tmp/full1/checkpoint.h5" -n 777 -o "$tmp/s.h5" > /dev/null 2>&1; rc=$?
+check "diffsamp sample writes N samples" '[ $rc -eq 0 ] && /usr/bin/python3 -c "
+import h5py, numpy as np; f=h5py.File(\"$tmp/s.h5\",\"r\")
+assert f[\"x\"].shape==(777,2) and f.attrs[\"energy\"]==\"25gmm\" and int(f.attrs[\"dim\"])==2
+w=f[\"log_weight\"][()]; assert np.allclose(w, f[\"log_reward\"][()]+f[\"log_pb\"][()]-f[\"log_pf\"][()])
+assert abs(f.attrs[\"elbo\"]-w.mean())<1e-9 and \"config\" in f.attrs and f[\"x\"].attrs[\"description\"]"'
+exit $fail

@@ -1,0 +1,724 @@
+/* MPI test of h5io (run with 2 ranks): checkpoints written and read back on
+ * the same, fewer and more ranks with uneven and empty buffer shards, every
+ * refusal (energy, dim, parameter count, missing or misshapen dataset,
+ * truncated file, newer format, wrong format), the atomic write with .prev
+ * fallback, and streamed sample sets.
+ *
+ * Checks never skip a collective call: a failed check counts and goes on, and
+ * the count is reduced over the ranks at the end (every rank returns nonzero
+ * on failure). */
+#define _POSIX_C_SOURCE 200809L
+#include "diffsamp/config.h"
+#include "diffsamp/h5io.h"
+#include "testutil.h"
+
+#include <hdf5.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int world_rank = 0, world_size = 1;
+static int failures = 0;
+static char dir[1024];
+
+static void fail_at(int line, const char *cond, const char *fmt, ...)
+{
+    failures++;
+    fprintf(stderr, "[%d] test_h5io.c:%d: check failed: %s: ", world_rank, line, cond);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+#define EXPECT(cond, ...)                                                           \
+    do {                                                                            \
+        if (!(cond)) fail_at(__LINE__, #cond, __VA_ARGS__);                         \
+    } while (0)
+#define EXPECT_OK(expr)                                                             \
+    do {                                                                            \
+        ds_status rc_ = (expr);                                                     \
+        if (rc_ != DS_OK) fail_at(__LINE__, #expr, "status %d: %s", (int)rc_, ds_error_message()); \
+    } while (0)
+/* expr fails with code and a message containing every needle. */
+#define EXPECT_FAIL(expr, code, ...)                                                \
+    do {                                                                            \
+        ds_status rc_ = (expr);                                                     \
+        const char *needles_[] = {__VA_ARGS__, NULL};                               \
+        if (rc_ != (code)) fail_at(__LINE__, #expr, "status %d, expected %d: %s", (int)rc_, (int)(code), ds_error_message()); \
+        for (int k_ = 0; needles_[k_]; k_++)                                        \
+            if (!strstr(ds_error_message(), needles_[k_]))                          \
+                fail_at(__LINE__, #expr, "message lacks '%s': %s", needles_[k_], ds_error_message()); \
+    } while (0)
+
+static const char *file_in_dir(const char *name)
+{
+    static char buf[8][1280];
+    static int next = 0;
+    char *p = buf[next++ % 8];
+    snprintf(p, sizeof buf[0], "%s/%s", dir, name);
+    return p;
+}
+
+/* ---- deterministic content --------------------------------------------------- */
+
+enum { DIM = 3, NPARAMS = 37, NCOLS = 4, NROWS = 3 };
+static double param_value(int i) { return 0.25 * i - 3.0; }  /* exact in float too */
+static double m_value(int i) { return 0.5 * i; }
+static double v_value(int i) { return 0.125 * i + 1.0; }
+/* Row g of buffer b: values that name the row, exact in float. */
+static double x_value(int b, long g, int j) { return 1000.0 * b + 10.0 * (double)g + j + 0.5; }
+static double logr_value(int b, long g) { return -(double)g - 0.25 - 100.0 * b; }
+static double metric_value(int r, int c) { return r * 10.0 + c + 0.125; }
+static const char *metric_cols[NCOLS] = {"iteration", "loss", "elbo", "log_z_is"};
+
+typedef struct shard {
+    ds_real x[64 * DIM], log_r[64];
+} shard;
+
+typedef struct fixture {
+    ds_real params[NPARAMS], m[NPARAMS], v[NPARAMS];
+    double metrics[NROWS * NCOLS];
+    shard sh[2];
+    char *yaml;
+    ds_ckpt c;
+} fixture;
+
+/* A checkpoint where this rank holds counts[b] rows of buffer b starting at
+ * global row first[b]. */
+static void fixture_make(fixture *f, const long counts[2], const long first[2], int64_t iteration)
+{
+    memset(f, 0, sizeof *f);
+    for (int i = 0; i < NPARAMS; i++) {
+        f->params[i] = (ds_real)param_value(i);
+        f->m[i] = (ds_real)m_value(i);
+        f->v[i] = (ds_real)v_value(i);
+    }
+    for (int r = 0; r < NROWS; r++)
+        for (int c = 0; c < NCOLS; c++) f->metrics[r * NCOLS + c] = metric_value(r, c);
+    ds_settings s;
+    ds_settings_defaults(&s);
+    s.seed = 4242;
+    s.batch_size = 77;
+    if (ds_settings_to_yaml(&s, &f->yaml) != DS_OK) f->yaml = NULL;
+    static const char *names[2] = {"buffer", "buffer_ls"};
+    f->c.meta.energy = "25gmm";
+    f->c.meta.dim = DIM;
+    f->c.meta.config_yaml = f->yaml;
+    f->c.n_params = NPARAMS;
+    f->c.params = f->params;
+    f->c.m = f->m;
+    f->c.v = f->v;
+    f->c.adam_step = 1234567890123LL;
+    f->c.iteration = iteration;
+    f->c.ls_step = 0.0125;
+    f->c.exploration = 0.5;
+    f->c.rng_seed = 0xfedcba9876543210ULL;
+    f->c.metrics_ncols = NCOLS;
+    f->c.metrics_columns = metric_cols;
+    f->c.metrics_rows = NROWS;
+    f->c.metrics = f->metrics;
+    f->c.nbuffers = 2;
+    for (int b = 0; b < 2; b++) {
+        for (long i = 0; i < counts[b]; i++) {
+            for (int j = 0; j < DIM; j++) f->sh[b].x[i * DIM + j] = (ds_real)x_value(b, first[b] + i, j);
+            f->sh[b].log_r[i] = (ds_real)logr_value(b, first[b] + i);
+        }
+        f->c.buffers[b] = (ds_ckpt_buffer){names[b], 5000 + b, (size_t)counts[b], f->sh[b].x, f->sh[b].log_r};
+    }
+}
+
+static void fixture_free(fixture *f) { free(f->yaml); }
+
+/* Checks everything but the buffers' row split; totals[b] rows expected in
+ * buffer b, counts[b] the writer's count table. */
+static void check_data(MPI_Comm comm, const ds_ckpt_data *d, int64_t iteration, int writer_ranks,
+                       const long totals[2], const long *const counts[2])
+{
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    EXPECT(strcmp(d->energy, "25gmm") == 0, "energy '%s'", d->energy);
+    EXPECT(d->dim == DIM, "dim %d", d->dim);
+    EXPECT(d->format_version == DS_H5_FORMAT_VERSION, "format_version %d", d->format_version);
+    EXPECT(strcmp(d->precision, DS_REAL_NAME) == 0, "precision '%s'", d->precision);
+    EXPECT(d->code_version && strncmp(d->code_version, "diffsamp ", 9) == 0, "code_version '%s'",
+           d->code_version ? d->code_version : "(null)");
+    EXPECT(d->n_params == NPARAMS, "n_params %zu", d->n_params);
+    int bad = 0;
+    for (int i = 0; i < NPARAMS && d->params && d->m && d->v; i++)
+        bad += d->params[i] != (ds_real)param_value(i) || d->m[i] != (ds_real)m_value(i) ||
+               d->v[i] != (ds_real)v_value(i);
+    EXPECT(d->params && d->m && d->v && bad == 0, "%d parameter/moment mismatches", bad);
+    EXPECT(d->adam_step == 1234567890123LL, "adam_step %lld", (long long)d->adam_step);
+    EXPECT(d->iteration == iteration, "iteration %lld", (long long)d->iteration);
+    EXPECT(d->world_size == writer_ranks, "world_size %d", d->world_size);
+    EXPECT(d->ls_step == 0.0125 && d->exploration == 0.5, "ls_step %g exploration %g", d->ls_step, d->exploration);
+    EXPECT(d->rng_seed == 0xfedcba9876543210ULL, "rng_seed %llx", (unsigned long long)d->rng_seed);
+    EXPECT(d->metrics_ncols == NCOLS && d->metrics_rows == NROWS, "metrics (%zu, %d)", d->metrics_rows,
+           d->metrics_ncols);
+    for (int c = 0; c < d->metrics_ncols && c < NCOLS; c++)
+        EXPECT(strcmp(d->metrics_columns[c], metric_cols[c]) == 0, "column %d '%s'", c, d->metrics_columns[c]);
+    bad = 0;
+    for (int i = 0; i < NROWS * NCOLS && d->metrics && d->metrics_rows == NROWS; i++)
+        bad += d->metrics[i] != metric_value(i / NCOLS, i % NCOLS);
+    EXPECT(bad == 0, "%d metric mismatches", bad);
+
+    /* The config round-trips through the YAML loader. */
+    ds_settings s;
+    ds_settings_defaults(&s);
+    EXPECT(d->config_yaml && ds_settings_load_string(&s, d->config_yaml, "checkpoint config") == DS_OK,
+           "config does not load: %s", ds_error_message());
+    EXPECT(s.seed == 4242 && s.batch_size == 77, "config seed %llu batch %d", (unsigned long long)s.seed,
+           s.batch_size);
+
+    EXPECT(d->nbuffers == 2, "nbuffers %d", d->nbuffers);
+    static const char *names[2] = {"buffer", "buffer_ls"};
+    for (int b = 0; b < 2 && b < d->nbuffers; b++) {
+        const ds_ckpt_data_buffer *B = &d->buffers[b];
+        EXPECT(strcmp(B->name, names[b]) == 0, "buffer %d name '%s'", b, B->name);
+        EXPECT(B->capacity == 5000 + b, "capacity %ld", B->capacity);
+        EXPECT(B->n_total == (size_t)totals[b], "buffer %s n_total %zu, expected %ld", B->name, B->n_total, totals[b]);
+        EXPECT(B->writer_ranks == writer_ranks, "writer_ranks %d", B->writer_ranks);
+        for (int r = 0; r < B->writer_ranks && r < writer_ranks; r++)
+            EXPECT(B->counts[r] == counts[b][r], "buffer %s count[%d] = %lld, expected %ld", B->name, r,
+                   (long long)B->counts[r], counts[b][r]);
+        /* Read on as many ranks as wrote: each rank gets its own shard back
+         * (exact resume); else the even split. Either way the union of the
+         * shares is every row in order. */
+        size_t lo, hi;
+        if (writer_ranks == size) {
+            lo = 0;
+            for (int r = 0; r < rank; r++) lo += (size_t)counts[b][r];
+            hi = lo + (size_t)counts[b][rank];
+        } else {
+            lo = (size_t)totals[b] * (size_t)rank / (size_t)size;
+            hi = (size_t)totals[b] * (size_t)(rank + 1) / (size_t)size;
+        }
+        EXPECT(B->first == lo && B->n_local == hi - lo, "buffer %s share [%zu, +%zu), expected [%zu, %zu)", B->name,
+               B->first, B->n_local, lo, hi);
+        bad = 0;
+        for (size_t i = 0; i < B->n_local && B->n_local == hi - lo; i++) {
+            long g = (long)(B->first + i);
+            for (int j = 0; j < DIM; j++) bad += B->x[i * DIM + j] != (ds_real)x_value(b, g, j);
+            bad += B->log_r[i] != (ds_real)logr_value(b, g);
+        }
+        EXPECT(bad == 0, "buffer %s: %d row mismatches", B->name, bad);
+        unsigned long long mine = B->n_local, sum = 0, before = 0;
+        MPI_Allreduce(&mine, &sum, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, comm);
+        MPI_Exscan(&mine, &before, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, comm);
+        if (rank == 0) before = 0;
+        EXPECT(sum == (unsigned long long)totals[b] && before == B->first, "buffer %s: union %llu rows, first %zu",
+               B->name, sum, B->first);
+    }
+}
+
+/* ---- serial file surgery (rank 0) ------------------------------------------ */
+
+static int copy_bytes(const char *from, const char *to, double fraction)
+{
+    FILE *in = fopen(from, "rb");
+    if (!in) return -1;
+    fseek(in, 0, SEEK_END);
+    long n = ftell(in);
+    fseek(in, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, in);
+    fclose(in);
+    FILE *out = fopen(to, "wb");
+    if (!out) { free(buf); return -1; }
+    size_t keep = (size_t)((double)got * fraction);
+    size_t put = fwrite(buf, 1, keep, out);
+    fclose(out);
+    free(buf);
+    return put == keep ? 0 : -1;
+}
+
+/* Copies from -> to and applies one change with serial HDF5. */
+typedef enum { DELETE_V, ITERATION_1D, NEWER_VERSION, FLOAT_PARAMS } surgery;
+static int operate(const char *from, const char *to, surgery op)
+{
+    if (copy_bytes(from, to, 1.0) != 0) return -1;
+    hid_t f = H5Fopen(to, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (f < 0) return -1;
+    herr_t rc = 0;
+    if (op == DELETE_V) {
+        rc = H5Ldelete(f, "/optimizer/v", H5P_DEFAULT);
+    } else if (op == ITERATION_1D) {
+        hsize_t n = 3;
+        int64_t vals[3] = {1, 2, 3};
+        rc = H5Ldelete(f, "/state/iteration", H5P_DEFAULT);
+        hid_t s = H5Screate_simple(1, &n, NULL);
+        hid_t d = H5Dcreate2(f, "/state/iteration", H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (rc >= 0) rc = H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, vals);
+        H5Dclose(d);
+        H5Sclose(s);
+    } else if (op == NEWER_VERSION) {
+        int v = DS_H5_FORMAT_VERSION + 1;
+        hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
+        rc = H5Awrite(a, H5T_NATIVE_INT, &v);
+        H5Aclose(a);
+    } else if (op == FLOAT_PARAMS) {
+        /* What a float run writes: the double build must read it. */
+        float vals[NPARAMS];
+        for (int i = 0; i < NPARAMS; i++) vals[i] = (float)param_value(i);
+        hsize_t n = NPARAMS;
+        rc = H5Ldelete(f, "/model/params", H5P_DEFAULT);
+        hid_t s = H5Screate_simple(1, &n, NULL);
+        hid_t d = H5Dcreate2(f, "/model/params", H5T_IEEE_F32LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (rc >= 0) rc = H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, vals);
+        H5Dclose(d);
+        H5Sclose(s);
+    }
+    if (H5Fclose(f) < 0) rc = -1;
+    return rc < 0 ? -1 : 0;
+}
+
+static herr_t check_description(hid_t g, const char *name, const H5L_info_t *info, void *data)
+{
+    (void)info;
+    int *missing = data;
+    hid_t d;
+    H5E_BEGIN_TRY { d = H5Dopen2(g, name, H5P_DEFAULT); } H5E_END_TRY;
+    if (d >= 0) {
+        if (H5Aexists(d, "description") <= 0) {
+            fprintf(stderr, "dataset %s has no description\n", name);
+            (*missing)++;
+        }
+        H5Dclose(d);
+    }
+    return 0;
+}
+
+/* Every dataset has a description and every root attribute is present. */
+static void check_file_attrs(const char *path, const char *format)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    EXPECT(f >= 0, "cannot open %s", path);
+    if (f < 0) return;
+    int missing = 0;
+    H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, check_description, &missing);
+    EXPECT(missing == 0, "%d datasets without description in %s", missing, path);
+    static const char *attrs[] = {"format", "format_version", "config", "code_version", "library_versions",
+                                  "energy", "dim", "precision"};
+    for (size_t i = 0; i < sizeof attrs / sizeof *attrs; i++)
+        EXPECT(H5Aexists(f, attrs[i]) > 0, "%s lacks root attribute %s", path, attrs[i]);
+    hid_t a = H5Aopen(f, "format", H5P_DEFAULT), t = H5Aget_type(a);
+    char *s = NULL;
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, H5T_VARIABLE);
+    H5Tset_cset(mt, H5T_CSET_UTF8);
+    EXPECT(H5Tis_variable_str(t) > 0 && H5Aread(a, mt, &s) >= 0 && s && strcmp(s, format) == 0,
+           "format attribute of %s is '%s'", path, s ? s : "(unreadable)");
+    if (s) H5free_memory(s);
+    H5Tclose(mt);
+    H5Tclose(t);
+    H5Aclose(a);
+    a = H5Aopen(f, "library_versions", H5P_DEFAULT);
+    t = H5Aget_type(a);
+    mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, H5T_VARIABLE);
+    H5Tset_cset(mt, H5T_CSET_UTF8);
+    s = NULL;
+    EXPECT(H5Aread(a, mt, &s) >= 0 && s && strstr(s, "HDF5 1.") && strchr(s, '\n'), "library_versions '%s'",
+           s ? s : "(unreadable)");
+    if (s) H5free_memory(s);
+    H5Tclose(mt);
+    H5Tclose(t);
+    H5Aclose(a);
+    H5Fclose(f);
+}
+
+/* ---- the tests ------------------------------------------------------------- */
+
+static const long two_counts0[2] = {5, 3}, two_counts1[2] = {0, 2};
+static const long *const two_counts[2] = {two_counts0, two_counts1};
+static const long two_totals[2] = {8, 2};
+
+/* Writes the 2-rank checkpoint (buffer: 5 + 3 rows, buffer_ls: 0 + 2). */
+static void write_two(const char *path, int64_t iteration)
+{
+    long counts[2] = {two_counts0[world_rank], two_counts1[world_rank]};
+    long first[2] = {world_rank ? two_counts0[0] : 0, world_rank ? two_counts1[0] : 0};
+    fixture f;
+    fixture_make(&f, counts, first, iteration);
+    EXPECT_OK(ds_ckpt_write(MPI_COMM_WORLD, path, &f.c));
+    fixture_free(&f);
+}
+
+static void test_same_ranks_and_one_rank(void)
+{
+    const char *path = file_in_dir("two.h5");
+    write_two(path, 42);
+    if (world_rank == 0) check_file_attrs(path, DS_H5_FORMAT_CHECKPOINT);
+    EXPECT(access(file_in_dir("two.h5.tmp"), F_OK) != 0, "temporary file left behind");
+
+    ds_ckpt_expect e = {"25gmm", DIM, NPARAMS};
+    ds_ckpt_data d;
+    EXPECT_OK(ds_ckpt_read(MPI_COMM_WORLD, path, &e, &d));
+    check_data(MPI_COMM_WORLD, &d, 42, 2, two_totals, two_counts);
+    ds_ckpt_data_free(&d);
+    EXPECT(d.params == NULL && d.nbuffers == 0, "ds_ckpt_data_free left data");
+
+    /* 2 -> 1: rank 0 alone gets every row. */
+    MPI_Comm sub;
+    MPI_Comm_split(MPI_COMM_WORLD, world_rank == 0 ? 0 : MPI_UNDEFINED, 0, &sub);
+    if (sub != MPI_COMM_NULL) {
+        EXPECT_OK(ds_ckpt_read(sub, path, NULL, &d));
+        check_data(sub, &d, 42, 2, two_totals, two_counts);
+        EXPECT(d.buffers[0].n_local == 8 && d.buffers[1].n_local == 2, "1 rank holds %zu and %zu rows",
+               d.buffers[0].n_local, d.buffers[1].n_local);
+        ds_ckpt_data_free(&d);
+        MPI_Comm_free(&sub);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
+static void test_one_rank_to_two(void)
+{
+    const char *path = file_in_dir("one.h5");
+    MPI_Comm sub;
+    MPI_Comm_split(MPI_COMM_WORLD, world_rank == 0 ? 0 : MPI_UNDEFINED, 0, &sub);
+    static const long c0[1] = {7}, c1[1] = {0};
+    static const long *const counts[2] = {c0, c1};
+    static const long totals[2] = {7, 0};
+    if (sub != MPI_COMM_NULL) {
+        long n[2] = {7, 0}, first[2] = {0, 0};
+        fixture f;
+        fixture_make(&f, n, first, 9);
+        EXPECT_OK(ds_ckpt_write(sub, path, &f.c));
+        fixture_free(&f);
+        MPI_Comm_free(&sub);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    ds_ckpt_data d;
+    EXPECT_OK(ds_ckpt_read(MPI_COMM_WORLD, path, NULL, &d));
+    check_data(MPI_COMM_WORLD, &d, 9, 1, totals, counts);
+    ds_ckpt_data_free(&d);
+}
+
+/* No metrics yet (rows 0, and no columns at all) and no buffers. */
+static void test_empty_tables(void)
+{
+    const char *path = file_in_dir("empty.h5");
+    long n[2] = {0, 0}, first[2] = {0, 0};
+    for (int ncols = NCOLS; ncols >= 0; ncols -= NCOLS) {
+        fixture f;
+        fixture_make(&f, n, first, 0);
+        f.c.metrics_rows = 0;
+        f.c.metrics = NULL;
+        f.c.metrics_ncols = ncols;
+        f.c.nbuffers = 0;
+        EXPECT_OK(ds_ckpt_write(MPI_COMM_WORLD, path, &f.c));
+        fixture_free(&f);
+        ds_ckpt_data d;
+        EXPECT_OK(ds_ckpt_read(MPI_COMM_WORLD, path, NULL, &d));
+        EXPECT(d.metrics_rows == 0 && d.metrics_ncols == ncols && d.nbuffers == 0 && d.n_params == NPARAMS,
+               "empty tables: metrics (%zu, %d), %d buffers", d.metrics_rows, d.metrics_ncols, d.nbuffers);
+        for (int c = 0; c < d.metrics_ncols; c++)
+            EXPECT(strcmp(d.metrics_columns[c], metric_cols[c]) == 0, "column %d '%s'", c, d.metrics_columns[c]);
+        ds_ckpt_data_free(&d);
+    }
+}
+
+static void test_refusals(void)
+{
+    const char *path = file_in_dir("two.h5");
+    ds_ckpt_data d;
+    char want[64], found[64];
+
+    ds_ckpt_expect e = {"manywell", DIM, NPARAMS};
+    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, path, &e, &d), DS_ERR_CONFIG, "'25gmm'", "'manywell'", path);
+    e = (ds_ckpt_expect){"25gmm", 32, NPARAMS};
+    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, path, &e, &d), DS_ERR_CONFIG, "dimension 3", "dimension 32");
+    e = (ds_ckpt_expect){"25gmm", DIM, NPARAMS + 5};
+    snprintf(want, sizeof want, "(%d)", NPARAMS + 5);
+    snprintf(found, sizeof found, "(%d)", NPARAMS);
+    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, path, &e, &d), DS_ERR_CONFIG, "/model/params", want, found);
+    EXPECT(d.params == NULL, "data left after a refusal");
+
+    const char *miss = file_in_dir("missing.h5"), *shape = file_in_dir("shape.h5"), *trunc = file_in_dir("trunc.h5");
+    const char *newer = file_in_dir("newer.h5"), *flt = file_in_dir("float.h5"), *junk = file_in_dir("junk.h5");
+    int ok = 1;
+    if (world_rank == 0) {
+        ok = operate(path, miss, DELETE_V) == 0 && operate(path, shape, ITERATION_1D) == 0 &&
+             copy_bytes(path, trunc, 0.5) == 0 && operate(path, newer, NEWER_VERSION) == 0 &&
+             operate(path, flt, FLOAT_PARAMS) == 0;
+        FILE *j = fopen(junk, "w");
+        if (j) {
+            fputs("not an HDF5 file\n", j);
+            fclose(j);
+        }
+    }
+    MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    EXPECT(ok, "could not prepare the damaged copies");
+    e = (ds_ckpt_expect){"25gmm", DIM, NPARAMS};
+    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, miss, &e, &d), DS_ERR_FORMAT, "/optimizer/v", "missing", miss);
+    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, shape, &e, &d), DS_ERR_FORMAT, "/state/iteration", "shape (3)",
+                "expected ()");
+    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, trunc, &e, &d), DS_ERR_FORMAT, "cannot open checkpoint", trunc,
+                "not an HDF5 file or truncated");
+    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, junk, &e, &d), DS_ERR_FORMAT, "not an HDF5 file or truncated");
+    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, newer, &e, &d), DS_ERR_FORMAT, "format_version 2", "newer");
+    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, file_in_dir("absent.h5"), &e, &d), DS_ERR_IO, "no such file");
+    EXPECT(d.params == NULL && d.config_yaml == NULL, "data left after a refusal");
+
+    /* float32 parameters (a float run's file) load converted. */
+    EXPECT_OK(ds_ckpt_read(MPI_COMM_WORLD, flt, &e, &d));
+    check_data(MPI_COMM_WORLD, &d, 42, 2, two_totals, two_counts);
+    ds_ckpt_data_free(&d);
+
+    /* A sample set is not a checkpoint. */
+    ds_h5_meta meta = {"25gmm", DIM, "a: 1\n"};
+    const char *samples = file_in_dir("notckpt.h5");
+    EXPECT_OK(ds_samples_write(MPI_COMM_WORLD, samples, &meta, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0));
+    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, samples, &e, &d), DS_ERR_FORMAT, "not a diffsamp checkpoint",
+                "diffsamp-samples");
+
+    /* Bad arguments fail on every rank, without a file. */
+    fixture f;
+    long n[2] = {1, 1}, first[2] = {world_rank, world_rank};
+    fixture_make(&f, n, first, 1);
+    f.c.buffers[1].name = world_rank == 1 ? "bad/name" : "buffer_ls";
+    EXPECT_FAIL(ds_ckpt_write(MPI_COMM_WORLD, file_in_dir("bad.h5"), &f.c), DS_ERR_INVALID, "bad/name");
+    f.c.buffers[1].name = "buffer_ls";
+    f.c.n_params = world_rank == 1 ? NPARAMS - 1 : NPARAMS;
+    EXPECT_FAIL(ds_ckpt_write(MPI_COMM_WORLD, file_in_dir("bad.h5"), &f.c), DS_ERR_INVALID, "n_params differs");
+    EXPECT(access(file_in_dir("bad.h5"), F_OK) != 0 && access(file_in_dir("bad.h5.tmp"), F_OK) != 0,
+           "a refused write left a file");
+    fixture_free(&f);
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
+static void test_atomic_and_find(void)
+{
+    const char *path = file_in_dir("run.h5"), *prev = file_in_dir("run.h5.prev");
+    char found[1280], warning[8192];
+    ds_ckpt_data d;
+    ds_ckpt_expect e = {"25gmm", DIM, NPARAMS};
+
+    EXPECT_FAIL(ds_ckpt_find(MPI_COMM_WORLD, path, &e, found, sizeof found, NULL, warning, sizeof warning),
+                DS_ERR_IO, "no checkpoint");
+    write_two(path, 100);
+    EXPECT(access(prev, F_OK) != 0, ".prev exists after the first write");
+    write_two(path, 200);
+    EXPECT(access(path, F_OK) == 0 && access(prev, F_OK) == 0, "path and .prev after two writes");
+    EXPECT(access(file_in_dir("run.h5.tmp"), F_OK) != 0, "temporary file left behind");
+    EXPECT_OK(ds_ckpt_read(MPI_COMM_WORLD, path, &e, &d));
+    EXPECT(d.iteration == 200, "newest holds iteration %lld", (long long)d.iteration);
+    ds_ckpt_data_free(&d);
+    EXPECT_OK(ds_ckpt_read(MPI_COMM_WORLD, prev, &e, &d));
+    EXPECT(d.iteration == 100, ".prev holds iteration %lld", (long long)d.iteration);
+    check_data(MPI_COMM_WORLD, &d, 100, 2, two_totals, two_counts);
+    ds_ckpt_data_free(&d);
+
+    EXPECT_OK(ds_ckpt_find(MPI_COMM_WORLD, path, &e, found, sizeof found, &d, warning, sizeof warning));
+    EXPECT(strcmp(found, path) == 0 && warning[0] == '\0' && d.iteration == 200, "found %s (it %lld), warning '%s'",
+           found, (long long)d.iteration, warning);
+    ds_ckpt_data_free(&d);
+
+    /* A torn newest file: find falls back to .prev and says why. */
+    if (world_rank == 0) {
+        copy_bytes(path, file_in_dir("whole.h5"), 1.0);
+        copy_bytes(file_in_dir("whole.h5"), path, 0.5);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    EXPECT_OK(ds_ckpt_find(MPI_COMM_WORLD, path, &e, found, sizeof found, &d, warning, sizeof warning));
+    EXPECT(strcmp(found, prev) == 0 && d.iteration == 100, "found %s (it %lld)", found, (long long)d.iteration);
+    EXPECT(strstr(warning, path) && strstr(warning, "truncated"), "warning '%s'", warning);
+    ds_ckpt_data_free(&d);
+    EXPECT_OK(ds_ckpt_find(MPI_COMM_WORLD, path, NULL, found, sizeof found, NULL, NULL, 0));
+    EXPECT(strcmp(found, prev) == 0, "found %s without data", found);
+
+    /* A crash between the two renames leaves only .prev. */
+    if (world_rank == 0) remove(path);
+    MPI_Barrier(MPI_COMM_WORLD);
+    EXPECT_OK(ds_ckpt_find(MPI_COMM_WORLD, path, &e, found, sizeof found, NULL, warning, sizeof warning));
+    EXPECT(strcmp(found, prev) == 0 && warning[0] == '\0', "found %s, warning '%s'", found, warning);
+
+    /* Both damaged: refused, naming both. */
+    if (world_rank == 0) {
+        copy_bytes(file_in_dir("whole.h5"), path, 0.3);
+        copy_bytes(file_in_dir("whole.h5"), prev, 0.6);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    EXPECT_FAIL(ds_ckpt_find(MPI_COMM_WORLD, path, &e, found, sizeof found, &d, warning, sizeof warning),
+                DS_ERR_FORMAT, "no loadable checkpoint", path, prev);
+    EXPECT(d.params == NULL, "data left after a failed find");
+
+    /* The next write after a good one replaces a damaged path: write twice. */
+    write_two(path, 300);
+    write_two(path, 400);
+    EXPECT_OK(ds_ckpt_find(MPI_COMM_WORLD, path, &e, found, sizeof found, &d, warning, sizeof warning));
+    EXPECT(strcmp(found, path) == 0 && d.iteration == 400, "found %s (it %lld)", found, (long long)d.iteration);
+    ds_ckpt_data_free(&d);
+}
+
+/* Streamed sample set: 3 appends of uneven chunks per rank. */
+static double sample_value(long g, int j) { return 0.5 * (double)g + 0.25 * j - 7.0; }
+
+static void test_samples(void)
+{
+    enum { NCHUNK = 3 };
+    static const long chunks[2][NCHUNK] = {{3, 0, 4}, {2, 5, 1}};
+    long total = 0;
+    for (int r = 0; r < 2; r++)
+        for (int k = 0; k < NCHUNK; k++) total += chunks[r][k];
+    const char *path = file_in_dir("samples.h5");
+    ds_h5_meta meta = {"funnel", DIM, "energy:\n  name: funnel\n"};
+    ds_samples_writer *w = NULL;
+    EXPECT_OK(ds_samples_open(MPI_COMM_WORLD, path, &meta, (size_t)total, &w));
+    long done = 0;
+    for (int k = 0; k < NCHUNK && w; k++) {
+        long n = chunks[world_rank][k], first = done + (world_rank ? chunks[0][k] : 0);
+        ds_real x[8 * DIM];
+        double lr[8], pf[8], pb[8], lw[8];
+        for (long i = 0; i < n; i++) {
+            long g = first + i;
+            for (int j = 0; j < DIM; j++) x[i * DIM + j] = (ds_real)sample_value(g, j);
+            lr[i] = -(double)g;
+            pf[i] = 0.1 * (double)g;
+            pb[i] = -0.2 * (double)g;
+            lw[i] = lr[i] + pb[i] - pf[i];
+        }
+        EXPECT_OK(ds_samples_append(w, (size_t)n, n ? x : NULL, lr, pf, pb, lw));
+        done += chunks[0][k] + chunks[1][k];
+    }
+    /* Too many rows: refused on every rank, nothing written. */
+    double one = 1.0;
+    ds_real x1[DIM] = {0};
+    EXPECT_FAIL(ds_samples_append(w, 1, x1, &one, &one, &one, &one), DS_ERR_INVALID, "exceed");
+    ds_h5_metric metrics[3] = {{"elbo", -1.5}, {"log_z_is", -0.25}, {"ess", 0.75}};
+    EXPECT_OK(ds_samples_close(&w, metrics, 3));
+    EXPECT(w == NULL, "close left the writer");
+    EXPECT(access(file_in_dir("samples.h5.tmp"), F_OK) != 0, "temporary file left behind");
+
+    if (world_rank == 0) {
+        check_file_attrs(path, DS_H5_FORMAT_SAMPLES);
+        size_t n = 0, dims[4];
+        int nd = 0;
+        double *x = ds_test_read(path, "/x", &n, dims, &nd);
+        EXPECT(x && nd == 2 && dims[0] == (size_t)total && dims[1] == DIM, "/x shape");
+        int bad = 0;
+        for (long g = 0; x && g < total; g++)
+            for (int j = 0; j < DIM; j++) bad += x[g * DIM + j] != sample_value(g, j);
+        EXPECT(bad == 0, "/x: %d mismatches", bad);
+        free(x);
+        static const char *names[4] = {"/log_reward", "/log_pf", "/log_pb", "/log_weight"};
+        for (int k = 0; k < 4; k++) {
+            double *v = ds_test_read(path, names[k], &n, dims, &nd);
+            EXPECT(v && nd == 1 && n == (size_t)total, "%s shape", names[k]);
+            bad = 0;
+            for (long g = 0; v && g < total; g++) {
+                double want = k == 0 ? -(double)g : k == 1 ? 0.1 * g : k == 2 ? -0.2 * g : -(double)g - 0.2 * g - 0.1 * g;
+                bad += v[g] != want;
+            }
+            EXPECT(bad == 0, "%s: %d mismatches", names[k], bad);
+            free(v);
+        }
+        double a = 0;
+        EXPECT(ds_test_read_attr(path, "/", "elbo", &a) == 0 && a == -1.5, "elbo %g", a);
+        EXPECT(ds_test_read_attr(path, "/", "ess", &a) == 0 && a == 0.75, "ess %g", a);
+        EXPECT(ds_test_read_attr(path, "/", "dim", &a) == 0 && a == DIM, "dim %g", a);
+        EXPECT(ds_test_read_attr(path, "/", "n_samples", &a) == 0 && a == (double)total, "n_samples %g", a);
+    }
+
+    /* Closing short of n_total or with a reserved metric name is refused
+     * and leaves no file. */
+    const char *shortp = file_in_dir("short.h5");
+    EXPECT_OK(ds_samples_open(MPI_COMM_WORLD, shortp, &meta, 4, &w));
+    double v2[2] = {1, 2};
+    ds_real x2[2 * DIM] = {0};
+    if (w) EXPECT_OK(ds_samples_append(w, 1, x2, v2, v2, v2, v2));
+    /* A bad argument on one rank fails the call on every rank. */
+    if (w) EXPECT_FAIL(ds_samples_append(w, 1, world_rank == 1 ? NULL : x2, v2, v2, v2, v2), DS_ERR_INVALID,
+                       "x is NULL");
+    if (w) EXPECT_FAIL(ds_samples_close(&w, NULL, 0), DS_ERR_INVALID, "2 of the 4");
+    EXPECT(w == NULL, "failed close left the writer");
+    EXPECT_OK(ds_samples_open(MPI_COMM_WORLD, shortp, &meta, 2, &w));
+    if (w) EXPECT_OK(ds_samples_append(w, 1, x2, v2, v2, v2, v2));
+    ds_h5_metric reserved = {"energy", 1.0};
+    if (w) EXPECT_FAIL(ds_samples_close(&w, &reserved, 1), DS_ERR_INVALID, "'energy'");
+    EXPECT_OK(ds_samples_open(MPI_COMM_WORLD, shortp, &meta, 2, &w));
+    ds_samples_abort(&w);
+    MPI_Barrier(MPI_COMM_WORLD);
+    EXPECT(access(shortp, F_OK) != 0 && access(file_in_dir("short.h5.tmp"), F_OK) != 0,
+           "a refused or aborted sample set left a file");
+
+    /* One-shot write, uneven: 4 rows on rank 0, 1 on rank 1. */
+    const char *oneshot = file_in_dir("oneshot.h5");
+    long n = world_rank == 0 ? 4 : 1, first = world_rank == 0 ? 0 : 4;
+    ds_real x[4 * DIM];
+    double lr[4];
+    for (long i = 0; i < n; i++) {
+        for (int j = 0; j < DIM; j++) x[i * DIM + j] = (ds_real)sample_value(first + i, j);
+        lr[i] = (double)(first + i);
+    }
+    ds_h5_metric m1 = {"delta_log_z", 0.125};
+    EXPECT_OK(ds_samples_write(MPI_COMM_WORLD, oneshot, &meta, (size_t)n, x, lr, lr, lr, lr, &m1, 1));
+    if (world_rank == 0) {
+        size_t cnt = 0;
+        double *v = ds_test_read(oneshot, "/log_weight", &cnt, NULL, NULL);
+        EXPECT(v && cnt == 5 && v[0] == 0 && v[4] == 4, "one-shot log_weight");
+        free(v);
+        double a = 0;
+        EXPECT(ds_test_read_attr(oneshot, "/", "delta_log_z", &a) == 0 && a == 0.125, "delta_log_z %g", a);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
+static void remove_dir(void)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    if (world_rank == 0) {
+        const char *base = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/ds_h5io_XXXXXX", base && *base ? base : "/tmp");
+        if (!mkdtemp(dir)) dir[0] = '\0';
+    }
+    MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (!dir[0]) {
+        if (world_rank == 0) fprintf(stderr, "cannot create a temporary directory\n");
+        MPI_Finalize();
+        return 1;
+    }
+    if (world_size != 2) {
+        if (world_rank == 0) printf("test_h5io runs with exactly 2 ranks (got %d)\n", world_size);
+        failures++;
+    } else {
+        double t0 = MPI_Wtime();
+        test_same_ranks_and_one_rank();
+        test_one_rank_to_two();
+        test_empty_tables();
+        test_refusals();
+        test_atomic_and_find();
+        test_samples();
+        if (world_rank == 0) printf("test_h5io: %.2f s\n", MPI_Wtime() - t0);
+        /* Every file, group, dataset and attribute opened is closed again. */
+        ssize_t open_objects = H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
+        EXPECT(open_objects == 0, "%zd HDF5 objects left open", open_objects);
+    }
+    int total = 0;
+    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (world_rank == 0) {
+        if (total == 0 && !getenv("DS_TEST_KEEP")) remove_dir();
+        else fprintf(stderr, "test_h5io: %d failed checks (files kept in %s)\n", total, dir);
+        printf("test_h5io: %s\n", total == 0 ? "all checks passed" : "FAILED");
+    }
+    MPI_Finalize();
+    return total == 0 ? 0 : 1;
+}
