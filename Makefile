@@ -24,7 +24,7 @@ build-asan: deps
 	cmake --build $(BUILD_SAN) -j $(JOBS)
 
 demo: build
-	$(BUILD)/diffsamp train --out runs/demo
+	$(BUILD)/diffsamp train --out runs/demo --resume never
 
 test: build build-asan
 	cd $(BUILD) && ctest --output-on-failure -j 2

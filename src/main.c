@@ -17,26 +17,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The embedded default of `diffsamp train` with no config: 25gmm, TB with
- * exploration, sized so that `make demo` finishes in about a minute. */
+/* The embedded default of `diffsamp train` with no config: 25gmm with TB,
+ * exploration and local search (the paper's own method, Sendera et al. 2024,
+ * Table 1), sized so that `make demo` finishes in about a minute. */
 static const char *default_config =
     "energy:\n"
     "  name: 25gmm\n"
     "objective:\n"
     "  name: tb\n"
+    "  backward: tb\n"
     "train:\n"
-    "  iterations: 3000\n"
+    "  iterations: 2000\n"
     "  batch_size: 300\n"
+    "  lr_flow: 0.1\n"
     "sampler:\n"
     "  T: 100\n"
     "  t_scale: 5.0\n"
     "exploration:\n"
     "  factor: 0.1\n"
     "  schedule: linear\n"
+    "local_search:\n"
+    "  enabled: true\n"
+    "  ld_step: 0.1\n"
+    "replay:\n"
+    "  capacity: 600000\n"
+    "  priority: rank\n"
     "eval:\n"
     "  every: 500\n"
     "output:\n"
-    "  dir: runs/demo\n";
+    "  dir: runs/demo\n"
+    "  checkpoint_every: 500\n";
 
 static void usage(FILE *f)
 {

@@ -1,0 +1,263 @@
+#!/usr/bin/python3
+"""Table 1 of the paper from diffsamp run folders: mean +- std over seeds.
+
+Each RUN_DIR holds config.yaml (the effective config) and metrics.csv; the
+last row of metrics.csv is the run's result. Runs are grouped by (target,
+method), the method labelled in the paper's naming from the config:
+  objective  tb -> TB, vargrad -> VarGrad, db -> DB, subtb -> SubTB,
+             fl-subtb -> FL-SubTB, mle -> MLE, pis -> PIS, dds -> DDS, dis -> DIS
+  "+ Expl."  exploration.factor > 0 (off-policy objectives only: the
+             simulation-based PIS/DDS/DIS do not explore)
+  "+ LP"     sampler.langevin
+  "+ LS"     local_search.enabled
+Printed per group: mean +- sample std (ddof = 1; the value alone for one run)
+of delta_log_z, delta_log_z_is and, with --w2, the 2-Wasserstein distance of
+<run>/samples.h5 to the target (w2.py), laid out as Table 1 (rows =
+methods, columns = targets x metrics); then elbo, log_z_is and ess. --csv
+writes one row per (method, target) with the columns of the paper's
+table1.csv; --paper adds the published numbers of the same rows.
+
+  /usr/bin/python3 analysis/summarize.py runs/* --csv table.csv \\
+      --paper ../shared/paper/table1.csv
+"""
+
+import argparse
+import csv
+import math
+import os
+import sys
+
+import numpy as np
+import yaml
+
+import targets
+
+OBJECTIVE_LABEL = {
+    "tb": "TB", "vargrad": "VarGrad", "db": "DB", "subtb": "SubTB", "fl-subtb": "FL-SubTB",
+    "mle": "MLE", "pis": "PIS", "dds": "DDS", "dis": "DIS",
+}
+ON_POLICY = {"pis", "dds", "dis"}
+TABLE_METRICS = ["delta_log_z", "delta_log_z_is", "w2"]
+EXTRA_METRICS = ["elbo", "log_z_is", "ess"]
+ALL_METRICS = TABLE_METRICS + EXTRA_METRICS
+HEADINGS = {"delta_log_z": "dlogZ", "delta_log_z_is": "dlogZ_RW", "w2": "W2",
+            "elbo": "ELBO", "log_z_is": "logZ_IS", "ess": "ESS"}
+
+
+def _get(cfg, path, default):
+    node = cfg
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def method_label(cfg):
+    """The paper's name of the method a config trains, e.g. 'TB + Expl. + LS'."""
+    obj = str(_get(cfg, "objective.name", "tb")).lower()
+    label = OBJECTIVE_LABEL.get(obj, obj)
+    expl = float(_get(cfg, "exploration.factor", 0.0) or 0.0)
+    if expl > 0 and obj not in ON_POLICY:
+        label += " + Expl."
+    if bool(_get(cfg, "sampler.langevin", False)):
+        label += " + LP"
+    if bool(_get(cfg, "local_search.enabled", False)):
+        label += " + LS"
+    return label
+
+
+def target_label(cfg):
+    """The energy name, with the dimension appended when it is not the default."""
+    name = str(_get(cfg, "energy.name", "?"))
+    dim = int(_get(cfg, "energy.dim", 0) or 0)
+    if dim and targets.DEFAULT_DIM.get(name) not in (None, dim):
+        return "%s-d%d" % (name, dim)
+    return name
+
+
+def _num(cell):
+    cell = (cell or "").strip()
+    if cell == "":
+        return math.nan
+    try:
+        return float(cell)
+    except ValueError:
+        return math.nan
+
+
+def last_metrics(path):
+    """The last data row of metrics.csv as {column: float} (nan = empty)."""
+    with open(path, "r", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError("%s has no data rows" % path)
+    return {k: _num(v) for k, v in rows[-1].items() if k is not None}
+
+
+def read_run(run_dir, want_w2=False, w2_n=2000, w2_seed=0):
+    cfg_path = os.path.join(run_dir, "config.yaml")
+    with open(cfg_path, "r") as f:
+        cfg = yaml.safe_load(f) or {}
+    row = last_metrics(os.path.join(run_dir, "metrics.csv"))
+    run = {"dir": run_dir, "method": method_label(cfg), "target": target_label(cfg),
+           "energy": str(_get(cfg, "energy.name", "?")), "seed": _get(cfg, "train.seed", None),
+           "iteration": row.get("iteration", math.nan)}
+    for m in ALL_METRICS:
+        run[m] = row.get(m, math.nan)
+    if want_w2:
+        h5 = os.path.join(run_dir, "samples.h5")
+        if os.path.exists(h5):
+            import w2  # needs POT only when asked for
+            s = targets.load_samples(h5)
+            run["w2"], _ = w2.w2_to_target(s["x"], s["energy"], w2_n, w2_seed)
+        else:
+            print("summarize.py: %s has no samples.h5; W2 left empty" % run_dir, file=sys.stderr)
+    return run
+
+
+def mean_std(values):
+    """(mean, sample std, count) over the finite values; std nan for one."""
+    v = np.array([x for x in values if not math.isnan(x)], dtype=np.float64)
+    if v.size == 0:
+        return math.nan, math.nan, 0
+    if v.size == 1:
+        return float(v[0]), math.nan, 1
+    return float(v.mean()), float(v.std(ddof=1)), int(v.size)
+
+
+def fmt(mean, std):
+    if math.isnan(mean):
+        return "-"
+    if math.isnan(std):
+        return "%.3f" % mean
+    return "%.3f ± %.3f" % (mean, std)
+
+
+def read_paper(path):
+    """{(method, paper target): {metric: (mean, std)}} from table1.csv."""
+    out = {}
+    with open(path, "r", newline="") as f:
+        for r in csv.DictReader(f):
+            cell = {}
+            for m in TABLE_METRICS:
+                cell[m] = (_num(r.get(m + "_mean")), _num(r.get(m + "_std")))
+            out[(r["method"].strip(), r["target"].strip())] = cell
+    return out
+
+
+def paper_target(target):
+    return targets.PAPER_TARGET.get(target)
+
+
+def print_table(groups, methods, tlist, metrics, paper, title):
+    """Rows = methods, columns = targets x metrics; a 'paper' line under
+    each row that has published numbers."""
+    cw = 17
+    print(title)
+    head1 = "%-28s" % "" + "".join(("%-*s" % (cw * len(metrics), t)) for t in tlist)
+    head2 = "%-28s" % "method" + "".join("%-*s" % (cw, HEADINGS[m]) for _ in tlist for m in metrics)
+    print(head1.rstrip())
+    print(head2.rstrip())
+    for meth in methods:
+        line = "%-28s" % meth
+        for t in tlist:
+            g = groups.get((t, meth))
+            for m in metrics:
+                line += "%-*s" % (cw, fmt(*g["stats"][m][:2]) if g else "")
+        n = sorted({groups[(t, meth)]["n"] for t in tlist if (t, meth) in groups})
+        print(line.rstrip() + "   (n = %s)" % "/".join(str(k) for k in n))
+        if paper is not None:
+            pl, any_p = "%-28s" % "  paper", False
+            for t in tlist:
+                cell = paper.get((meth, paper_target(t) or "")) if (t, meth) in groups else None
+                for m in metrics:
+                    if cell is not None and m in cell and not math.isnan(cell[m][0]):
+                        pl += "%-*s" % (cw, fmt(*cell[m]))
+                        any_p = True
+                    else:
+                        pl += "%-*s" % (cw, "")
+            if any_p:
+                print(pl.rstrip())
+    print()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (config.yaml + metrics.csv)")
+    p.add_argument("--csv", metavar="OUT.csv", help="also write the table as CSV ('-' = stdout)")
+    p.add_argument("--paper", metavar="TABLE1.csv", help="the paper's numbers (shared/paper/table1.csv)")
+    p.add_argument("--w2", action="store_true", help="compute W2 from each run's samples.h5 (needs POT)")
+    p.add_argument("--w2-n", type=int, default=2000, help="samples per side for --w2 (default 2000)")
+    p.add_argument("--w2-seed", type=int, default=0, help="seed of the exact samples for --w2")
+    args = p.parse_args(argv)
+
+    runs = []
+    for d in args.runs:
+        try:
+            runs.append(read_run(d, args.w2, args.w2_n, args.w2_seed))
+        except (OSError, ValueError, KeyError, yaml.YAMLError) as e:
+            print("summarize.py: %s: %s" % (d, e), file=sys.stderr)
+            return 1
+    paper = None
+    if args.paper:
+        try:
+            paper = read_paper(args.paper)
+        except (OSError, KeyError) as e:
+            print("summarize.py: %s: %s" % (args.paper, e), file=sys.stderr)
+            return 1
+
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["target"], r["method"]), {"runs": []})["runs"].append(r)
+    for g in groups.values():
+        g["n"] = len(g["runs"])
+        g["stats"] = {m: mean_std([r[m] for r in g["runs"]]) for m in ALL_METRICS}
+    methods = []
+    for r in runs:  # first-seen order, as given on the command line
+        if r["method"] not in methods:
+            methods.append(r["method"])
+    tlist = []
+    for r in runs:
+        if r["target"] not in tlist:
+            tlist.append(r["target"])
+
+    print_table(groups, methods, tlist, TABLE_METRICS, paper,
+                "Table 1: |log Z - estimate| (ELBO, importance-weighted) and W2; mean ± std over runs")
+    print_table(groups, methods, tlist, EXTRA_METRICS, None, "Estimates: ELBO, log Z (IS), ESS")
+
+    if args.csv:
+        cols = ["method", "target", "energy", "n_runs"]
+        for m in ALL_METRICS:
+            cols += [m + "_mean", m + "_std"]
+        if paper is not None:
+            cols += ["paper_" + m + "_" + s for m in TABLE_METRICS for s in ("mean", "std")]
+        out = sys.stdout if args.csv == "-" else open(args.csv, "w", newline="")
+        try:
+            w = csv.writer(out, lineterminator="\n")
+            w.writerow(cols)
+            for meth in methods:
+                for t in tlist:
+                    g = groups.get((t, meth))
+                    if g is None:
+                        continue
+                    row = [meth, paper_target(t) or t, t, g["n"]]
+                    for m in ALL_METRICS:
+                        mean, std, _ = g["stats"][m]
+                        row += ["" if math.isnan(mean) else repr(mean), "" if math.isnan(std) else repr(std)]
+                    if paper is not None:
+                        cell = paper.get((meth, paper_target(t) or ""), {})
+                        for m in TABLE_METRICS:
+                            pm, ps = cell.get(m, (math.nan, math.nan))
+                            row += ["" if math.isnan(pm) else repr(pm), "" if math.isnan(ps) else repr(ps)]
+                    w.writerow(row)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
