@@ -37,6 +37,9 @@ test-fast: build
 bench: build
 	OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} $(BUILD)/ds_bench
 
+bench-quality: build
+	bash bench/quality.sh $(BUILD)/diffsamp
+
 bench-scaling: build
 	bash bench/scaling.sh $(BUILD)/diffsamp
 
