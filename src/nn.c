@@ -125,23 +125,38 @@ void ds_linear_forward(ds_real *out, const ds_real *in, const ds_real *W, const 
             b ? 1 : 0, out, out_dim);
 }
 
-void ds_linear_backward(ds_real *din, ds_real *dW, ds_real *db, const ds_real *dout,
-                        const ds_real *in, const ds_real *W, int B, int in_dim, int out_dim)
+void ds_linear_forward_add(ds_real *out, const ds_real *in, const ds_real *W, int B, int in_dim, int out_dim)
+{
+    DS_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, out_dim, in_dim, 1, in, in_dim, W, in_dim, 1, out, out_dim);
+}
+
+void ds_linear_backward_params(ds_real *dW, ds_real *db, const ds_real *dout, const ds_real *in, int B, int in_dim,
+                               int out_dim)
 {
     // dW (out_dim, in_dim) += dout^T (out_dim, B) @ in (B, in_dim)
-    DS_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in_dim, B, 1, dout, out_dim, in, in_dim,
-            1, dW, in_dim);
+    DS_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in_dim, B, 1, dout, out_dim, in, in_dim, 1, dW,
+            in_dim);
     if (db) {
         for (int r = 0; r < B; r++) {
             const ds_real *row = dout + (size_t)r * out_dim;
             for (int j = 0; j < out_dim; j++) db[j] += row[j];
         }
     }
-    if (din) {
-        // din (B, in_dim) += dout (B, out_dim) @ W (out_dim, in_dim)
-        DS_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in_dim, out_dim, 1, dout, out_dim, W,
-                in_dim, 1, din, in_dim);
-    }
+}
+
+void ds_linear_backward_input(ds_real *din, const ds_real *dout, const ds_real *W, int B, int in_dim, int out_dim,
+                              int accumulate)
+{
+    // din (B, in_dim) (+)= dout (B, out_dim) @ W (out_dim, in_dim)
+    DS_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in_dim, out_dim, 1, dout, out_dim, W, in_dim,
+            accumulate ? 1 : 0, din, in_dim);
+}
+
+void ds_linear_backward(ds_real *din, ds_real *dW, ds_real *db, const ds_real *dout,
+                        const ds_real *in, const ds_real *W, int B, int in_dim, int out_dim)
+{
+    ds_linear_backward_params(dW, db, dout, in, B, in_dim, out_dim);
+    if (din) ds_linear_backward_input(din, dout, W, B, in_dim, out_dim, 1);
 }
 
 #define DS_SQRT1_2 0.70710678118654752440

@@ -356,14 +356,14 @@ ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x
     memcpy(X, x, sizeof(ds_real) * (size_t)n * d);
     // h0 (n, H) = x Ws^T + bs + temb[slot]; a0 = gelu(h0)
     ds_real *h0 = p->bw1 + r0 * H;  /* pre-activation scratch; only GELU' is kept */
-    ds_linear_forward(h0, X, ds_arena_param(a, p->s_w), ds_arena_param(a, p->s_b), n, d, H);
-    for (int s = slot0; s < slot1; s++) {
+    const ds_real *sb = ds_arena_param(a, p->s_b);
+    for (int s = slot0; s < slot1; s++) {  /* each row starts as bias + time embedding of its step */
         const ds_real *te = p->temb + (size_t)s * H;
-        for (int r = 0; r < rows; r++) {
-            ds_real *row = p->bw1 + ((size_t)s * rows + r) * H;
-            for (int j = 0; j < H; j++) row[j] += te[j];
-        }
+        ds_real *row0 = p->bw1 + (size_t)s * rows * H;
+        for (int j = 0; j < H; j++) row0[j] = sb[j] + te[j];
+        for (int r = 1; r < rows; r++) memcpy(row0 + (size_t)r * H, row0, sizeof(ds_real) * (size_t)H);
     }
+    ds_linear_forward_add(h0, X, ds_arena_param(a, p->s_w), n, d, H);
     gelu_fwd_grad(p->a0 + r0 * H, p->h0gd + r0 * H, h0, (size_t)n * H);
     // joint network: L x [Linear(H,H), GELU], Linear(H, 2d)
     const ds_real *in = p->a0 + r0 * H;
@@ -430,30 +430,31 @@ ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x
 }
 
 /* Backward through L x [Linear, GELU] + Linear(H, out) whose output gradient
- * is dout (n, out); adds the gradient w.r.t. the network input into da0. */
+ * is dout (n, out); writes (accumulate = 0) or adds the gradient w.r.t. the
+ * network input into da0. */
 static void mlp_backward(ds_policy *p, const int *w, const int *b, ds_real *const *acts,
                          ds_real *const *gds, const ds_real *a0, size_t r0, int n, const ds_real *dout,
-                         int out_dim, ds_real *da0)
+                         int out_dim, ds_real *da0, int accumulate)
 {
     const ds_arena *a = &p->arena;
     const int H = p->c.hidden, L = p->c.joint_layers;
     ds_real *cur = p->bw1 + r0 * H, *nxt = p->bw2 + r0 * H;
     const ds_real *last_in = L > 0 ? acts[L - 1] + r0 * H : a0;
+    ds_linear_backward_params(ds_arena_grad(a, w[L]), ds_arena_grad(a, b[L]), dout, last_in, n, H, out_dim);
     if (L == 0) {
-        ds_linear_backward(da0, ds_arena_grad(a, w[0]), ds_arena_grad(a, b[0]), dout, last_in,
-                           ds_arena_param(a, w[0]), n, H, out_dim);
+        ds_linear_backward_input(da0, dout, ds_arena_param(a, w[0]), n, H, out_dim, accumulate);
         return;
     }
-    memset(cur, 0, sizeof(ds_real) * (size_t)n * H);
-    ds_linear_backward(cur, ds_arena_grad(a, w[L]), ds_arena_grad(a, b[L]), dout, last_in,
-                       ds_arena_param(a, w[L]), n, H, out_dim);
+    ds_linear_backward_input(cur, dout, ds_arena_param(a, w[L]), n, H, out_dim, 0);
     for (int l = L - 1; l >= 0; l--) {
         mul_inplace(cur, gds[l] + r0 * H, (size_t)n * H);  // dz_l
         const ds_real *lin = l > 0 ? acts[l - 1] + r0 * H : a0;
-        ds_real *din = l > 0 ? nxt : da0;
-        if (l > 0) memset(nxt, 0, sizeof(ds_real) * (size_t)n * H);
-        ds_linear_backward(din, ds_arena_grad(a, w[l]), ds_arena_grad(a, b[l]), cur, lin,
-                           ds_arena_param(a, w[l]), n, H, H);
+        ds_linear_backward_params(ds_arena_grad(a, w[l]), ds_arena_grad(a, b[l]), cur, lin, n, H, H);
+        if (l > 0) {
+            ds_linear_backward_input(nxt, cur, ds_arena_param(a, w[l]), n, H, H, 0);
+        } else {
+            ds_linear_backward_input(da0, cur, ds_arena_param(a, w[l]), n, H, H, accumulate);
+        }
         ds_real *t = cur; cur = nxt; nxt = t;
     }
 }
@@ -505,11 +506,10 @@ ds_status ds_policy_backward(ds_policy *p, int slot0, int slot1, ds_real *dx)
     }
     // joint and flow networks back to a0, then through GELU(h0)
     ds_real *da0 = p->bwa0 + r0 * H;
-    memset(da0, 0, sizeof(ds_real) * (size_t)n * H);
     const ds_real *a0 = p->a0 + r0 * H;
-    mlp_backward(p, p->j_w, p->j_b, p->ja, p->jgd, a0, r0, n, dout, 2 * d, da0);
+    mlp_backward(p, p->j_w, p->j_b, p->ja, p->jgd, a0, r0, n, dout, 2 * d, da0, 0);
     if (c->conditional_flow) {
-        mlp_backward(p, p->f_w, p->f_b, p->fa, p->fgd, a0, r0, n, p->d_logf + r0, 1, da0);
+        mlp_backward(p, p->f_w, p->f_b, p->fa, p->fgd, a0, r0, n, p->d_logf + r0, 1, da0, 1);
     } else {
         ds_real *gz = ds_arena_grad(a, p->log_z);
         double acc = 0;
@@ -518,9 +518,8 @@ ds_status ds_policy_backward(ds_policy *p, int slot0, int slot1, ds_real *dx)
     }
     mul_inplace(da0, p->h0gd + r0 * H, (size_t)n * H);  // dh0
     // state embedding
-    if (dx) memset(dx, 0, sizeof(ds_real) * (size_t)n * d);
-    ds_linear_backward(dx, ds_arena_grad(a, p->s_w), ds_arena_grad(a, p->s_b), da0, p->x + r0 * d,
-                       ds_arena_param(a, p->s_w), n, d, H);
+    ds_linear_backward_params(ds_arena_grad(a, p->s_w), ds_arena_grad(a, p->s_b), da0, p->x + r0 * d, n, d, H);
+    if (dx) ds_linear_backward_input(dx, da0, ds_arena_param(a, p->s_w), n, d, H, 0);
     // time embedding: dtemb[s] = sum of dh0 over the slot's rows, then back through the time net
     ds_real *dte = p->dtemb + (size_t)slot0 * H;
     memset(dte, 0, sizeof(ds_real) * (size_t)S * H);

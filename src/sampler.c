@@ -213,23 +213,32 @@ ds_status ds_sim_backprop(const ds_sim *s, const ds_traj *tr, int B, const ds_re
     DS_CHECK(p->nsteps == T && p->rows == B, DS_ERR_INVALID,
              "policy pass is %d x %d, trajectories %d x %d: simulate before back-propagating", p->nsteps,
              p->rows, T, B);
-    for (int i = 0; i < T; i++) {
-        const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
-        for (int b = 0; b < B; b++) {
-            const size_t row = (size_t)i * B + b;
-            const ds_real *mu = p->mean + row * d, *var = p->var + row * d;
-            ds_real *dm = p->d_mean + row * d, *dv = p->d_logvar + row * d;
-            const double g = (double)d_log_pf[row];
-            for (int j = 0; j < d; j++) {
-                /* log p_F = -0.5 (res^2 / (dt e^lv) + log 2 pi + log dt + lv), res = dx - dt mu */
-                double res = ((double)x1[(size_t)b * d + j] - (double)x0[(size_t)b * d + j]) - dt * (double)mu[j];
-                double inv_var = 1.0 / (dt * (double)var[j]);
-                dm[j] = (ds_real)(g * res * dt * inv_var);
-                dv[j] = (ds_real)(g * 0.5 * (res * res * inv_var - 1.0));
+    /* Back-propagate a few steps at a time: a block of ~2000 rows keeps its
+     * activations in cache through every layer (measured: faster than one
+     * pass over all B x T rows, which streams each activation from memory). */
+    int block = 2048 / B;
+    if (block < 1) block = 1;
+    for (int i0 = 0; i0 < T; i0 += block) {
+        const int i1 = i0 + block < T ? i0 + block : T;
+        for (int i = i0; i < i1; i++) {
+            const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
+            for (int b = 0; b < B; b++) {
+                const size_t row = (size_t)i * B + b;
+                const ds_real *mu = p->mean + row * d, *var = p->var + row * d;
+                ds_real *dm = p->d_mean + row * d, *dv = p->d_logvar + row * d;
+                const double g = (double)d_log_pf[row];
+                for (int j = 0; j < d; j++) {
+                    /* log p_F = -0.5 (res^2 / (dt e^lv) + log 2 pi + log dt + lv), res = dx - dt mu */
+                    double res =
+                        ((double)x1[(size_t)b * d + j] - (double)x0[(size_t)b * d + j]) - dt * (double)mu[j];
+                    double inv_var = 1.0 / (dt * (double)var[j]);
+                    dm[j] = (ds_real)(g * res * dt * inv_var);
+                    dv[j] = (ds_real)(g * 0.5 * (res * res * inv_var - 1.0));
+                }
+                p->d_logf[row] = d_log_f[row];
             }
-            p->d_logf[row] = d_log_f[row];
         }
+        DS_TRY(ds_policy_backward(p, i0, i1, NULL));
     }
-    DS_TRY(ds_policy_backward(p, 0, T, NULL));
     return DS_OK;
 }

@@ -67,6 +67,15 @@ void ds_linear_forward(ds_real *out, const ds_real *in, const ds_real *W, const 
 void ds_linear_backward(ds_real *din, ds_real *dW, ds_real *db, const ds_real *dout,
                         const ds_real *in, const ds_real *W, int B, int in_dim, int out_dim);
 
+/* The two halves of ds_linear_backward, for callers that want to overwrite
+ * din instead of adding to it (accumulate = 0 saves clearing it first). */
+void ds_linear_backward_params(ds_real *dW, ds_real *db, const ds_real *dout, const ds_real *in, int B, int in_dim,
+                               int out_dim);
+void ds_linear_backward_input(ds_real *din, const ds_real *dout, const ds_real *W, int B, int in_dim, int out_dim,
+                              int accumulate);
+/* out (B, out_dim) += in @ W^T (no bias). */
+void ds_linear_forward_add(ds_real *out, const ds_real *in, const ds_real *W, int B, int in_dim, int out_dim);
+
 /* Exact GELU: out = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), n elements. */
 void ds_gelu_forward(ds_real *out, const ds_real *x, size_t n);
 /* din (+)= dout * GELU'(x); din is overwritten when accumulate == 0. */
