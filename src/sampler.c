@@ -150,9 +150,7 @@ ds_status ds_sim_forward(const ds_sim *s, ds_traj *tr, int B, double expl_std, d
         DS_TRY(state_terms(s, tr, B, i, i + 1));
         DS_TRY(ds_policy_forward(p, i, i + 1, x, p->c.langevin ? tr->grad + (size_t)i * B * d : NULL));
         const ds_real *eps = noise ? noise + (size_t)i * B * d : tr->noise + (size_t)i * B * d;
-        if (!noise)
-            for (int b = 0; b < B; b++)
-                ds_rng_normal(r, iteration, first + (uint64_t)b, (uint32_t)i, d, tr->noise + ((size_t)i * B + b) * d);
+        if (!noise) ds_rng_normal_batch(r, iteration, first, B, (uint32_t)i, d, tr->noise + (size_t)i * B * d);
         for (int b = 0; b < B; b++) {
             const size_t row = (size_t)i * B + b;
             const ds_real *mu = p->mean + row * d, *var = p->var + row * d;
@@ -194,8 +192,7 @@ ds_status ds_sim_backward(const ds_sim *s, ds_traj *tr, int B, const ds_real *x_
         if (noise) {
             memcpy(eps, noise + (size_t)(T - j) * B * d, sizeof(ds_real) * (size_t)B * d);
         } else {
-            for (int b = 0; b < B; b++)
-                ds_rng_normal(r, iteration, first + (uint64_t)b, (uint32_t)(j - 1), d, eps + (size_t)b * d);
+            ds_rng_normal_batch(r, iteration, first, B, (uint32_t)(j - 1), d, eps);
         }
         for (size_t k = 0; k < (size_t)B * d; k++) xp[k] = (ds_real)((double)xj[k] * shrink + std * (double)eps[k]);
     }

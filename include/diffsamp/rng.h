@@ -42,6 +42,10 @@ ds_rng ds_rng_make(uint64_t seed, ds_rng_purpose purpose);
 
 /* n standard normals for (iteration, sample, step), written to out[0..n-1]. */
 void ds_rng_normal(ds_rng r, uint64_t iteration, uint64_t sample, uint32_t step, int n, ds_real *out);
+/* d normals for each of count samples first .. first+count-1 at
+ * (iteration, step) into out (count, d): exactly what count calls of
+ * ds_rng_normal would write, computed several samples at a time. */
+void ds_rng_normal_batch(ds_rng r, uint64_t iteration, uint64_t first, int count, uint32_t step, int d, ds_real *out);
 /* The same in double (for samplers and statistics). */
 void ds_rng_normal_d(ds_rng r, uint64_t iteration, uint64_t sample, uint32_t step, int n, double *out);
 /* n uniforms in the open interval (0, 1), 53-bit resolution. */
