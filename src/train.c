@@ -43,7 +43,6 @@ struct ds_trainer {
     /* evaluation */
     int n_eval, eval_first;       /* this rank's share of eval.samples */
     ds_real *eval_x;              /* (n_eval, d) terminal states of the last evaluation */
-    double *eval_lw;              /* (eval.samples) log-weights, all ranks */
     int n_gt, gt_first;           /* this rank's share of the ground-truth samples */
     ds_real *gt_x;                /* (n_gt, d) */
     double *gt_lw;                /* (n_gt * paths) */
@@ -136,8 +135,7 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     split(s->eval_samples, t->rank, t->size, &t->n_eval, &f);
     t->eval_first = (int)f;
     t->eval_x = ds_calloc((size_t)(t->n_eval > 0 ? t->n_eval : 1) * d, sizeof(ds_real));
-    t->eval_lw = ds_calloc((size_t)s->eval_samples, sizeof(double));
-    if (!t->d_log_pf || !t->d_log_f || !t->lw || !t->eval_x || !t->eval_lw) {
+    if (!t->d_log_pf || !t->d_log_f || !t->lw || !t->eval_x) {
         rc = ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, "out of memory for the trainer");
         goto fail;
     }
@@ -208,7 +206,6 @@ void ds_trainer_destroy(ds_trainer **tp)
     DS_FREE(t->d_log_f);
     DS_FREE(t->lw);
     DS_FREE(t->eval_x);
-    DS_FREE(t->eval_lw);
     DS_FREE(t->gt_x);
     DS_FREE(t->gt_lw);
     ds_buffer_destroy(&t->buf);
@@ -278,6 +275,20 @@ static ds_status train_on_batch(ds_trainer *t, ds_objective kind, double *loss)
     return DS_OK;
 }
 
+/* Sends this rank's best (or random) local-search samples to every other
+ * rank and adds what the others send (replay.exchange*). */
+static ds_status exchange(ds_trainer *t, long it)
+{
+    const ds_settings *s = &t->s;
+    long got = 0;
+    double t0 = MPI_Wtime();
+    DS_TRY(ds_dist_exchange(t->comm, t->buf_ls, s->exchange_count, (ds_exchange_mode)s->exchange_mode,
+                            ds_rng_make(s->seed, DS_RNG_EXCHANGE), (uint64_t)it, &got));
+    t->t_mpi += MPI_Wtime() - t0;
+    t->exchanged += got;
+    return DS_OK;
+}
+
 static ds_objective backward_kind(ds_bwd_objective b)
 {
     return b == DS_BWD_VARGRAD ? DS_OBJ_VARGRAD : (b == DS_BWD_MLE ? DS_OBJ_MLE : DS_OBJ_TB);
@@ -332,14 +343,7 @@ static ds_status step_impl(ds_trainer *t, double *loss)
             DS_TRY(ds_ls_run(t->energy, &t->lsp, ds_rng_make(s->seed, DS_RNG_LOCAL_SEARCH), (uint64_t)it,
                              (uint64_t)t->first, B, t->bx, t->buf_ls, &t->last_ls));
             t->ls_rounds++;
-            if (t->size > 1 && s->exchange_every == 0) {
-                long got = 0;
-                double t0 = MPI_Wtime();
-                DS_TRY(ds_dist_exchange(t->comm, t->buf_ls, s->exchange_count, (ds_exchange_mode)s->exchange_mode,
-                                        ds_rng_make(s->seed, DS_RNG_EXCHANGE), (uint64_t)it, &got));
-                t->t_mpi += MPI_Wtime() - t0;
-                t->exchanged += got;
-            }
+            if (t->size > 1 && s->exchange_every == 0) DS_TRY(exchange(t, it));
         }
         ds_buffer *src = s->ls_enabled ? t->buf_ls : t->buf;
         DS_CHECK(ds_buffer_size(src) > 0, DS_ERR_INVALID,
@@ -352,14 +356,8 @@ static ds_status step_impl(ds_trainer *t, double *loss)
         DS_TRY(train_on_batch(t, backward_kind(s->backward), loss));
     }
     t->iteration++;
-    if (t->size > 1 && s->ls_enabled && s->exchange_every > 0 && t->iteration % s->exchange_every == 0) {
-        long got = 0;
-        double t0 = MPI_Wtime();
-        DS_TRY(ds_dist_exchange(t->comm, t->buf_ls, s->exchange_count, (ds_exchange_mode)s->exchange_mode,
-                                ds_rng_make(s->seed, DS_RNG_EXCHANGE), (uint64_t)it, &got));
-        t->t_mpi += MPI_Wtime() - t0;
-        t->exchanged += got;
-    }
+    if (t->size > 1 && s->ls_enabled && s->exchange_every > 0 && t->iteration % s->exchange_every == 0)
+        DS_TRY(exchange(t, it));
     if (t->size > 1 && s->check_every > 0 && t->iteration % s->check_every == 0)
         DS_TRY(ds_dist_check_params(t->comm, &t->policy->arena));
     return DS_OK;
@@ -386,6 +384,30 @@ static ds_status allgather_doubles(ds_trainer *t, const double *mine, int n, dou
     return DS_OK;
 }
 
+/* Forward trajectories (no exploration) of n <= batch samples with global
+ * indices first.., on the evaluation stream keyed by `key`; per-sample sums
+ * go to the arrays that are not NULL, and sum log F_0 is added to *learned. */
+static ds_status forward_chunk(ds_trainer *t, int n, long first, uint64_t key, double *log_w, double *log_r,
+                               double *log_pf, double *log_pb, double *learned)
+{
+    const int T = t->s.T;
+    DS_TRY(ds_sim_forward(&t->sim, &t->tr, n, 0.0, ds_rng_make(t->s.seed, DS_RNG_EVAL), key, (uint64_t)first, NULL));
+    for (int b = 0; b < n; b++) {
+        double sf = 0, sb = 0;
+        for (int i = 0; i < T; i++) {
+            sf += (double)t->tr.log_pf[(size_t)i * n + b];
+            sb += (double)t->tr.log_pb[(size_t)i * n + b];
+        }
+        const double lr = (double)t->tr.log_r[b];
+        if (log_w) log_w[b] = lr + sb - sf;
+        if (log_r) log_r[b] = lr;
+        if (log_pf) log_pf[b] = sf;
+        if (log_pb) log_pb[b] = sb;
+        *learned += (double)t->tr.log_f[b];
+    }
+    return DS_OK;
+}
+
 ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_result *r)
 {
     const ds_settings *s = &t->s;
@@ -401,21 +423,16 @@ ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_resu
     double *mine = malloc(sizeof(double) * (size_t)(t->n_eval > 0 ? t->n_eval : 1));
     DS_ALLOC_CHECK(mine);
     ds_status rc = DS_OK;
-    for (int c0 = 0; c0 < t->n_eval; c0 += cap) {
+    for (int c0 = 0; c0 < t->n_eval && rc == DS_OK; c0 += cap) {
         int n = t->n_eval - c0 < cap ? t->n_eval - c0 : cap;
-        rc = ds_sim_forward(&t->sim, &t->tr, n, 0.0, ds_rng_make(s->seed, DS_RNG_EVAL), (uint64_t)t->iteration,
-                            (uint64_t)(t->eval_first + c0), NULL);
-        if (rc != DS_OK) { ds_error_trace(__FILE__, __LINE__, __func__); free(mine); return rc; }
-        ds_obj_input in = {T, n, t->tr.log_pf, t->tr.log_pb, t->tr.log_f, 0, 0, NULL};
-        ds_objective_log_weights(&in, mine + c0);
-        for (int b = 0; b < n; b++) learned += (double)t->tr.log_f[b];
-        memcpy(t->eval_x + (size_t)c0 * d, t->tr.states + (size_t)T * n * d, sizeof(ds_real) * (size_t)n * d);
+        rc = forward_chunk(t, n, t->eval_first + c0, (uint64_t)t->iteration, mine + c0, NULL, NULL, NULL, &learned);
+        if (rc == DS_OK)
+            memcpy(t->eval_x + (size_t)c0 * d, t->tr.states + (size_t)T * n * d, sizeof(ds_real) * (size_t)n * d);
     }
-    rc = allgather_doubles(t, mine, t->n_eval, t->eval_lw);
+    if (rc == DS_OK) rc = ds_dist_eval_weights(t->comm, mine, t->n_eval, r);
     free(mine);
     DS_TRY(rc);
     if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, &learned, 1, MPI_DOUBLE, MPI_SUM, t->comm));
-    ds_eval_weights(t->eval_lw, s->eval_samples, r);
     r->log_z_learned = s->objective == DS_OBJ_VARGRAD ? NAN : learned / s->eval_samples;
     /* Mode coverage for the 2-D grid mixtures (rank 0's share of samples). */
     if (d == 2 && (strcmp(t->energy->vt->name, "25gmm") == 0 || strcmp(t->energy->vt->name, "9gmm") == 0)) {
@@ -878,24 +895,20 @@ ds_status ds_trainer_write_samples(ds_trainer *t, const char *path, long n_total
     for (long k = 0; k < rounds && rc == DS_OK; k++) {
         long c0 = k * cap;
         int n = c0 < n_local ? (int)(n_local - c0 < cap ? n_local - c0 : cap) : 0;
+        double *lr = col, *pf = col + cap, *pb = col + 2 * cap, *wt = col + 3 * cap;
+        if (n > 0)
+            rc = forward_chunk(t, n, first + c0, (uint64_t)t->iteration | (UINT64_C(1) << 31), wt, lr, pf, pb,
+                               &learned);
+        /* appends are collective: every rank must learn that one failed */
+        int any = 0;
+        ds_status arc = ds_dist_any(t->comm, rc != DS_OK, &any);
+        if (rc == DS_OK && arc != DS_OK) rc = arc;
+        if (rc == DS_OK && any)
+            rc = ds_error_set(DS_ERR_NUMERIC, __FILE__, __LINE__, __func__,
+                              "another rank failed while writing the sample set %s", path);
+        if (rc != DS_OK) break;
         if (n > 0) {
-            rc = ds_sim_forward(&t->sim, &t->tr, n, 0.0, ds_rng_make(s->seed, DS_RNG_EVAL),
-                                (uint64_t)t->iteration | (UINT64_C(1) << 31), (uint64_t)(first + c0), NULL);
-            if (rc != DS_OK) break;
-            double *lr = col, *pf = col + cap, *pb = col + 2 * cap, *wt = col + 3 * cap;
-            for (int b = 0; b < n; b++) {
-                double sf = 0, sb = 0;
-                for (int i = 0; i < T; i++) {
-                    sf += (double)t->tr.log_pf[(size_t)i * n + b];
-                    sb += (double)t->tr.log_pb[(size_t)i * n + b];
-                }
-                lr[b] = (double)t->tr.log_r[b];
-                pf[b] = sf;
-                pb[b] = sb;
-                wt[b] = lr[b] + sb - sf;
-                lw[c0 + b] = wt[b];
-                learned += (double)t->tr.log_f[b];
-            }
+            memcpy(lw + c0, wt, sizeof(double) * (size_t)n);
             rc = ds_samples_append(w, (size_t)n, t->tr.states + (size_t)T * n * d, lr, pf, pb, wt);
         } else {
             rc = ds_samples_append(w, 0, NULL, NULL, NULL, NULL, NULL);

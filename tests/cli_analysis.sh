@@ -37,9 +37,9 @@ row() { awk -F, -v m="$2" -v n="$3" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i 
 common=(--set train.iterations=20 --set sampler.T=10 --set train.batch_size=64 --set eval.every=10
         --set eval.samples=200 --set eval.ground_truth_samples=20)
 ok=1
-"$exe" train "${common[@]}" --set exploration.factor=0 --set train.seed=1 --out "$tmp/tb1" >"$tmp/log" 2>&1 || ok=0
-"$exe" train "${common[@]}" --set exploration.factor=0 --set train.seed=2 --out "$tmp/tb2" >>"$tmp/log" 2>&1 || ok=0
-"$exe" train "${common[@]}" --set exploration.factor=0.1 --set train.seed=1 --out "$tmp/expl" >>"$tmp/log" 2>&1 || ok=0
+"$exe" train "${common[@]}" --set exploration.factor=0 --set local_search.enabled=false --set train.seed=1 --out "$tmp/tb1" >"$tmp/log" 2>&1 || ok=0
+"$exe" train "${common[@]}" --set exploration.factor=0 --set local_search.enabled=false --set train.seed=2 --out "$tmp/tb2" >>"$tmp/log" 2>&1 || ok=0
+"$exe" train "${common[@]}" --set exploration.factor=0.1 --set local_search.enabled=false --set train.seed=1 --out "$tmp/expl" >>"$tmp/log" 2>&1 || ok=0
 "$exe" train "${common[@]}" --set energy.name=many_well --set objective.name=vargrad --set exploration.factor=0.1 \
     --set sampler.langevin=true --set local_search.enabled=true --set sampler.t_scale=1 --out "$tmp/mw" >>"$tmp/log" 2>&1 || ok=0
 check "four tiny training runs succeed" '[ $ok -eq 1 ]'
