@@ -210,7 +210,7 @@ static int cmd_train(int argc, char **argv)
 
 /* Settings and state from a checkpoint: the config it carries, then the
  * model, optimiser and buffers. */
-static ds_trainer *trainer_from_checkpoint(const char *path)
+static ds_trainer *trainer_from_checkpoint(const char *path, long ground_truth)
 {
     ds_ckpt_data d;
     memset(&d, 0, sizeof d);
@@ -224,6 +224,7 @@ static ds_trainer *trainer_from_checkpoint(const char *path)
     rc = ds_settings_load_string(&s, d.config_yaml, name);
     ds_ckpt_data_free(&d);
     if (rc != DS_OK) DIE(rc);
+    if (ground_truth >= 0) s.eval_gt_samples = (int)ground_truth;
     ds_trainer *t = NULL;
     rc = ds_trainer_create(&s, MPI_COMM_WORLD, &t);
     if (rc != DS_OK) DIE(rc);
@@ -242,7 +243,7 @@ static int cmd_sample(int argc, char **argv)
     char *end;
     long count = strtol(n, &end, 10);
     if (*end || count < 1) ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "-n '%s': expected a positive integer", n);
-    ds_trainer *t = trainer_from_checkpoint(ckpt);
+    ds_trainer *t = trainer_from_checkpoint(ckpt, 0);
     ds_eval_result r;
     ds_status rc = ds_trainer_write_samples(t, outp, count, &r);
     if (rc != DS_OK) DIE(rc);
@@ -264,8 +265,14 @@ static int cmd_eval(int argc, char **argv)
     const char *gt = take_option(&argc, argv, "--ground-truth");
     if (!ckpt || argc != 0)
         ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "usage: diffsamp eval --checkpoint PATH [--ground-truth N]");
-    ds_trainer *t = trainer_from_checkpoint(ckpt);
-    (void)gt; /* the number of true samples is the run's eval.ground_truth_samples */
+    long n_gt = -1;  /* default: the run's eval.ground_truth_samples */
+    if (gt) {
+        char *end;
+        n_gt = strtol(gt, &end, 10);
+        if (*end || n_gt < 0 || n_gt > 100000000)
+            ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "--ground-truth '%s': expected an integer >= 0", gt);
+    }
+    ds_trainer *t = trainer_from_checkpoint(ckpt, n_gt);
     ds_eval_result r;
     ds_status rc = ds_trainer_evaluate(t, 1, &r);
     if (rc != DS_OK) DIE(rc);

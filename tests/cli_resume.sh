@@ -79,6 +79,8 @@ for delay in 0.7 1.1 1.6; do
 done
 "$exe" eval --checkpoint "$tmp/k9/checkpoint.h5" > "$tmp/k9.log" 2>&1; rc=$?
 check "after kill -9 the checkpoint loads" '[ $rc -eq 0 ] && grep -q "^ELBO" "$tmp/k9.log"'
+"$exe" eval --checkpoint "$tmp/k9/checkpoint.h5" --ground-truth 0 > "$tmp/k9b.log" 2>&1; rc=$?
+check "eval --ground-truth 0 skips the log-likelihood" '[ $rc -eq 0 ] && ! grep -q "mean log-likelihood" "$tmp/k9b.log" && grep -q "mean log-likelihood" "$tmp/k9.log"'
 
 # refusals
 "$exe" train "${common[@]}" --set energy.name=9gmm --set train.iterations=40 --out "$tmp/full1" > "$tmp/bad.log" 2>&1; rc=$?
