@@ -12,7 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 run() { # np batch
     mpirun -np "$1" "$exe" train configs/manywell_tb_expl_ls.yaml --set train.iterations="$iters" \
         --set train.batch_size="$2" --set local_search.cycle=20 --set eval.every=100000 \
-        --set eval.samples=64 --set eval.ground_truth_samples=0 --out "$tmp/np$1_b$2" 2>&1 |
+        --set eval.samples=64 --set eval.ground_truth_samples=0 --out "$tmp/np$1_b$2" --resume never 2>&1 |
         sed -n 's/.*training time *\([0-9.]*\) ms\/iteration on rank 0, \([0-9.]*\)% of it in MPI/\1 \2/p'
 }
 printf "%-8s %4s %6s %14s %8s\n" mode np batch ms/iteration MPI%
