@@ -63,6 +63,16 @@ kill -TERM $pid
 wait $pid; rc=$?
 check "SIGTERM exits with code 3" '[ $rc -eq 3 ]'
 check "SIGTERM wrote a checkpoint" 'grep -q "stopped by a signal" "$tmp/sig.log" && [ -s "$tmp/sig/checkpoint.h5" ]'
+# a second SIGINT ends the process at once; what is on disk still loads
+"$exe" train "${common[@]}" --set train.iterations=100000 --set output.checkpoint_every=5 --out "$tmp/int2" \
+    > "$tmp/int2.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do grep -q "^\[it 100/" "$tmp/int2.log" 2>/dev/null && break; sleep 0.1; done
+kill -INT $pid; kill -INT $pid
+wait $pid; rc=$?
+check "a second SIGINT exits at once (code 130, or 3 if the first was already handled)" '[ $rc -eq 130 ] || [ $rc -eq 3 ]'
+"$exe" eval --checkpoint "$tmp/int2/checkpoint.h5" --ground-truth 0 > /dev/null 2>&1; rc=$?
+check "after a double SIGINT the checkpoint loads" '[ $rc -eq 0 ]'
 # the stop file works the same way
 touch "$tmp/sig/STOP"
 "$exe" train "${common[@]}" --set train.iterations=100000 --out "$tmp/sig" > "$tmp/stop.log" 2>&1; rc=$?
