@@ -108,7 +108,8 @@ START_TEST(grid_mode_coverage)
 }
 END_TEST
 
-static ds_eval_result train_gaussian(const char *objective, int both_ways, int ls, long iterations)
+static ds_eval_result train_gaussian_bwd(const char *objective, const char *backward, int both_ways, int ls,
+                                         long iterations)
 {
     ds_settings s;
     ds_settings_defaults(&s);
@@ -116,6 +117,8 @@ static ds_eval_result train_gaussian(const char *objective, int both_ways, int l
     s.energy_dim = 2;
     char set[128];
     snprintf(set, sizeof set, "objective.name=%s", objective);
+    ck_assert_int_eq(ds_settings_set(&s, set), DS_OK);
+    snprintf(set, sizeof set, "objective.backward=%s", backward);
     ck_assert_int_eq(ds_settings_set(&s, set), DS_OK);
     s.T = 20;
     s.t_scale = 4.0; /* a prior far from the target, so there is something to learn */
@@ -144,8 +147,8 @@ static ds_eval_result train_gaussian(const char *objective, int both_ways, int l
     }
     ck_assert_int_eq(ds_trainer_iteration(t), iterations);
     ck_assert_int_eq(ds_trainer_evaluate(t, 1, &after), DS_OK);
-    printf("%-8s both_ways %d ls %d: delta log Z %.3f -> %.3f, ESS %.3f -> %.3f, mean ll %.3f -> %.3f\n", objective,
-           both_ways, ls, before.delta_log_z, after.delta_log_z, before.ess, after.ess, before.mean_ll, after.mean_ll);
+    printf("%-8s/%-7s both_ways %d ls %d: delta log Z %.3f -> %.3f, ESS %.3f -> %.3f, mean ll %.3f -> %.3f\n", objective,
+           backward, both_ways, ls, before.delta_log_z, after.delta_log_z, before.ess, after.ess, before.mean_ll, after.mean_ll);
     ds_trainer_destroy(&t);
     ck_assert(t == NULL);
     /* Learning happened: the ELBO gap shrank a lot and is small. */
@@ -156,6 +159,11 @@ static ds_eval_result train_gaussian(const char *objective, int both_ways, int l
     return after;
 }
 
+static ds_eval_result train_gaussian(const char *objective, int both_ways, int ls, long iterations)
+{
+    return train_gaussian_bwd(objective, "tb", both_ways, ls, iterations);
+}
+
 START_TEST(training_learns_a_gaussian)
 {
     ds_eval_result r = train_gaussian("tb", 0, 0, 300);
@@ -164,6 +172,8 @@ START_TEST(training_learns_a_gaussian)
     train_gaussian("vargrad", 0, 0, 300);
     train_gaussian("subtb", 0, 0, 300);
     train_gaussian("tb", 1, 0, 300);
+    train_gaussian_bwd("tb", "mle", 1, 0, 300);
+    train_gaussian_bwd("vargrad", "vargrad", 1, 0, 300);
     r = train_gaussian("tb", 1, 1, 300);
     ck_assert(r.buffer_ls_size > 0);
     ck_assert(r.ls_acceptance > 0 && r.ls_acceptance <= 1);
