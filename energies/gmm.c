@@ -180,6 +180,8 @@ const ds_energy_vtable ds_energy_9gmm = {
     .hvp = gmm_hvp,
     .sample = gmm_sample,
     .log_z = gmm_log_z,
+    .grid_per_axis = 3,
+    .grid_spacing = 5.0,
 };
 
 const ds_energy_vtable ds_energy_25gmm = {
@@ -193,4 +195,6 @@ const ds_energy_vtable ds_energy_25gmm = {
     .hvp = gmm_hvp,
     .sample = gmm_sample,
     .log_z = gmm_log_z,
+    .grid_per_axis = 5,
+    .grid_spacing = 5.0,
 };

@@ -434,9 +434,11 @@ ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_resu
     DS_TRY(rc);
     if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, &learned, 1, MPI_DOUBLE, MPI_SUM, t->comm));
     r->log_z_learned = s->objective == DS_OBJ_VARGRAD ? NAN : learned / s->eval_samples;
-    /* Mode coverage for the 2-D grid mixtures (rank 0's share of samples). */
-    if (d == 2 && (strcmp(t->energy->vt->name, "25gmm") == 0 || strcmp(t->energy->vt->name, "9gmm") == 0)) {
-        int per_axis = strcmp(t->energy->vt->name, "25gmm") == 0 ? 5 : 3;
+    /* Mode coverage for the 2-D grid mixtures: a mode is held when a sample
+     * lies within 0.4 spacings (2.0 for the 25gmm grid) of it. */
+    if (d == 2 && t->energy->vt->grid_per_axis > 0) {
+        const int per_axis = t->energy->vt->grid_per_axis;
+        const double spacing = t->energy->vt->grid_spacing;
         int modes;
         if (t->size > 1) {
             /* Coverage of the union: gather the (small, 2-D) sample set. */
@@ -447,13 +449,13 @@ ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_resu
             for (int k = 0; k < 2 * t->n_eval; k++) mine2[k] = (double)t->eval_x[k];
             rc = allgather_doubles(t, mine2, 2 * t->n_eval, all2);
             for (int k = 0; k < 2 * s->eval_samples; k++) allx[k] = (ds_real)all2[k];
-            modes = ds_eval_grid_modes(allx, s->eval_samples, per_axis, 5.0, 2.0, 1);
+            modes = ds_eval_grid_modes(allx, s->eval_samples, per_axis, spacing, 0.4 * spacing, 1);
             free(mine2);
             free(all2);
             free(allx);
             DS_TRY(rc);
         } else {
-            modes = ds_eval_grid_modes(t->eval_x, t->n_eval, per_axis, 5.0, 2.0, 1);
+            modes = ds_eval_grid_modes(t->eval_x, t->n_eval, per_axis, spacing, 0.4 * spacing, 1);
         }
         r->modes = modes;
         r->modes_total = per_axis * per_axis;

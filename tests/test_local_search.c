@@ -37,8 +37,8 @@ static ds_status gauss_log_reward(const void *state, int dim, int n, const ds_re
     return DS_OK;
 }
 
-static const ds_energy_vtable gauss_vt = {"test-gauss", "diagonal Gaussian", 1, NULL, NULL, NULL,
-                                          gauss_log_reward, NULL, NULL, NULL};
+static const ds_energy_vtable gauss_vt = {.name = "test-gauss", .doc = "diagonal Gaussian", .default_dim = 1,
+                                          .log_reward = gauss_log_reward};
 
 static ds_energy make_gauss(gauss *g, int dim)
 {
@@ -66,8 +66,8 @@ static ds_status bad_log_reward(const void *state, int dim, int n, const ds_real
     return DS_OK;
 }
 
-static const ds_energy_vtable bad_vt = {"test-bad", "non-finite regions", 1, NULL, NULL, NULL,
-                                        bad_log_reward, NULL, NULL, NULL};
+static const ds_energy_vtable bad_vt = {.name = "test-bad", .doc = "non-finite regions", .default_dim = 1,
+                                        .log_reward = bad_log_reward};
 
 /* log N(a; m, s2 I) in full. */
 static double log_normal(int dim, const double *a, const double *m, double s2)

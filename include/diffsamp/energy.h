@@ -37,6 +37,10 @@ typedef struct ds_energy_vtable {
     ds_status (*sample)(const void *state, int dim, ds_rng r, uint64_t first, int n, ds_real *x);
     /* Optional: the exact log Z = log int R(x) dx for dim. */
     ds_status (*log_z)(const void *state, int dim, double *log_z);
+    /* Optional (2-D mixtures on a grid): grid_per_axis^2 modes spaced
+     * grid_spacing apart, centred on 0, for the mode-coverage metric; 0 = none. */
+    int grid_per_axis;
+    double grid_spacing;
 } ds_energy_vtable;
 
 /* An instance: a family at a dimension. Fields are read-only for callers. */
