@@ -39,4 +39,13 @@ elapsed=$(( $(date +%s) - start ))
 check "a failing rank ends the job with a nonzero exit" '[ $rc -ne 0 ] && [ $rc -ne 124 ]'
 check "within seconds ($elapsed s)" '[ $elapsed -lt 30 ]'
 check "the message names the rank and the cause" 'grep -q "^\[1\] .*forced failure of rank 1 at iteration 5" "$tmp/fail.log"'
+# SIGUSR1 to mpirun reaches every rank: all checkpoint at the same iteration and exit 3
+mpirun -np 2 "$exe" train "${common[@]}" --set train.iterations=100000 --set eval.every=100000 \
+    --set output.checkpoint_every=100000 --out "$tmp/usr1" > "$tmp/usr1.log" 2>&1 &
+pid=$!
+for _ in $(seq 150); do grep -q "^\[it 100/" "$tmp/usr1.log" 2>/dev/null && break; sleep 0.1; done
+kill -USR1 $pid
+wait $pid; rc=$?
+check "SIGUSR1 under mpirun: every rank checkpoints, exit code 3" \
+    '[ $rc -eq 3 ] && grep -q "stopped by a signal" "$tmp/usr1.log" && [ -s "$tmp/usr1/checkpoint.h5" ]'
 exit $fail
