@@ -107,18 +107,24 @@ static ds_status score_from_policy(const ds_sim *s, ds_traj *tr, int B, const ds
     const ds_policy *p = s->policy;
     for (int i = 0; i < T; i++) {
         const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
-        const double bridge_var = s->t_scale * dt * i / (i + 1.0);
-        const double log_bridge_var = i > 0 ? log(bridge_var) : 0;
+        const double shrink = i / (i + 1.0), bridge_var = s->t_scale * dt * shrink;
+        const double inv_bridge = i > 0 ? 1.0 / bridge_var : 0;
+        /* the constant terms of the d Gaussian log-densities, added once */
+        const double cpf = d * (LOG_2PI + log_dt), cpb = i > 0 ? d * (LOG_2PI + log(bridge_var)) : 0;
         for (int b = 0; b < B; b++) {
             const size_t row = (size_t)i * B + b;
             const ds_real *mu = p->mean + row * d, *lv = p->logvar + row * d, *var = p->var + row * d;
-            double lpf = 0, lpb = 0;
+            const ds_real *a = x0 + (size_t)b * d, *c = x1 + (size_t)b * d;
+            double lpf = cpf, lpb = 0;
             for (int j = 0; j < d; j++) {
-                double res = ((double)x1[(size_t)b * d + j] - (double)x0[(size_t)b * d + j]) - dt * (double)mu[j];
-                lpf += res * res / (dt * (double)var[j]) + LOG_2PI + log_dt + (double)lv[j];
-                if (i > 0) {
-                    double rb = (double)x0[(size_t)b * d + j] - (double)x1[(size_t)b * d + j] * i / (i + 1.0);
-                    lpb += rb * rb / bridge_var + LOG_2PI + log_bridge_var;
+                double res = ((double)c[j] - (double)a[j]) - dt * (double)mu[j];
+                lpf += res * res / (dt * (double)var[j]) + (double)lv[j];
+            }
+            if (i > 0) {
+                lpb = cpb;
+                for (int j = 0; j < d; j++) {
+                    double rb = (double)a[j] - (double)c[j] * shrink;
+                    lpb += rb * rb * inv_bridge;
                 }
             }
             tr->log_pf[row] = (ds_real)(-0.5 * lpf);
