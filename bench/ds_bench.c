@@ -93,8 +93,8 @@ int main(int argc, char **argv)
     rc |= run_case("many_well TB + expl. + LP", "energy: {name: many_well}\nobjective: {name: tb}\n"
                    "sampler: {T: 100, t_scale: 1.0, langevin: true}\ntrain: {batch_size: 300}\n"
                    "exploration: {factor: 0.1}\neval: {ground_truth_samples: 0}\n", iters);
-    printf("PyTorch reference on this 2-core machine (issue #2): 410 ms/iteration (25gmm TB), "
-           "460 ms/iteration (many_well TB + exploration)\n");
+    printf("PyTorch reference: issue #2 quotes 410 ms/iteration (25gmm TB) and 460 (many_well TB + exploration) on "
+           "this 2-core machine; README has it timed here with 1 and 2 threads\n");
     MPI_Finalize();
     return rc;
 }
