@@ -39,7 +39,7 @@ struct ds_trainer {
     ds_sim sim;
     ds_traj tr;
     ds_real *d_log_pf, *d_log_f;  /* (T, B), (T+1, B) */
-    double *lw;                   /* (T+1) * B scratch for weights */
+    double *lw;                   /* (B) log-weights (VarGrad baseline) */
     /* evaluation */
     int n_eval, eval_first;       /* this rank's share of eval.samples */
     ds_real *eval_x;              /* (n_eval, d) terminal states of the last evaluation */
@@ -130,7 +130,7 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     DS_TRY_GOTO(rc, ds_traj_init(&t->tr, T, t->B, d, s->langevin, s->partial_energy), fail);
     t->d_log_pf = ds_calloc((size_t)T * t->B, sizeof(ds_real));
     t->d_log_f = ds_calloc((size_t)(T + 1) * t->B, sizeof(ds_real));
-    t->lw = ds_calloc((size_t)(T + 1) * t->B, sizeof(double));
+    t->lw = ds_calloc((size_t)t->B, sizeof(double));
     long f;
     split(s->eval_samples, t->rank, t->size, &t->n_eval, &f);
     t->eval_first = (int)f;
