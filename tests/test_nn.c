@@ -43,12 +43,8 @@ static ds_real *alloc_real(size_t n)
 static void expect_close(const char *what, const double *got, const double *want, size_t n, double atol,
                          double rtol)
 {
-    double worst = 0;
     size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs(got[i] - want[i]) / (atol + rtol * fabs(want[i]));
-        if (!(e <= worst)) { worst = e; at = i; }
-    }
+    double worst = ds_test_max_err_at(got, want, n, atol, rtol, &at);
     ck_assert_msg(worst <= 1.0, "%s: element %zu is %.12g, expected %.12g (error %.3g of tolerance)", what, at,
                   n ? got[at] : 0.0, n ? want[at] : 0.0, worst);
 }

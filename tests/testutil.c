@@ -87,15 +87,25 @@ int ds_test_read_attr(const char *path, const char *obj, const char *attr, doubl
     return rc < 0 ? -1 : 0;
 }
 
-double ds_test_max_err(const double *a, const double *b, size_t n, double atol, double rtol)
+double ds_test_max_err_at(const double *a, const double *b, size_t n, double atol, double rtol, size_t *at)
 {
     double worst = 0.0;
+    size_t where = 0;
     for (size_t i = 0; i < n; i++) {
         double e = fabs(a[i] - b[i]) / (atol + rtol * fabs(b[i]));
-        if (!(e <= worst)) worst = e;  /* NaN propagates as the worst */
-        if (isnan(e)) return INFINITY;
+        if (isnan(e)) e = INFINITY;
+        if (e > worst) {
+            worst = e;
+            where = i;
+        }
     }
+    if (at) *at = where;
     return worst;
+}
+
+double ds_test_max_err(const double *a, const double *b, size_t n, double atol, double rtol)
+{
+    return ds_test_max_err_at(a, b, n, atol, rtol, NULL);
 }
 
 int ds_test_run(Suite *s)

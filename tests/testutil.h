@@ -25,6 +25,8 @@ int ds_test_exists(const char *path, const char *name);
 
 /* max_i |a_i - b_i| / (atol + rtol * |b_i|) (<= 1 means within tolerance). */
 double ds_test_max_err(const double *a, const double *b, size_t n, double atol, double rtol);
+/* The same, and *at (may be NULL) gets the index of the worst element. */
+double ds_test_max_err_at(const double *a, const double *b, size_t n, double atol, double rtol, size_t *at);
 
 /* Runs a Check suite in this process (no fork) and returns the exit status. */
 int ds_test_run(Suite *s);
