@@ -5,7 +5,70 @@
 #include "diffsamp/objectives.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+
+/* ------------------------------------------------------------ the table */
+
+enum {
+    OFFP = DS_OBJF_IMPLEMENTED, /* off-policy, trainable here */
+    FWD = DS_OBJF_FORWARD,
+    BWD = DS_OBJF_BACKWARD,
+    LZ = DS_OBJF_LEARNS_LOG_Z
+};
+
+/* In enum order. PIS, DDS and DIS are documented (DESIGN.md 1) but not yet
+ * implemented: the config reader refuses them by this table. */
+static const ds_objective_info table[DS_OBJ_COUNT] = {
+    {DS_OBJ_TB, "tb", OFFP | FWD | BWD | LZ, "trajectory balance (Malkin et al. 2022)"},
+    {DS_OBJ_VARGRAD, "vargrad", OFFP | FWD | BWD, "VarGrad: TB with the batch estimate of log Z (Richter et al. 2020)"},
+    {DS_OBJ_DB, "db", OFFP | FWD | DS_OBJF_FLOW | LZ, "detailed balance (Bengio et al. 2023)"},
+    {DS_OBJ_SUBTB, "subtb", OFFP | FWD | DS_OBJF_FLOW | LZ, "sub-trajectory balance (Madan et al. 2023)"},
+    {DS_OBJ_FLSUBTB, "fl-subtb", OFFP | FWD | DS_OBJF_FLOW | DS_OBJF_PARTIAL_ENERGY | LZ,
+     "forward-looking SubTB (Zhang et al. 2023)"},
+    {DS_OBJ_MLE, "mle", OFFP | BWD, "maximum likelihood of backward trajectories from the buffer"},
+    {DS_OBJ_PIS, "pis", FWD | DS_OBJF_ON_POLICY, "path integral sampler (Zhang and Chen 2022)"},
+    {DS_OBJ_DDS, "dds", FWD | DS_OBJF_ON_POLICY, "denoising diffusion sampler (Vargas et al. 2023)"},
+    {DS_OBJ_DIS, "dis", FWD | DS_OBJF_ON_POLICY, "time-reversed diffusion sampler (Berner et al. 2024)"},
+};
+
+const ds_objective_info *ds_objective_info_of(ds_objective kind)
+{
+    return (int)kind >= 0 && (int)kind < DS_OBJ_COUNT ? &table[kind] : NULL;
+}
+
+const ds_objective_info *ds_objective_lookup(const char *name)
+{
+    for (int i = 0; name && i < DS_OBJ_COUNT; i++)
+        if (strcmp(table[i].name, name) == 0) return &table[i];
+    return NULL;
+}
+
+const char *ds_objective_name(ds_objective kind)
+{
+    const ds_objective_info *o = ds_objective_info_of(kind);
+    return o ? o->name : "unknown";
+}
+
+int ds_objective_has(ds_objective kind, unsigned mask)
+{
+    const ds_objective_info *o = ds_objective_info_of(kind);
+    return o && (o->flags & mask) == mask;
+}
+
+void ds_objective_list(unsigned mask, char *buf, size_t n)
+{
+    size_t len = 0;
+    if (n) buf[0] = '\0';
+    for (int i = 0; i < DS_OBJ_COUNT; i++) {
+        if ((table[i].flags & (mask | DS_OBJF_IMPLEMENTED)) != (mask | DS_OBJF_IMPLEMENTED)) continue;
+        if (len + 1 >= n) break;
+        int w = snprintf(buf + len, n - len, "%s%s", len ? ", " : "", table[i].name);
+        if (w > 0) len += (size_t)w;
+    }
+}
+
+/* ------------------------------------------------------------- the losses */
 
 void ds_objective_log_weights(const ds_obj_input *in, double *lw)
 {
@@ -148,5 +211,5 @@ ds_status ds_objective_eval(ds_objective kind, const ds_obj_input *in, double *l
     default: break;
     }
     return ds_error_set(DS_ERR_INVALID, __FILE__, __LINE__, __func__,
-                        "objective '%s' is not an off-policy objective", ds_objective_name(kind));
+                        "objective '%s' is not an off-policy objective of this build", ds_objective_name(kind));
 }

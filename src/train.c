@@ -289,11 +289,6 @@ static ds_status exchange(ds_trainer *t, long it)
     return DS_OK;
 }
 
-static ds_objective backward_kind(ds_bwd_objective b)
-{
-    return b == DS_BWD_VARGRAD ? DS_OBJ_VARGRAD : (b == DS_BWD_MLE ? DS_OBJ_MLE : DS_OBJ_TB);
-}
-
 int ds_trainer_is_backward_iteration(const ds_settings *s, long it)
 {
     return (s->both_ways || s->ls_enabled) && it % 2 == 1;
@@ -353,7 +348,7 @@ static ds_status step_impl(ds_trainer *t, double *loss)
                                 t->blr));
         DS_TRY(ds_sim_backward(&t->sim, &t->tr, B, t->bx, t->blr, ds_rng_make(s->seed, DS_RNG_BACKWARD), (uint64_t)it,
                                (uint64_t)t->first, NULL));
-        DS_TRY(train_on_batch(t, backward_kind(s->backward), loss));
+        DS_TRY(train_on_batch(t, s->backward, loss));
     }
     t->iteration++;
     if (t->size > 1 && s->ls_enabled && s->exchange_every > 0 && t->iteration % s->exchange_every == 0)
@@ -433,7 +428,7 @@ ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_resu
     free(mine);
     DS_TRY(rc);
     if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, &learned, 1, MPI_DOUBLE, MPI_SUM, t->comm));
-    r->log_z_learned = s->objective == DS_OBJ_VARGRAD ? NAN : learned / s->eval_samples;
+    r->log_z_learned = !ds_objective_has(s->objective, DS_OBJF_LEARNS_LOG_Z) ? NAN : learned / s->eval_samples;
     /* Mode coverage for the 2-D grid mixtures: a mode is held when a sample
      * lies within 0.4 spacings (2.0 for the 25gmm grid) of it. */
     if (d == 2 && t->energy->vt->grid_per_axis > 0) {
@@ -926,7 +921,7 @@ ds_status ds_trainer_write_samples(ds_trainer *t, const char *path, long n_total
         int mpirc = MPI_Allreduce(MPI_IN_PLACE, &learned, 1, MPI_DOUBLE, MPI_SUM, t->comm);
         if (mpirc != MPI_SUCCESS) rc = ds_error_set(DS_ERR_MPI, __FILE__, __LINE__, __func__, "MPI_Allreduce failed");
     }
-    res.log_z_learned = s->objective == DS_OBJ_VARGRAD ? NAN : learned / n_total;
+    res.log_z_learned = !ds_objective_has(s->objective, DS_OBJF_LEARNS_LOG_Z) ? NAN : learned / n_total;
     res.mean_ll = NAN;
     res.modes = -1;
     if (rc == DS_OK) {

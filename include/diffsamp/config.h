@@ -10,16 +10,11 @@
 #define DS_CONFIG_H
 
 #include "diffsamp/core.h"
+#include "diffsamp/objectives.h"
 
 #include <stdio.h>
 
 /* Enumerations: the order matches the allowed strings in the key table. */
-typedef enum ds_objective {
-    DS_OBJ_TB = 0, DS_OBJ_VARGRAD, DS_OBJ_DB, DS_OBJ_SUBTB, DS_OBJ_FLSUBTB, DS_OBJ_MLE,
-    DS_OBJ_PIS, DS_OBJ_DDS, DS_OBJ_DIS
-} ds_objective;
-/* Backward (odd-iteration) objective of both-ways training. */
-typedef enum ds_bwd_objective { DS_BWD_TB = 0, DS_BWD_VARGRAD, DS_BWD_MLE } ds_bwd_objective;
 typedef enum ds_expl_schedule { DS_EXPL_CONSTANT = 0, DS_EXPL_LINEAR } ds_expl_schedule;
 typedef enum ds_priority { DS_PRIO_UNIFORM = 0, DS_PRIO_REWARD, DS_PRIO_RANK } ds_priority;
 /* Which local-search samples a rank sends to the others (values match
@@ -36,7 +31,7 @@ typedef struct ds_settings {
 
     /* objective */
     ds_objective objective;        /* objective.name */
-    ds_bwd_objective backward;     /* objective.backward */
+    ds_objective backward;         /* objective.backward: tb, vargrad or mle */
     int both_ways;                 /* objective.both_ways (on when local search is) */
     double subtb_lambda;           /* objective.subtb_lambda */
 
@@ -123,7 +118,5 @@ ds_status ds_settings_validate(const ds_settings *s);
 ds_status ds_settings_write_yaml(const ds_settings *s, FILE *out, int docs);
 /* The same into a malloc'ed string the caller frees with free(). */
 ds_status ds_settings_to_yaml(const ds_settings *s, char **out);
-/* Name of an enum value as written in YAML (e.g. "fl-subtb"). */
-const char *ds_objective_name(ds_objective o);
 
 #endif
