@@ -6,6 +6,7 @@
  * instead of leaving the others blocked in the next collective HDF5 call. */
 #define _POSIX_C_SOURCE 200809L
 #include "diffsamp/h5io.h"
+#include "diffsamp/mpicheck.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -38,26 +39,6 @@
         if (!(cond)) FAIL(rc, label, code, __VA_ARGS__);                            \
     } while (0)
 
-static ds_status mpi_fail(int err, const char *file, int line, const char *func, const char *call)
-{
-    char s[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    if (MPI_Error_string(err, s, &len) != MPI_SUCCESS) snprintf(s, sizeof s, "error %d", err);
-    return ds_error_set(DS_ERR_MPI, file, line, func, "%s failed: %s", call, s);
-}
-#define MPI_TRY(call)                                                               \
-    do {                                                                            \
-        int mpi_rc_ = (call);                                                       \
-        if (mpi_rc_ != MPI_SUCCESS) return mpi_fail(mpi_rc_, __FILE__, __LINE__, __func__, #call); \
-    } while (0)
-#define MPI_GOTO(rc, label, call)                                                   \
-    do {                                                                            \
-        int mpi_rc_ = (call);                                                       \
-        if (mpi_rc_ != MPI_SUCCESS) {                                               \
-            (rc) = mpi_fail(mpi_rc_, __FILE__, __LINE__, __func__, #call);          \
-            goto label;                                                             \
-        }                                                                           \
-    } while (0)
 
 /* ---- small utilities ------------------------------------------------------- */
 
@@ -66,16 +47,16 @@ static ds_status mpi_fail(int err, const char *file, int line, const char *func,
 static ds_status agree(MPI_Comm comm, ds_status rc)
 {
     int rank, size;
-    MPI_TRY(MPI_Comm_rank(comm, &rank));
-    MPI_TRY(MPI_Comm_size(comm, &size));
+    DS_MPI(MPI_Comm_rank(comm, &rank));
+    DS_MPI(MPI_Comm_size(comm, &size));
     int mine = rc != DS_OK ? rank : size, first = size;
-    MPI_TRY(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm));
+    DS_MPI(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm));
     if (first == size) return DS_OK;
     int code = (int)rc;
     static char msg[H5IO_MSG];
     if (rank == first) snprintf(msg, sizeof msg, "%s", ds_error_message());
-    MPI_TRY(MPI_Bcast(&code, 1, MPI_INT, first, comm));
-    MPI_TRY(MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, comm));
+    DS_MPI(MPI_Bcast(&code, 1, MPI_INT, first, comm));
+    DS_MPI(MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, comm));
     msg[sizeof msg - 1] = '\0';
     if (rc == DS_OK) ds_error_set((ds_status)code, __FILE__, __LINE__, __func__, "on rank %d: %s", first, msg);
     return (ds_status)code;
@@ -155,21 +136,21 @@ static ds_status bcast_str(MPI_Comm comm, const char *in, char **out)
 {
     int rank;
     *out = NULL;
-    MPI_TRY(MPI_Comm_rank(comm, &rank));
+    DS_MPI(MPI_Comm_rank(comm, &rank));
     unsigned long long n = rank == 0 ? (unsigned long long)strlen(in ? in : "") : 0;
-    MPI_TRY(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, 0, comm));
+    DS_MPI(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, 0, comm));
     DS_CHECK(n < (unsigned long long)INT32_MAX, DS_ERR_INVALID, "string of %llu bytes is too long to broadcast", n);
     char *s = ds_calloc((size_t)n + 1, 1);
     DS_ALLOC_CHECK(s);
     if (rank == 0 && n) memcpy(s, in, (size_t)n);
-    int mrc = MPI_Bcast(s, (int)n + 1, MPI_CHAR, 0, comm);
-    if (mrc != MPI_SUCCESS) {
-        ds_free(s);
-        return mpi_fail(mrc, __FILE__, __LINE__, __func__, "MPI_Bcast");
-    }
+    ds_status rc = DS_OK;
+    DS_MPI_GOTO(rc, fail, MPI_Bcast(s, (int)n + 1, MPI_CHAR, 0, comm));
     s[n] = '\0';
     *out = s;
     return DS_OK;
+fail:
+    ds_free(s);
+    return rc;
 }
 
 /* "HDF5 x.y.z\n<MPI library, first line>\n<OpenBLAS config>". */
@@ -232,8 +213,8 @@ static ds_status commit_file(const char *tmp, const char *path, const char *prev
 static ds_status commit_collective(MPI_Comm comm, const char *tmp, const char *path, const char *prev)
 {
     int rank;
-    MPI_TRY(MPI_Comm_rank(comm, &rank));
-    MPI_TRY(MPI_Barrier(comm));
+    DS_MPI(MPI_Comm_rank(comm, &rank));
+    DS_MPI(MPI_Barrier(comm));
     ds_status rc = DS_OK;
     if (rank == 0) rc = commit_file(tmp, path, prev);
     return agree(comm, rc);
@@ -388,7 +369,7 @@ static void header_strings_free(header_strings *h)
 static ds_status header_strings_bcast(MPI_Comm comm, const ds_h5_meta *meta, header_strings *h)
 {
     int rank;
-    MPI_TRY(MPI_Comm_rank(comm, &rank));
+    DS_MPI(MPI_Comm_rank(comm, &rank));
     char libs[2048] = "";
     if (rank == 0) library_versions(libs, sizeof libs);
     DS_TRY(bcast_str(comm, meta->config_yaml, &h->config));
@@ -482,19 +463,19 @@ static ds_status ckpt_check_consistent(MPI_Comm comm, const ds_ckpt *c)
                        c->metrics_ncols, (long long)c->iteration};
     static const char *what[NV] = {"n_params", "dim", "nbuffers", "metrics_rows", "metrics_ncols", "iteration"};
     long long mn[NV], mx[NV];
-    MPI_TRY(MPI_Allreduce(v, mn, NV, MPI_LONG_LONG, MPI_MIN, comm));
-    MPI_TRY(MPI_Allreduce(v, mx, NV, MPI_LONG_LONG, MPI_MAX, comm));
+    DS_MPI(MPI_Allreduce(v, mn, NV, MPI_LONG_LONG, MPI_MIN, comm));
+    DS_MPI(MPI_Allreduce(v, mx, NV, MPI_LONG_LONG, MPI_MAX, comm));
     for (int i = 0; i < NV; i++)
         DS_CHECK(mn[i] == mx[i], DS_ERR_INVALID, "checkpoint %s differs across ranks (%lld .. %lld)", what[i], mn[i],
                  mx[i]);
     for (int b = 0; b < c->nbuffers; b++) {
         char name[DS_NAME_MAX];
         int rank;
-        MPI_TRY(MPI_Comm_rank(comm, &rank));
+        DS_MPI(MPI_Comm_rank(comm, &rank));
         if (rank == 0) snprintf(name, sizeof name, "%s", c->buffers[b].name);
-        MPI_TRY(MPI_Bcast(name, DS_NAME_MAX, MPI_CHAR, 0, comm));
+        DS_MPI(MPI_Bcast(name, DS_NAME_MAX, MPI_CHAR, 0, comm));
         int same = strcmp(name, c->buffers[b].name) == 0, all = 0;
-        MPI_TRY(MPI_Allreduce(&same, &all, 1, MPI_INT, MPI_MIN, comm));
+        DS_MPI(MPI_Allreduce(&same, &all, 1, MPI_INT, MPI_MIN, comm));
         DS_CHECK(all, DS_ERR_INVALID, "checkpoint buffer %d is named '%s' on rank 0 but differently on another rank",
                  b, name);
     }
@@ -527,8 +508,8 @@ static ds_status ckpt_write_replay(MPI_Comm comm, hid_t file, hid_t dxpl, const 
     int rank, size;
     hid_t replay = -1, g = -1;
     int64_t *counts = NULL;
-    MPI_TRY(MPI_Comm_rank(comm, &rank));
-    MPI_TRY(MPI_Comm_size(comm, &size));
+    DS_MPI(MPI_Comm_rank(comm, &rank));
+    DS_MPI(MPI_Comm_size(comm, &size));
     counts = ds_calloc((size_t)size, sizeof *counts);
     if (!counts) rc = ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, "out of memory for %d counts", size);
     STEP(rc, group_create(file, "replay", &replay));
@@ -537,12 +518,12 @@ static ds_status ckpt_write_replay(MPI_Comm comm, hid_t file, hid_t dxpl, const 
         const ds_ckpt_buffer *B = &c->buffers[b];
         /* Every rank is here with rc = DS_OK: the collectives match. */
         int64_t n = (int64_t)B->n_local, offset = 0, total = 0;
-        MPI_GOTO(rc, done, MPI_Exscan(&n, &offset, 1, MPI_INT64_T, MPI_SUM, comm));
+        DS_MPI_GOTO(rc, done, MPI_Exscan(&n, &offset, 1, MPI_INT64_T, MPI_SUM, comm));
         if (rank == 0) offset = 0; /* MPI_Exscan leaves rank 0's result undefined */
-        MPI_GOTO(rc, done, MPI_Allgather(&n, 1, MPI_INT64_T, counts, 1, MPI_INT64_T, comm));
+        DS_MPI_GOTO(rc, done, MPI_Allgather(&n, 1, MPI_INT64_T, counts, 1, MPI_INT64_T, comm));
         for (int r = 0; r < size; r++) total += counts[r];
         int64_t capacity = B->capacity;
-        MPI_GOTO(rc, done, MPI_Bcast(&capacity, 1, MPI_INT64_T, 0, comm));
+        DS_MPI_GOTO(rc, done, MPI_Bcast(&capacity, 1, MPI_INT64_T, 0, comm));
 
         hsize_t xd[2] = {(hsize_t)total, (hsize_t)c->meta.dim}, cd = (hsize_t)size;
         STEP(rc, group_create(replay, B->name, &g));
@@ -571,8 +552,8 @@ static ds_status ckpt_write_body(MPI_Comm comm, hid_t file, hid_t dxpl, const ds
     int rank, size;
     hid_t g = -1;
     char **cols = NULL;
-    MPI_TRY(MPI_Comm_rank(comm, &rank));
-    MPI_TRY(MPI_Comm_size(comm, &size));
+    DS_MPI(MPI_Comm_rank(comm, &rank));
+    DS_MPI(MPI_Comm_size(comm, &size));
     const hsize_t mine = rank == 0 ? 1 : 0; /* replicated data: rank 0 writes */
     hsize_t n = (hsize_t)c->n_params;
 
@@ -679,7 +660,7 @@ ds_status ds_ckpt_write(MPI_Comm comm, const char *path, const ds_ckpt *c)
     if (rc == DS_OK) rc = join_path(tmp, sizeof tmp, path, ".tmp");
     if (rc == DS_OK) rc = join_path(prev, sizeof prev, path, ".prev");
     DS_TRY_GOTO(rc, agree(comm, rc), out);
-    MPI_GOTO(rc, out, MPI_Comm_rank(comm, &rank));
+    DS_MPI_GOTO(rc, out, MPI_Comm_rank(comm, &rank));
     DS_TRY_GOTO(rc, agree(comm, ckpt_check_consistent(comm, c)), out);
     DS_TRY_GOTO(rc, agree(comm, header_strings_bcast(comm, &c->meta, &h)), out);
 
@@ -1073,8 +1054,8 @@ static ds_status ckpt_read_replay(MPI_Comm comm, const rd *r, ds_ckpt_data *out)
     ds_status rc = DS_OK;
     hid_t replay = -1, g = -1, dx = -1, dl = -1, dc = -1;
     int rank, size;
-    MPI_GOTO(rc, done, MPI_Comm_rank(comm, &rank));
-    MPI_GOTO(rc, done, MPI_Comm_size(comm, &size));
+    DS_MPI_GOTO(rc, done, MPI_Comm_rank(comm, &rank));
+    DS_MPI_GOTO(rc, done, MPI_Comm_size(comm, &size));
     CHECK(H5Lexists(r->file, "/replay", H5P_DEFAULT) > 0, rc, done, DS_ERR_FORMAT, "checkpoint %s: group /replay is missing",
           r->path);
     replay = H5Gopen2(r->file, "/replay", H5P_DEFAULT);
@@ -1229,11 +1210,11 @@ ds_status ds_ckpt_find(MPI_Comm comm, const char *path, const ds_ckpt_expect *ex
     if (rc == DS_OK) rc = join_path(cand[1], sizeof cand[1], path, ".prev");
 local:
     DS_TRY(agree(comm, rc));
-    MPI_TRY(MPI_Comm_rank(comm, &rank));
+    DS_MPI(MPI_Comm_rank(comm, &rank));
     for (int k = 0; k < 2; k++) {
         /* Rank 0 decides what exists, so every rank tries the same files. */
         int exists = rank == 0 ? file_exists(cand[k]) : 0;
-        MPI_TRY(MPI_Bcast(&exists, 1, MPI_INT, 0, comm));
+        DS_MPI(MPI_Bcast(&exists, 1, MPI_INT, 0, comm));
         if (!exists) continue;
         any = 1;
         rc = ds_ckpt_read(comm, cand[k], expect, dst);
@@ -1327,15 +1308,15 @@ local:
         quiet_end(&q);
         return rc;
     }
-    MPI_GOTO(rc, fail, MPI_Comm_dup(comm, &w->comm));
-    MPI_GOTO(rc, fail, MPI_Comm_rank(w->comm, &w->rank));
-    MPI_GOTO(rc, fail, MPI_Comm_size(w->comm, &w->size));
+    DS_MPI_GOTO(rc, fail, MPI_Comm_dup(comm, &w->comm));
+    DS_MPI_GOTO(rc, fail, MPI_Comm_rank(w->comm, &w->rank));
+    DS_MPI_GOTO(rc, fail, MPI_Comm_size(w->comm, &w->size));
     w->dim = meta->dim;
     w->n_total = (uint64_t)n_total;
     {
         unsigned long long v[2] = {(unsigned long long)n_total, (unsigned long long)meta->dim}, mn[2], mx[2];
-        MPI_GOTO(rc, fail, MPI_Allreduce(v, mn, 2, MPI_UNSIGNED_LONG_LONG, MPI_MIN, w->comm));
-        MPI_GOTO(rc, fail, MPI_Allreduce(v, mx, 2, MPI_UNSIGNED_LONG_LONG, MPI_MAX, w->comm));
+        DS_MPI_GOTO(rc, fail, MPI_Allreduce(v, mn, 2, MPI_UNSIGNED_LONG_LONG, MPI_MIN, w->comm));
+        DS_MPI_GOTO(rc, fail, MPI_Allreduce(v, mx, 2, MPI_UNSIGNED_LONG_LONG, MPI_MAX, w->comm));
         CHECK(mn[0] == mx[0] && mn[1] == mx[1], rc, fail, DS_ERR_INVALID,
               "sample set %s: n_total (%llu .. %llu) or dim (%llu .. %llu) differs across ranks", path, mn[0], mx[0],
               mn[1], mx[1]);
@@ -1378,9 +1359,9 @@ ds_status ds_samples_append(ds_samples_writer *w, size_t n_local, const ds_real 
                               w->path, sample_names[k], n_local);
     DS_TRY_GOTO(rc, agree(w->comm, rc), done);
     uint64_t n = (uint64_t)n_local, offset = 0, total = 0;
-    MPI_GOTO(rc, done, MPI_Exscan(&n, &offset, 1, MPI_UINT64_T, MPI_SUM, w->comm));
+    DS_MPI_GOTO(rc, done, MPI_Exscan(&n, &offset, 1, MPI_UINT64_T, MPI_SUM, w->comm));
     if (w->rank == 0) offset = 0;
-    MPI_GOTO(rc, done, MPI_Allreduce(&n, &total, 1, MPI_UINT64_T, MPI_SUM, w->comm));
+    DS_MPI_GOTO(rc, done, MPI_Allreduce(&n, &total, 1, MPI_UINT64_T, MPI_SUM, w->comm));
     CHECK(w->written + total <= w->n_total, rc, done, DS_ERR_INVALID,
           "sample set %s: appending %llu samples to the %llu written would exceed the %llu announced", w->path,
           (unsigned long long)total, (unsigned long long)w->written, (unsigned long long)w->n_total);
@@ -1430,11 +1411,11 @@ ds_status ds_samples_close(ds_samples_writer **wp, const ds_h5_metric *metrics, 
 local:
     DS_TRY_GOTO(rc, agree(w->comm, rc), fail);
     /* Attributes are metadata every rank writes: use rank 0's list. */
-    MPI_GOTO(rc, fail, MPI_Bcast(&nmetrics, 1, MPI_INT, 0, w->comm));
+    DS_MPI_GOTO(rc, fail, MPI_Bcast(&nmetrics, 1, MPI_INT, 0, w->comm));
     for (int k = 0; k < nmetrics; k++) {
         double value = w->rank == 0 ? metrics[k].value : 0.0;
         DS_TRY_GOTO(rc, bcast_str(w->comm, w->rank == 0 ? metrics[k].name : NULL, &name), fail);
-        MPI_GOTO(rc, fail, MPI_Bcast(&value, 1, MPI_DOUBLE, 0, w->comm));
+        DS_MPI_GOTO(rc, fail, MPI_Bcast(&value, 1, MPI_DOUBLE, 0, w->comm));
         int ok = *name != '\0';
         for (size_t j = 0; ok && j < sizeof reserved_attrs / sizeof *reserved_attrs; j++) ok = strcmp(name, reserved_attrs[j]) != 0;
         if (ok && H5Aexists(w->file, name) > 0) ok = 0;
@@ -1482,7 +1463,7 @@ ds_status ds_samples_write(MPI_Comm comm, const char *path, const ds_h5_meta *me
                            const double *log_weight, const ds_h5_metric *metrics, int nmetrics)
 {
     unsigned long long n = n_local, total = 0;
-    MPI_TRY(MPI_Allreduce(&n, &total, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, comm));
+    DS_MPI(MPI_Allreduce(&n, &total, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, comm));
     ds_samples_writer *w = NULL;
     DS_TRY(ds_samples_open(comm, path, meta, (size_t)total, &w));
     ds_status rc = ds_samples_append(w, n_local, x, log_reward, log_pf, log_pb, log_weight);

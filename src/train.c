@@ -11,6 +11,7 @@
 #include "diffsamp/sampler.h"
 
 #include "diffsamp/h5io.h"
+#include "diffsamp/mpicheck.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -20,11 +21,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define DS_MPI(call)                                                                          \
-    do {                                                                                      \
-        int ds_mpi_rc_ = (call);                                                              \
-        DS_CHECK(ds_mpi_rc_ == MPI_SUCCESS, DS_ERR_MPI, "%s failed with code %d", #call, ds_mpi_rc_); \
-    } while (0)
 
 struct ds_trainer {
     ds_settings s;
@@ -77,9 +73,8 @@ static ds_status ls_reduce(void *ctx, double counts[2])
     ds_trainer *t = ctx;
     if (t->size == 1) return DS_OK;
     double t0 = MPI_Wtime();
-    int rc = MPI_Allreduce(MPI_IN_PLACE, counts, 2, MPI_DOUBLE, MPI_SUM, t->comm);
+    DS_MPI(MPI_Allreduce(MPI_IN_PLACE, counts, 2, MPI_DOUBLE, MPI_SUM, t->comm));
     t->t_mpi += MPI_Wtime() - t0;
-    DS_CHECK(rc == MPI_SUCCESS, DS_ERR_MPI, "MPI_Allreduce of local-search counts failed (%d)", rc);
     return DS_OK;
 }
 
@@ -108,8 +103,8 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     ds_status rc = DS_OK;
     t->s = *s;
     t->comm = comm;
-    MPI_Comm_rank(comm, &t->rank);
-    MPI_Comm_size(comm, &t->size);
+    DS_MPI_GOTO(rc, fail, MPI_Comm_rank(comm, &t->rank));
+    DS_MPI_GOTO(rc, fail, MPI_Comm_size(comm, &t->size));
     if (s->batch_size < t->size) {
         rc = ds_error_set(DS_ERR_CONFIG, __FILE__, __LINE__, __func__,
                           "train.batch_size %d is smaller than the number of ranks %d", s->batch_size, t->size);
@@ -358,6 +353,13 @@ static ds_status step_impl(ds_trainer *t, double *loss)
     return DS_OK;
 }
 
+/* In-place sum of n doubles over the ranks. */
+static ds_status sum_doubles(ds_trainer *t, double *v, int n)
+{
+    DS_MPI(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, t->comm));
+    return DS_OK;
+}
+
 /* Gathers every rank's n doubles into all[] (total entries) in rank order. */
 static ds_status allgather_doubles(ds_trainer *t, const double *mine, int n, double *all)
 {
@@ -368,15 +370,14 @@ static ds_status allgather_doubles(ds_trainer *t, const double *mine, int n, dou
     int *counts = malloc(sizeof(int) * (size_t)t->size * 2);
     DS_ALLOC_CHECK(counts);
     int *displs = counts + t->size;
-    int rc = MPI_Allgather(&n, 1, MPI_INT, counts, 1, MPI_INT, t->comm);
-    if (rc == MPI_SUCCESS) {
-        displs[0] = 0;
-        for (int r = 1; r < t->size; r++) displs[r] = displs[r - 1] + counts[r - 1];
-        rc = MPI_Allgatherv(mine, n, MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, t->comm);
-    }
+    ds_status rc = DS_OK;
+    DS_MPI_GOTO(rc, done, MPI_Allgather(&n, 1, MPI_INT, counts, 1, MPI_INT, t->comm));
+    displs[0] = 0;
+    for (int r = 1; r < t->size; r++) displs[r] = displs[r - 1] + counts[r - 1];
+    DS_MPI_GOTO(rc, done, MPI_Allgatherv(mine, n, MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, t->comm));
+done:
     free(counts);
-    DS_CHECK(rc == MPI_SUCCESS, DS_ERR_MPI, "MPI_Allgatherv of %d values failed (%d)", n, rc);
-    return DS_OK;
+    return rc;
 }
 
 /* Forward trajectories (no exploration) of n <= batch samples with global
@@ -917,10 +918,7 @@ ds_status ds_trainer_write_samples(ds_trainer *t, const char *path, long n_total
     res.has_log_z = t->energy->has_log_z;
     res.log_z_true = t->energy->log_z;
     if (rc == DS_OK) rc = ds_dist_eval_weights(t->comm, lw, n_local, &res);
-    if (rc == DS_OK && t->size > 1) {
-        int mpirc = MPI_Allreduce(MPI_IN_PLACE, &learned, 1, MPI_DOUBLE, MPI_SUM, t->comm);
-        if (mpirc != MPI_SUCCESS) rc = ds_error_set(DS_ERR_MPI, __FILE__, __LINE__, __func__, "MPI_Allreduce failed");
-    }
+    if (rc == DS_OK && t->size > 1) rc = sum_doubles(t, &learned, 1);
     res.log_z_learned = !ds_objective_has(s->objective, DS_OBJF_LEARNS_LOG_Z) ? NAN : learned / n_total;
     res.mean_ll = NAN;
     res.modes = -1;
