@@ -32,6 +32,7 @@ struct ds_trainer {
     ds_energy *energy;
     ds_policy *policy;
     ds_adam adam;
+    ds_reference ref;             /* the reference process the sampler simulates */
     ds_sim sim;
     ds_traj tr;
     ds_real *d_log_pf, *d_log_f;  /* (T, B), (T+1, B) */
@@ -117,11 +118,12 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
         .dim = d, .hidden = s->hidden, .harmonics = s->harmonics, .joint_layers = s->joint_layers,
         .lgv_layers = s->lgv_layers, .langevin = s->langevin, .lgv_per_dim = s->lgv_per_dimension,
         .learned_variance = s->learned_variance, .clipping = s->clipping, .zero_init = s->zero_init,
-        .conditional_flow = s->conditional_flow, .t_scale = s->t_scale, .log_var_range = s->log_var_range,
+        .conditional_flow = s->conditional_flow, .log_var_range = s->log_var_range,
         .lgv_clip = s->lgv_clip, .gfn_clip = s->gfn_clip};
     DS_TRY_GOTO(rc, ds_policy_create(&pc, T, T * t->B, s->seed, &t->policy), fail);
     ds_adam_init(&t->adam, s->lr_policy, s->lr_flow);
-    t->sim = (ds_sim){t->policy, t->energy, T, s->t_scale, s->partial_energy};
+    DS_TRY_GOTO(rc, ds_reference_init_brownian(&t->ref, T, s->t_scale), fail);
+    t->sim = (ds_sim){.policy = t->policy, .energy = t->energy, .ref = &t->ref, .partial_energy = s->partial_energy};
     DS_TRY_GOTO(rc, ds_traj_init(&t->tr, T, t->B, d, s->langevin, s->partial_energy), fail);
     t->d_log_pf = ds_calloc((size_t)T * t->B, sizeof(ds_real));
     t->d_log_f = ds_calloc((size_t)(T + 1) * t->B, sizeof(ds_real));
@@ -195,6 +197,7 @@ void ds_trainer_destroy(ds_trainer **tp)
     if (!tp || !*tp) return;
     ds_trainer *t = *tp;
     ds_traj_free(&t->tr);
+    ds_reference_free(&t->ref);
     ds_policy_destroy(&t->policy);
     ds_energy_destroy(&t->energy);
     DS_FREE(t->d_log_pf);
