@@ -70,6 +70,24 @@ ds_status ds_reference_init_vp(ds_reference *ref, int T, double sigma2, double b
     return DS_OK;
 }
 
+ds_status ds_reference_init_vp_em(ds_reference *ref, int T, double sigma2, double beta_min, double beta_max)
+{
+    DS_TRY(ds_reference_init_vp(ref, T, sigma2, beta_min, beta_max)); /* checks the arguments */
+    ref->kind = DS_REF_VP_EM;
+    const double dt = 1.0 / T;
+    for (int i = 0; i < T; i++) {
+        ds_ref_step *st = &ref->step[i];
+        const double b0 = beta_max + (beta_min - beta_max) * ((double)i / T);
+        const double b1 = beta_max + (beta_min - beta_max) * ((double)(i + 1) / T);
+        const double B = 0.5 * (b0 + b1) * dt;
+        st->a = 1.0 - 0.5 * B;
+        st->s = B;
+        st->c = 1.0 - 0.5 * B;
+        st->r = sigma2 * B;
+    }
+    return DS_OK;
+}
+
 void ds_reference_free(ds_reference *ref)
 {
     if (!ref) return;
@@ -79,5 +97,5 @@ void ds_reference_free(ds_reference *ref)
 
 const char *ds_reference_name(const ds_reference *ref)
 {
-    return ref->kind == DS_REF_VP ? "vp" : "brownian";
+    return ref->kind == DS_REF_VP ? "vp" : ref->kind == DS_REF_VP_EM ? "vp-em" : "brownian";
 }

@@ -46,7 +46,7 @@ void ds_traj_free(ds_traj *tr)
     DS_FREE(tr->lr_scratch);
 }
 
-static ds_status check_batch(const ds_sim *s, const ds_traj *tr, int B)
+ds_status ds_sim_check_batch(const ds_sim *s, const ds_traj *tr, int B)
 {
     DS_CHECK(B >= 1 && B <= tr->B, DS_ERR_INVALID, "batch %d outside the trajectory store of %d", B, tr->B);
     DS_CHECK(s->ref && s->ref->T == tr->T && s->energy->dim == tr->d, DS_ERR_INVALID,
@@ -100,51 +100,60 @@ static ds_status state_terms(const ds_sim *s, ds_traj *tr, int B, int i0, int i1
     return DS_OK;
 }
 
+void ds_sim_score_step(const ds_sim *s, ds_traj *tr, int B, int i, int slot)
+{
+    const int d = tr->d;
+    const ds_policy *p = s->policy;
+    const ds_ref_step *st = &s->ref->step[i];
+    const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
+    const double a = st->a, h = st->h, sv = st->s, c = st->c;
+    const int random_pb = st->r > 0;
+    const double inv_r = random_pb ? 1.0 / st->r : 0;
+    /* the constant terms of the d Gaussian log-densities, added once */
+    const double cpf = d * (DS_LOG_2PI + log(sv)), cpb = random_pb ? d * (DS_LOG_2PI + log(st->r)) : 0;
+    for (int b = 0; b < B; b++) {
+        const size_t row = (size_t)i * B + b, prow = (size_t)slot * B + b;
+        const ds_real *mu = p->mean + prow * d, *lv = p->logvar + prow * d, *var = p->var + prow * d;
+        const ds_real *xa = x0 + (size_t)b * d, *xc = x1 + (size_t)b * d;
+        double lpf = cpf, lpb = 0;
+        for (int j = 0; j < d; j++) {
+            double res = ((double)xc[j] - a * (double)xa[j]) - h * (double)mu[j];
+            lpf += res * res / (sv * (double)var[j]) + (double)lv[j];
+        }
+        if (random_pb) {
+            lpb = cpb;
+            for (int j = 0; j < d; j++) {
+                double rb = (double)xa[j] - (double)xc[j] * c;
+                lpb += rb * rb * inv_r;
+            }
+        }
+        tr->log_pf[row] = (ds_real)(-0.5 * lpf);
+        tr->log_pb[row] = (ds_real)(-0.5 * lpb);
+        tr->log_f[row] = p->logf[prow] + (s->partial_energy ? tr->pe[row] : 0);
+    }
+}
+
+void ds_sim_score_initial(const ds_sim *s, ds_traj *tr, int B)
+{
+    if (!(s->ref->init_var > 0)) return;
+    /* x_0 ~ N(0, init_var): its log-density is part of the forward path's */
+    const int d = tr->d;
+    const double v0 = s->ref->init_var, c0 = d * (DS_LOG_2PI + log(v0));
+    for (int b = 0; b < B; b++) {
+        double sq = 0;
+        for (int j = 0; j < d; j++) sq += (double)tr->states[(size_t)b * d + j] * tr->states[(size_t)b * d + j];
+        tr->log_pf[b] = (ds_real)((double)tr->log_pf[b] - 0.5 * (c0 + sq / v0));
+    }
+}
+
 /* log p_F from the policy outputs of the pass, log p_B from the reference's
  * backward kernel, log F (+ partial energy) and log R: everything but the
  * states is derived. */
 static ds_status score_from_policy(const ds_sim *s, ds_traj *tr, int B, const ds_real *log_r)
 {
     const int T = s->ref->T, d = tr->d;
-    const ds_policy *p = s->policy;
-    for (int i = 0; i < T; i++) {
-        const ds_ref_step *st = &s->ref->step[i];
-        const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
-        const double a = st->a, h = st->h, sv = st->s, c = st->c;
-        const int random_pb = st->r > 0;
-        const double inv_r = random_pb ? 1.0 / st->r : 0;
-        /* the constant terms of the d Gaussian log-densities, added once */
-        const double cpf = d * (DS_LOG_2PI + log(sv)), cpb = random_pb ? d * (DS_LOG_2PI + log(st->r)) : 0;
-        for (int b = 0; b < B; b++) {
-            const size_t row = (size_t)i * B + b;
-            const ds_real *mu = p->mean + row * d, *lv = p->logvar + row * d, *var = p->var + row * d;
-            const ds_real *xa = x0 + (size_t)b * d, *xc = x1 + (size_t)b * d;
-            double lpf = cpf, lpb = 0;
-            for (int j = 0; j < d; j++) {
-                double res = ((double)xc[j] - a * (double)xa[j]) - h * (double)mu[j];
-                lpf += res * res / (sv * (double)var[j]) + (double)lv[j];
-            }
-            if (random_pb) {
-                lpb = cpb;
-                for (int j = 0; j < d; j++) {
-                    double rb = (double)xa[j] - (double)xc[j] * c;
-                    lpb += rb * rb * inv_r;
-                }
-            }
-            tr->log_pf[row] = (ds_real)(-0.5 * lpf);
-            tr->log_pb[row] = (ds_real)(-0.5 * lpb);
-            tr->log_f[row] = p->logf[row] + (s->partial_energy ? tr->pe[row] : 0);
-        }
-    }
-    if (s->ref->init_var > 0) {
-        /* x_0 ~ N(0, init_var): its log-density is part of the forward path's */
-        const double v0 = s->ref->init_var, c0 = d * (DS_LOG_2PI + log(v0));
-        for (int b = 0; b < B; b++) {
-            double sq = 0;
-            for (int j = 0; j < d; j++) sq += (double)tr->states[(size_t)b * d + j] * tr->states[(size_t)b * d + j];
-            tr->log_pf[b] = (ds_real)((double)tr->log_pf[b] - 0.5 * (c0 + sq / v0));
-        }
-    }
+    for (int i = 0; i < T; i++) ds_sim_score_step(s, tr, B, i, i);
+    ds_sim_score_initial(s, tr, B);
     if (log_r) {
         memcpy(tr->log_r, log_r, sizeof(ds_real) * (size_t)B);
     } else {
@@ -154,9 +163,7 @@ static ds_status score_from_policy(const ds_sim *s, ds_traj *tr, int B, const ds
     return DS_OK;
 }
 
-/* x_0 of B rows: 0, or N(0, init_var) on the generator's step T (which no
- * transition uses). */
-static void initial_states(const ds_sim *s, ds_traj *tr, int B, ds_rng r, uint64_t iteration, uint64_t first)
+void ds_sim_init_states(const ds_sim *s, ds_traj *tr, int B, ds_rng r, uint64_t iteration, uint64_t first)
 {
     const int d = tr->d;
     const size_t n = (size_t)B * d;
@@ -164,38 +171,46 @@ static void initial_states(const ds_sim *s, ds_traj *tr, int B, ds_rng r, uint64
         memset(tr->states, 0, sizeof(ds_real) * n);
         return;
     }
+    /* N(0, init_var) on the generator's step T, which no transition uses */
     ds_rng_normal_batch(r, iteration, first, B, (uint32_t)s->ref->T, d, tr->states);
     const double std0 = sqrt(s->ref->init_var);
     for (size_t k = 0; k < n; k++) tr->states[k] = (ds_real)(std0 * (double)tr->states[k]);
 }
 
+void ds_sim_step(const ds_sim *s, ds_traj *tr, int B, int i, int slot, double expl_std, const ds_real *eps)
+{
+    const int d = tr->d;
+    const ds_policy *p = s->policy;
+    const ds_ref_step *st = &s->ref->step[i];
+    const double a = st->a, h = st->h, sv = st->s, ex2 = expl_std * expl_std;
+    const ds_real *x = tr->states + (size_t)i * B * d;
+    ds_real *xn = tr->states + (size_t)(i + 1) * B * d;
+    for (int b = 0; b < B; b++) {
+        const size_t prow = (size_t)slot * B + b;
+        const ds_real *mu = p->mean + prow * d, *var = p->var + prow * d;
+        for (int j = 0; j < d; j++) {
+            double std = sqrt(sv * (double)var[j] + ex2);
+            xn[(size_t)b * d + j] = (ds_real)(a * (double)x[(size_t)b * d + j] + h * (double)mu[j] +
+                                              std * (double)eps[(size_t)b * d + j]);
+        }
+    }
+}
+
 ds_status ds_sim_forward(const ds_sim *s, ds_traj *tr, int B, double expl_std, ds_rng r, uint64_t iteration,
                          uint64_t first, const ds_real *noise)
 {
-    DS_TRY(check_batch(s, tr, B));
+    DS_TRY(ds_sim_check_batch(s, tr, B));
     const int T = s->ref->T, d = tr->d;
-    const double ex2 = expl_std * expl_std;
     ds_policy *p = s->policy;
     DS_TRY(begin_pass(s, B));
-    initial_states(s, tr, B, r, iteration, first);
+    ds_sim_init_states(s, tr, B, r, iteration, first);
     for (int i = 0; i < T; i++) {
-        const ds_ref_step *st = &s->ref->step[i];
-        const double a = st->a, h = st->h, sv = st->s;
         const ds_real *x = tr->states + (size_t)i * B * d;
-        ds_real *xn = tr->states + (size_t)(i + 1) * B * d;
         DS_TRY(state_terms(s, tr, B, i, i + 1));
         DS_TRY(ds_policy_forward(p, i, i + 1, x, p->c.langevin ? tr->grad + (size_t)i * B * d : NULL));
         const ds_real *eps = noise ? noise + (size_t)i * B * d : tr->noise + (size_t)i * B * d;
         if (!noise) ds_rng_normal_batch(r, iteration, first, B, (uint32_t)i, d, tr->noise + (size_t)i * B * d);
-        for (int b = 0; b < B; b++) {
-            const size_t row = (size_t)i * B + b;
-            const ds_real *mu = p->mean + row * d, *var = p->var + row * d;
-            for (int j = 0; j < d; j++) {
-                double std = sqrt(sv * (double)var[j] + ex2);
-                xn[(size_t)b * d + j] = (ds_real)(a * (double)x[(size_t)b * d + j] + h * (double)mu[j] +
-                                                  std * (double)eps[(size_t)b * d + j]);
-            }
-        }
+        ds_sim_step(s, tr, B, i, i, expl_std, eps);
     }
     DS_TRY(score_from_policy(s, tr, B, NULL));
     return DS_OK;
@@ -203,7 +218,7 @@ ds_status ds_sim_forward(const ds_sim *s, ds_traj *tr, int B, double expl_std, d
 
 ds_status ds_sim_score(const ds_sim *s, ds_traj *tr, int B, const ds_real *log_r)
 {
-    DS_TRY(check_batch(s, tr, B));
+    DS_TRY(ds_sim_check_batch(s, tr, B));
     const int T = s->ref->T;
     DS_TRY(begin_pass(s, B));
     DS_TRY(state_terms(s, tr, B, 0, T));
@@ -215,7 +230,7 @@ ds_status ds_sim_score(const ds_sim *s, ds_traj *tr, int B, const ds_real *log_r
 ds_status ds_sim_backward(const ds_sim *s, ds_traj *tr, int B, const ds_real *x_T, const ds_real *log_r,
                           ds_rng r, uint64_t iteration, uint64_t first, const ds_real *noise)
 {
-    DS_TRY(check_batch(s, tr, B));
+    DS_TRY(ds_sim_check_batch(s, tr, B));
     const int T = s->ref->T, d = tr->d;
     const size_t n = (size_t)B * d;
     memcpy(tr->states + (size_t)T * n, x_T, sizeof(ds_real) * n);

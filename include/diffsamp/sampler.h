@@ -72,6 +72,20 @@ ds_status ds_sim_backward(const ds_sim *s, ds_traj *tr, int B, const ds_real *x_
  * above and by tests). */
 ds_status ds_sim_score(const ds_sim *s, ds_traj *tr, int B, const ds_real *log_r);
 
+/* Building blocks of the simulation, for the on-policy objectives
+ * (onpolicy.c), which walk the steps themselves. `slot` is the policy-pass
+ * slot that holds step i's outputs. */
+/* DS_ERR_INVALID unless tr and the policy workspace fit a batch of B. */
+ds_status ds_sim_check_batch(const ds_sim *s, const ds_traj *tr, int B);
+/* x_0 of B rows: 0, or N(0, init_var) from stream r at (iteration, first + b, step T). */
+void ds_sim_init_states(const ds_sim *s, ds_traj *tr, int B, ds_rng r, uint64_t iteration, uint64_t first);
+/* x_{i+1} = a x_i + h mean + sqrt(s var + expl_std^2) eps, eps (B, d). */
+void ds_sim_step(const ds_sim *s, ds_traj *tr, int B, int i, int slot, double expl_std, const ds_real *eps);
+/* log p_F, log p_B and log F of step i (rows i*B..). */
+void ds_sim_score_step(const ds_sim *s, ds_traj *tr, int B, int i, int slot);
+/* Adds log mu_0(x_0) to row 0 of log p_F when x_0 is random. */
+void ds_sim_score_initial(const ds_sim *s, ds_traj *tr, int B);
+
 /* Chain rule from d_log_pf (T, B) and d_log_f (T+1, B; row T ignored) into
  * the policy's gradients (accumulating into its arena). */
 ds_status ds_sim_backprop(const ds_sim *s, const ds_traj *tr, int B, const ds_real *d_log_pf,
