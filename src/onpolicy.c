@@ -14,19 +14,31 @@ struct ds_onpolicy {
     ds_real *v;     /* (B, d) HVP direction (LP) */
     ds_real *hv;    /* (B, d) */
     ds_real *g_T;   /* (B, d) grad log R(x_T) */
+    int fd_hvp;     /* the energy has no HVP: central differences of its gradient */
+    ds_real *xa, *xb, *ga, *gb;  /* (B, d) finite-difference HVP: x +- h v and the gradients there */
+    double *step;                /* (B) its h per row */
 };
 
 ds_status ds_onpolicy_create(const ds_sim *s, int B, ds_onpolicy **out)
 {
     DS_CHECK(s && s->policy && s->energy && s->ref && B >= 1 && out, DS_ERR_INVALID, "ds_onpolicy_create: bad arguments");
-    DS_CHECK(!s->policy->c.langevin || s->energy->vt->hvp, DS_ERR_INVALID,
-             "the energy '%s' has no Hessian-vector product, which differentiating LP's grad log R needs",
-             s->energy->vt->name);
     ds_onpolicy *o = calloc(1, sizeof *o);
     DS_ALLOC_CHECK(o);
     o->s = s;
     o->max_B = B;
+    o->fd_hvp = s->policy->c.langevin && !s->energy->vt->hvp;
     const size_t n = (size_t)B * s->energy->dim;
+    if (o->fd_hvp) {
+        o->xa = ds_calloc(n, sizeof(ds_real));
+        o->xb = ds_calloc(n, sizeof(ds_real));
+        o->ga = ds_calloc(n, sizeof(ds_real));
+        o->gb = ds_calloc(n, sizeof(ds_real));
+        o->step = ds_calloc((size_t)B, sizeof(double));
+        if (!o->xa || !o->xb || !o->ga || !o->gb || !o->step) {
+            ds_onpolicy_destroy(&o);
+            return ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, "out of memory for the HVP scratch");
+        }
+    }
     o->lam = ds_calloc(n, sizeof(ds_real));
     o->dx = ds_calloc(n, sizeof(ds_real));
     o->v = ds_calloc(n, sizeof(ds_real));
@@ -49,8 +61,48 @@ void ds_onpolicy_destroy(ds_onpolicy **op)
     DS_FREE(o->v);
     DS_FREE(o->hv);
     DS_FREE(o->g_T);
+    DS_FREE(o->xa);
+    DS_FREE(o->xb);
+    DS_FREE(o->ga);
+    DS_FREE(o->gb);
+    DS_FREE(o->step);
     free(o);
     *op = NULL;
+}
+
+int ds_onpolicy_uses_fd_hvp(const ds_onpolicy *o) { return o->fd_hvp; }
+
+/* hv = H(x) v per row: the energy's own HVP, or central differences of its
+ * gradient along v with a step relative to |x| and |v| (error O(eps^2)). */
+static ds_status hvp(ds_onpolicy *o, int B, const ds_real *x, const ds_real *v, ds_real *hv)
+{
+    const ds_energy *e = o->s->energy;
+    if (!o->fd_hvp) return ds_energy_hvp(e, B, x, v, hv);
+    const int d = e->dim;
+    const double base = sizeof(ds_real) == sizeof(double) ? 1e-5 : 3e-3; /* ~ cube root of the precision */
+    for (int b = 0; b < B; b++) {
+        double xn = 0, vn = 0;
+        for (int j = 0; j < d; j++) {
+            xn += (double)x[(size_t)b * d + j] * x[(size_t)b * d + j];
+            vn += (double)v[(size_t)b * d + j] * v[(size_t)b * d + j];
+        }
+        const double h = vn > 0 ? base * (1 + sqrt(xn)) / sqrt(vn) : 0;
+        for (int j = 0; j < d; j++) {
+            const size_t k = (size_t)b * d + j;
+            o->xa[k] = (ds_real)((double)x[k] + h * (double)v[k]);
+            o->xb[k] = (ds_real)((double)x[k] - h * (double)v[k]);
+        }
+        o->step[b] = h;
+    }
+    /* log R itself is not needed: o->hv takes it (B <= B d values) */
+    DS_TRY(ds_energy_log_reward(e, B, o->xa, o->hv, o->ga));
+    DS_TRY(ds_energy_log_reward(e, B, o->xb, o->hv, o->gb));
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < d; j++) {
+            const size_t k = (size_t)b * d + j;
+            hv[k] = o->step[b] > 0 ? (ds_real)(((double)o->ga[k] - (double)o->gb[k]) / (2 * o->step[b])) : 0;
+        }
+    return DS_OK;
 }
 
 /* Re-evaluates the policy on steps [i0, i1) as one pass (slot k = step
@@ -117,8 +169,8 @@ static ds_status reverse_step(ds_onpolicy *o, ds_traj *tr, int B, int i, int slo
                 o->v[k] = pass ? (ds_real)((double)sc[o_ == 1 ? 0 : j] * (double)dout[j]) : 0;
             }
         }
-        DS_TRY(ds_energy_hvp(s->energy, B, x0, o->v, o->hv));
-        for (size_t k = 0; k < (size_t)B * d; k++) o->lam[k] += o->hv[k];
+        DS_TRY(hvp(o, B, x0, o->v, o->dx));  /* o->dx is free again */
+        for (size_t k = 0; k < (size_t)B * d; k++) o->lam[k] += o->dx[k];
     }
     return DS_OK;
 }

@@ -248,6 +248,45 @@ END_TEST
 START_TEST(dis_learns_gaussian) { train_to_elbo(DIS, 50, 500, "DIS"); }
 END_TEST
 
+/* An energy without an HVP: LP's Hessian-vector products by central
+ * differences of the gradient give the analytic gradient to ~1e-8. */
+START_TEST(finite_difference_hvp)
+{
+    ds_policy_config c = small_config(2, 1, 1);
+    oncase oc;
+    oncase_init(&oc, "25gmm", 2, PIS, &c, OT, OB, 2.0, 13);
+    for (size_t k = 0; k < oc.p->arena.n; k++) oc.p->arena.params[k] *= 0.8;
+    ck_assert(!ds_onpolicy_uses_fd_hvp(oc.op));
+    ds_arena_zero_grad(&oc.p->arena);
+    const double l0 = loss_of(&oc, OB, 0);
+    ds_real *want = calloc(oc.p->arena.n, sizeof *want);
+    memcpy(want, oc.p->arena.grads, oc.p->arena.n * sizeof *want);
+    ds_energy_vtable nohvp = *oc.e->vt;
+    nohvp.hvp = NULL;
+    ds_energy e2 = *oc.e;
+    e2.vt = &nohvp;
+    ds_sim s2 = oc.sim;
+    s2.energy = &e2;
+    ds_onpolicy *op = NULL;
+    ck_assert_int_eq(ds_onpolicy_create(&s2, OB, &op), DS_OK);
+    ck_assert(ds_onpolicy_uses_fd_hvp(op));
+    ds_arena_zero_grad(&oc.p->arena);
+    double l1 = NAN;
+    ck_assert_int_eq(ds_onpolicy_loss_grad(op, &oc.tr, OB, 0, 0, ds_rng_make(5, DS_RNG_FORWARD), 3, 0, oc.noise, &l1),
+                     DS_OK);
+    ck_assert(l1 == l0);
+    size_t at = 0;
+    double worst = ds_test_max_err_at(oc.p->arena.grads, want, oc.p->arena.n, 1e-7, 1e-6, &at);
+    ck_assert_msg(worst <= 1.0, "gradient %zu: %.12g (FD HVP) vs %.12g", at, oc.p->arena.grads[at], want[at]);
+    double differs = 0;
+    for (size_t k = 0; k < oc.p->arena.n; k++) differs += fabs(oc.p->arena.grads[k] - want[k]);
+    ck_assert_msg(differs > 0, "the finite-difference HVP path was not taken");
+    ds_onpolicy_destroy(&op);
+    free(want);
+    oncase_free(&oc);
+}
+END_TEST
+
 START_TEST(refusals)
 {
     ds_policy_config c = small_config(2, 1, 0);
@@ -274,6 +313,7 @@ int main(void)
     tcase_add_test(g, dds_gradient);
     tcase_add_test(g, dis_gradient);
     tcase_add_test(g, checkpointed_recomputation);
+    tcase_add_test(g, finite_difference_hvp);
     tcase_add_test(g, refusals);
     suite_add_tcase(s, g);
     TCase *t = tcase_create("training");

@@ -34,9 +34,13 @@
 typedef struct ds_onpolicy ds_onpolicy;
 
 /* Workspace for batches of up to B trajectories of s (which must outlive
- * it). Fails with DS_ERR_INVALID when LP is on and the energy has no HVP. */
+ * it). With LP and an energy that has no HVP, Hessian-vector products are
+ * central differences of its gradient (see ds_onpolicy_uses_fd_hvp: the
+ * caller announces it). */
 ds_status ds_onpolicy_create(const ds_sim *s, int B, ds_onpolicy **out);
 void ds_onpolicy_destroy(ds_onpolicy **o);
+/* 1 when LP's Hessian-vector products are finite differences. */
+int ds_onpolicy_uses_fd_hvp(const ds_onpolicy *o);
 
 /* Simulates B reparametrised trajectories into tr (noise from stream r at
  * (iteration, first + b), or noise (T, B, d) when not NULL), sets *loss to
