@@ -24,7 +24,7 @@
 static ds_energy *make(const char *name, int dim)
 {
     ds_energy *e = NULL;
-    ds_status rc = ds_energy_create(name, dim, &e);
+    ds_status rc = ds_energy_create(name, dim, NULL, &e);
     ck_assert_msg(rc == DS_OK && e != NULL, "create %s (dim %d): %s", name, dim, ds_error_message());
     return e;
 }
@@ -609,7 +609,7 @@ END_TEST
 START_TEST(registry_refuses_bad_names_and_dims)
 {
     ds_energy *e = (ds_energy *)1;
-    ck_assert_int_eq(ds_energy_create("nope", 0, &e), DS_ERR_CONFIG);
+    ck_assert_int_eq(ds_energy_create("nope", 0, NULL, &e), DS_ERR_CONFIG);
     ck_assert(e == NULL);
     const char *msg = ds_error_message();
     ck_assert_msg(strstr(msg, "nope") != NULL, "message should name the bad energy: %s", msg);
@@ -618,16 +618,16 @@ START_TEST(registry_refuses_bad_names_and_dims)
                       ds_energy_registry_get(i)->name, msg);
     ds_error_clear();
 
-    ck_assert_int_eq(ds_energy_create("many_well", 5, &e), DS_ERR_CONFIG);
+    ck_assert_int_eq(ds_energy_create("many_well", 5, NULL, &e), DS_ERR_CONFIG);
     ck_assert(e == NULL);
     ck_assert_msg(strstr(ds_error_message(), "even") != NULL, "%s", ds_error_message());
-    ck_assert_int_eq(ds_energy_create("25gmm", 3, &e), DS_ERR_CONFIG);
-    ck_assert_int_eq(ds_energy_create("9gmm", 10, &e), DS_ERR_CONFIG);
-    ck_assert_int_eq(ds_energy_create("easy_funnel", 1, &e), DS_ERR_CONFIG);
-    ck_assert_int_eq(ds_energy_create("gaussian", -3, &e), DS_ERR_CONFIG);
+    ck_assert_int_eq(ds_energy_create("25gmm", 3, NULL, &e), DS_ERR_CONFIG);
+    ck_assert_int_eq(ds_energy_create("9gmm", 10, NULL, &e), DS_ERR_CONFIG);
+    ck_assert_int_eq(ds_energy_create("easy_funnel", 1, NULL, &e), DS_ERR_CONFIG);
+    ck_assert_int_eq(ds_energy_create("gaussian", -3, NULL, &e), DS_ERR_CONFIG);
     ck_assert(e == NULL);
-    ck_assert_int_eq(ds_energy_create(NULL, 0, &e), DS_ERR_INVALID);
-    ck_assert_int_eq(ds_energy_create("gaussian", 0, NULL), DS_ERR_INVALID);
+    ck_assert_int_eq(ds_energy_create(NULL, 0, NULL, &e), DS_ERR_INVALID);
+    ck_assert_int_eq(ds_energy_create("gaussian", 0, NULL, NULL), DS_ERR_INVALID);
     ds_error_clear();
     /* Odd-looking but valid dims work. */
     e = make("hard_funnel", 2);
@@ -637,8 +637,8 @@ START_TEST(registry_refuses_bad_names_and_dims)
 }
 END_TEST
 
-static ds_status stub_log_reward(const void *state, int dim, int n, const ds_real *x, ds_real *log_r,
-                                 ds_real *grad)
+static ds_status stub_log_reward(const void *state, int dim, int n, const ds_real *x,
+                                 const ds_real *cond, ds_real *log_r, ds_real *grad)
 {
     for (int k = 0; k < n; k++) log_r[k] = 0;
     if (grad)
