@@ -584,25 +584,32 @@ static ds_status apply_node(const source *src, const key_def *k, const yaml_node
         return SRC_ERR(src, &node->start_mark, "key '%s': found '%s'%s, allowed: %s", k->path, shown,
                        why, allowed);
     }
-    /* energy.dim must suit the family, and a family chosen after energy.dim
-     * was set (by an earlier source) must accept it. */
-    if ((k->flags & ENERGY_DIM) || k->type == K_ENERGY) {
+    /* energy.dim must suit the family. */
+    if (k->flags & ENERGY_DIM) {
         const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
         if (vt && s->energy_dim != 0 && vt->check_dim(s->energy_dim) != DS_OK) {
             ds_error_clear();
             char shown[80];
             show_value(t, shown, sizeof shown);
-            if (k->type == K_ENERGY)
-                return SRC_ERR(src, &node->start_mark,
-                               "key '%s': found '%s', but energy.dim is %d and energy '%s' allows "
-                               "0 (its default, %d) or %s", k->path, shown, s->energy_dim, vt->name,
-                               vt->default_dim, vt->dims);
             return SRC_ERR(src, &node->start_mark,
                            "key '%s': found '%s', allowed for energy '%s': 0 (its default, %d) or %s",
                            k->path, shown, vt->name, vt->default_dim, vt->dims);
         }
     }
     return DS_OK;
+}
+
+/* A family chosen (at mark) after energy.dim was set by an earlier source
+ * must accept that dim. */
+static ds_status check_family_dim(const source *src, const yaml_mark_t *mark, const ds_settings *s)
+{
+    const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
+    if (!vt || s->energy_dim == 0 || vt->check_dim(s->energy_dim) == DS_OK) return DS_OK;
+    ds_error_clear();
+    return SRC_ERR(src, mark,
+                   "key 'energy.name': found '%s', but energy.dim is %d and energy '%s' allows "
+                   "0 (its default, %d) or %s", vt->name, s->energy_dim, vt->name, vt->default_dim,
+                   vt->dims);
 }
 
 /* ---------------------------------------------------- energy family keys */
@@ -837,6 +844,12 @@ static ds_status apply_document(const source *src, yaml_document_t *doc, ds_sett
             key_seen[ki] = kk->start_mark;
             DS_TRY(apply_node(src, &keys[ki], kv, s));
         }
+        if (energy) {
+            /* A dim of this document was checked against the family already. */
+            const int name_ki = find_key(first, "name"), dim_ki = find_key(first, "dim");
+            if (key_set[name_ki] && !key_set[dim_ki])
+                DS_TRY(check_family_dim(src, &key_seen[name_ki], s));
+        }
     }
     return DS_OK;
 }
@@ -1019,6 +1032,7 @@ ds_status ds_settings_set(ds_settings *s, const char *assignment)
             rc = SRC_ERR(&src, NULL, "key '%s': found '', allowed: %s", keys[ki].path, allowed);
     } else {
         rc = apply_node(&src, &keys[ki], root, &tmp);
+        if (rc == DS_OK && keys[ki].type == K_ENERGY) rc = check_family_dim(&src, NULL, &tmp);
     }
     yaml_document_delete(&doc);
     if (rc == DS_OK) *s = tmp;
@@ -1237,7 +1251,8 @@ static int write_family_keys(const ds_settings *s, FILE *out, int docs)
                        strcmp(dflt, value) ? "; default " : "", strcmp(dflt, value) ? dflt : "") < 0;
     }
     if (docs) {
-        bad |= fprintf(out, "  # keys of the other energies (valid with their energy.name):") < 0;
+        /* At column 0: a comment, not one of the section's key lines. */
+        bad |= fprintf(out, "# energy keys of the other families (valid with their energy.name):") < 0;
         const char *sep = "";
         for (int f = 0; f < ds_energy_registry_count(); f++) {
             const ds_energy_vtable *o = ds_energy_registry_get(f);
@@ -1284,6 +1299,9 @@ ds_status ds_settings_write_yaml(const ds_settings *s, FILE *out, int docs)
             snprintf(allowed, sizeof allowed, "one of %s", list);
         } else
             describe_allowed(k, allowed, sizeof allowed);
+        const ds_energy_vtable *fam = ds_energy_lookup(s->energy_name);
+        if ((k->flags & ENERGY_DIM) && fam)
+            cat(allowed, sizeof allowed, " that %s accepts: %s", fam->name, fam->dims);
         fmt_value(k, &defaults, dflt, sizeof dflt);
         bad |= fprintf(out, "  %-34s # %s; %s%s%s\n", line, k->doc, allowed,
                        strcmp(dflt, value) ? "; default " : "",
