@@ -703,7 +703,7 @@ static ds_status unknown_family_key(const source *src, const yaml_mark_t *mark,
                                     const ds_settings *s, const char *name)
 {
     const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
-    char list[1024], hint[512] = "", owners[512] = "";
+    char list[1024], hint[640] = "", owners[512] = "";
     list_energy_keys(vt, list, sizeof list);
     /* Families that do have the key, and a near miss among vt's keys. */
     for (int i = 0; i < ds_energy_registry_count(); i++) {
