@@ -20,9 +20,10 @@ static ds_status gaussian_check_dim(int dim)
     return DS_OK;
 }
 
-static ds_status gaussian_create(int dim, void **state)
+static ds_status gaussian_create(int dim, const ds_energy_args *args, void **state)
 {
     (void)dim;
+    (void)args;
     *state = NULL;
     return DS_OK;
 }
@@ -30,9 +31,10 @@ static ds_status gaussian_create(int dim, void **state)
 static void gaussian_destroy(void *state) { (void)state; }
 
 static ds_status gaussian_log_reward(const void *state, int dim, int n, const ds_real *x,
-                                     ds_real *log_r, ds_real *grad)
+                                     const ds_real *cond, ds_real *log_r, ds_real *grad)
 {
     (void)state;
+    (void)cond;
     for (int k = 0; k < n; k++) {
         double acc = 0.0;
         for (int j = 0; j < dim; j++) {
@@ -46,10 +48,11 @@ static ds_status gaussian_log_reward(const void *state, int dim, int n, const ds
     return DS_OK;
 }
 
-static ds_status gaussian_hvp(const void *state, int dim, int n, const ds_real *x, const ds_real *v,
-                              ds_real *hv)
+static ds_status gaussian_hvp(const void *state, int dim, int n, const ds_real *x,
+                              const ds_real *cond, const ds_real *v, ds_real *hv)
 {
     (void)state;
+    (void)cond;
     (void)x;
     for (int k = 0; k < n; k++)
         for (int j = 0; j < dim; j++) {
@@ -85,9 +88,11 @@ static ds_status gaussian_log_z(const void *state, int dim, double *log_z)
 }
 
 const ds_energy_vtable ds_energy_gaussian = {
+    .abi_version = DS_ENERGY_ABI_VERSION,
     .name = "gaussian",
     .doc = "diagonal Gaussian, mu_j = 0.5((j%3)-1), s_j = 0.75+0.25(j%4) (unnormalised)",
     .default_dim = 4,
+    .dims = "1 or more",
     .check_dim = gaussian_check_dim,
     .create = gaussian_create,
     .destroy = gaussian_destroy,

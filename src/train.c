@@ -112,7 +112,7 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
         goto fail;
     }
     split(s->batch_size, t->rank, t->size, &t->B, &t->first);
-    DS_TRY_GOTO(rc, ds_energy_create(s->energy_name, s->energy_dim, &t->energy), fail);
+    DS_TRY_GOTO(rc, ds_energy_create(s->energy_name, s->energy_dim, &s->energy_args, &t->energy), fail);
     const int d = t->energy->dim, T = s->T;
     ds_policy_config pc = {
         .dim = d, .hidden = s->hidden, .harmonics = s->harmonics, .joint_layers = s->joint_layers,
@@ -435,9 +435,9 @@ ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_resu
     r->log_z_learned = !ds_objective_has(s->objective, DS_OBJF_LEARNS_LOG_Z) ? NAN : learned / s->eval_samples;
     /* Mode coverage for the 2-D grid mixtures: a mode is held when a sample
      * lies within 0.4 spacings (2.0 for the 25gmm grid) of it. */
-    if (d == 2 && t->energy->vt->grid_per_axis > 0) {
-        const int per_axis = t->energy->vt->grid_per_axis;
-        const double spacing = t->energy->vt->grid_spacing;
+    int per_axis;
+    double spacing;
+    if (ds_energy_mode_grid(t->energy, &per_axis, &spacing)) {
         int modes;
         if (t->size > 1) {
             /* Coverage of the union: gather the (small, 2-D) sample set. */

@@ -807,7 +807,7 @@ static void check_chain(const char *energy, int dim, ds_objective obj, const ds_
                         int partial_energy, int vp, const char *label)
 {
     ds_energy *e = NULL;
-    ck_assert_msg(ds_energy_create(energy, dim, &e) == DS_OK, "%s: energy %s: %s", label, energy,
+    ck_assert_msg(ds_energy_create(energy, dim, NULL, &e) == DS_OK, "%s: energy %s: %s", label, energy,
                   ds_error_message());
     ds_policy_config c = *cfg;
     c.dim = dim;

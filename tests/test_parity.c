@@ -72,7 +72,7 @@ static void setup_case(parity_case *pc, const char *c)
     cfg->lgv_clip = attr(obj, "lgv_clip");
     cfg->gfn_clip = attr(obj, "gfn_clip");
     read_energy_attr(c, pc->energy, sizeof pc->energy);
-    ck_assert_int_eq(ds_energy_create(pc->energy, pc->d, &pc->e), DS_OK);
+    ck_assert_int_eq(ds_energy_create(pc->energy, pc->d, NULL, &pc->e), DS_OK);
     ck_assert_int_eq(ds_policy_create(cfg, pc->T, pc->T * pc->B, 1, &pc->p), DS_OK);
     /* Load every tensor of the arena from the reference state dict. */
     const ds_arena *a = &pc->p->arena;

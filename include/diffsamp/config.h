@@ -5,11 +5,21 @@
  * 4 fixes the names users rely on). Unknown keys, wrong types and
  * out-of-range values are DS_ERR_CONFIG errors whose message names
  * file:line:col, the key, what was found and what is allowed. `--set a.b=v`
- * overrides go through the same validator (reported as "--set"). */
+ * overrides go through the same validator (reported as "--set").
+ *
+ * The `energy:` section holds the generic keys name and dim and the keys of
+ * the chosen family, declared in its vtable (energy.h): `energy.<key>` is
+ * checked against that family's table, with the same file:line:col errors;
+ * a key of another family, or an unknown one, is refused naming the family
+ * and its keys. Within one document energy.name is applied first, whatever
+ * its position. Choosing another family (a later source, --set) drops the
+ * keys set for the previous one. */
 #ifndef DS_CONFIG_H
 #define DS_CONFIG_H
 
 #include "diffsamp/core.h"
+#include "diffsamp/energy.h"
+#include "diffsamp/exchange.h"
 #include "diffsamp/objectives.h"
 
 #include <stdio.h>
@@ -17,9 +27,6 @@
 /* Enumerations: the order matches the allowed strings in the key table. */
 typedef enum ds_expl_schedule { DS_EXPL_CONSTANT = 0, DS_EXPL_LINEAR } ds_expl_schedule;
 typedef enum ds_priority { DS_PRIO_UNIFORM = 0, DS_PRIO_REWARD, DS_PRIO_RANK } ds_priority;
-/* Which local-search samples a rank sends to the others (values match
- * ds_exchange_mode of dist.h). */
-typedef enum ds_exchange { DS_EXCH_BEST = 0, DS_EXCH_RANDOM } ds_exchange;
 
 #define DS_NAME_MAX 64
 #define DS_PATH_MAX 1024
@@ -28,6 +35,8 @@ typedef struct ds_settings {
     /* energy */
     char energy_name[DS_NAME_MAX]; /* energy.name: a registered energy */
     int energy_dim;                /* energy.dim: 0 = the energy's default */
+    ds_energy_args energy_args;    /* energy.<key>: the family's keys that were set
+                                      (the rest take the family's defaults) */
 
     /* objective */
     ds_objective objective;        /* objective.name */
