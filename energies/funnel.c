@@ -14,7 +14,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define FUNNEL_LOG_2PI 1.8378770664093454835606594728112
 
 static ds_status funnel_check_dim(int dim)
 {
@@ -53,7 +52,7 @@ static void funnel_log_reward_s(double s, int dim, int n, const ds_real *x, ds_r
         double w = exp(-x0);
         double sum2 = 0.0;
         for (int i = 1; i < dim; i++) sum2 += (double)xk[i] * (double)xk[i];
-        log_r[k] = (ds_real)(-0.5 * x0 * x0 * inv_var0 - log(s) - 0.5 * dim * FUNNEL_LOG_2PI -
+        log_r[k] = (ds_real)(-0.5 * x0 * x0 * inv_var0 - log(s) - 0.5 * dim * DS_LOG_2PI -
                              0.5 * (dim - 1) * x0 - 0.5 * w * sum2);
         if (grad) {
             ds_real *gk = grad + (size_t)k * dim;

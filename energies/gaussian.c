@@ -9,7 +9,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define GAUSSIAN_LOG_2PI 1.8378770664093454835606594728112
 
 static double gaussian_mean(int j) { return 0.5 * (double)((j % 3) - 1); }
 static double gaussian_std(int j) { return 0.75 + 0.25 * (double)(j % 4); }
@@ -82,7 +81,7 @@ static ds_status gaussian_log_z(const void *state, int dim, double *log_z)
 {
     (void)state;
     double acc = 0.0;
-    for (int j = 0; j < dim; j++) acc += 0.5 * GAUSSIAN_LOG_2PI + log(gaussian_std(j));
+    for (int j = 0; j < dim; j++) acc += 0.5 * DS_LOG_2PI + log(gaussian_std(j));
     *log_z = acc;
     return DS_OK;
 }

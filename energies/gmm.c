@@ -17,7 +17,6 @@
 
 #define GMM_DIM 2
 #define GMM_MAX_MODES 25
-#define GMM_LOG_2PI 1.8378770664093454835606594728112
 
 typedef struct gmm_spec {
     int nmodes;
@@ -123,7 +122,7 @@ static double gmm_point(const gmm_spec *g, const double x[GMM_DIM], double grad[
         for (int j = 0; j < GMM_DIM; j++) grad[j] -= resp[m] * (x[j] - g->mu[m][j]) * inv_var;
     }
     return lmax + log(sum) - log((double)g->nmodes) -
-           0.5 * GMM_DIM * (GMM_LOG_2PI + 2.0 * log(g->std));
+           0.5 * GMM_DIM * (DS_LOG_2PI + 2.0 * log(g->std));
 }
 
 static ds_status gmm_log_reward(const void *state, int dim, int n, const ds_real *x,

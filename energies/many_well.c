@@ -18,7 +18,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define MW_LOG_2PI 1.8378770664093454835606594728112
 #define MW_MAX_DIM 65536 /* two rng steps per pair, and steps are 16-bit */
 
 typedef struct mw_state {
@@ -35,7 +34,7 @@ static double mw_log_q(double a)
     double l1 = log(0.2) - 0.5 * ((a + 1.7) / s) * ((a + 1.7) / s);
     double l2 = log(0.8) - 0.5 * ((a - 1.7) / s) * ((a - 1.7) / s);
     double mx = l1 > l2 ? l1 : l2;
-    return mx + log(exp(l1 - mx) + exp(l2 - mx)) - log(s) - 0.5 * MW_LOG_2PI;
+    return mx + log(exp(l1 - mx) + exp(l2 - mx)) - log(s) - 0.5 * DS_LOG_2PI;
 }
 
 /* Trapezoid rule for int exp(g - shift) over [-8, 8] (g(+-8) < -3700, so the
@@ -200,7 +199,7 @@ done:
 static ds_status mw_log_z(const void *state, int dim, double *log_z)
 {
     const mw_state *s = state;
-    *log_z = 0.5 * dim * (s->log_z1 + 0.5 * MW_LOG_2PI);
+    *log_z = 0.5 * dim * (s->log_z1 + 0.5 * DS_LOG_2PI);
     return DS_OK;
 }
 

@@ -19,7 +19,6 @@
 #include <string.h>
 
 #define IS_DOUBLE (sizeof(ds_real) == sizeof(double))
-#define LOG_2PI 1.8378770664093454835606594728112
 
 static ds_energy *make(const char *name, int dim)
 {

@@ -693,7 +693,7 @@ static void check_reference(const ds_reference *ref, const char *label)
     }
     ck_assert_msg(fabs(v - ref->final_var) < 1e-12, "%s: v_T %g, final_var %g", label, v, ref->final_var);
     ds_energy *e = NULL;
-    ck_assert_int_eq(ds_energy_create("gaussian", RD, &e), DS_OK);
+    ck_assert_int_eq(ds_energy_create("gaussian", RD, NULL, &e), DS_OK);
     ds_policy_config c = base_config();
     c.dim = RD;
     c.zero_init = 1;  /* drift 0 */

@@ -67,7 +67,7 @@ static void oncase_init(oncase *oc, const char *energy, int dim, process kind, c
                         int B, double sigma2, uint64_t seed)
 {
     memset(oc, 0, sizeof *oc);
-    ck_assert_int_eq(ds_energy_create(energy, dim, &oc->e), DS_OK);
+    ck_assert_int_eq(ds_energy_create(energy, dim, NULL, &oc->e), DS_OK);
     make_ref(&oc->ref, kind, T, sigma2);
     ck_assert_int_eq(ds_policy_create(c, T, T * B, seed, &oc->p), DS_OK);
     oc->sim = (ds_sim){.policy = oc->p, .energy = oc->e, .ref = &oc->ref};

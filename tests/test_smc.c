@@ -61,7 +61,7 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     ds_energy *e = NULL;
-    EXPECT(ds_energy_create("gaussian", 3, &e) == DS_OK, "gaussian: %s", ds_error_message());
+    EXPECT(ds_energy_create("gaussian", 3, NULL, &e) == DS_OK, "gaussian: %s", ds_error_message());
     ds_smc_config c;
     ds_smc_config_defaults(&c);
     c.particles = 1001; /* uneven over 2 ranks */
