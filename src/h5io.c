@@ -153,6 +153,44 @@ static void library_versions(char *buf, size_t cap)
 hid_t ds_h5_real_file_type(void) { return sizeof(ds_real) == sizeof(float) ? H5T_IEEE_F32LE : H5T_IEEE_F64LE; }
 hid_t ds_h5_real_mem_type(void) { return sizeof(ds_real) == sizeof(float) ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE; }
 
+hid_t ds_h5_file_type(ds_h5_type t)
+{
+    switch (t) {
+    case DS_H5_REAL: return ds_h5_real_file_type();
+    case DS_H5_F64: return H5T_IEEE_F64LE;
+    case DS_H5_I32: return H5T_STD_I32LE;
+    case DS_H5_I64: return H5T_STD_I64LE;
+    case DS_H5_U64: return H5T_STD_U64LE;
+    }
+    return -1;
+}
+
+hid_t ds_h5_mem_type(ds_h5_type t)
+{
+    switch (t) {
+    case DS_H5_REAL: return ds_h5_real_mem_type();
+    case DS_H5_F64: return H5T_NATIVE_DOUBLE;
+    case DS_H5_I32: return H5T_NATIVE_INT32;
+    case DS_H5_I64: return H5T_NATIVE_INT64;
+    case DS_H5_U64: return H5T_NATIVE_UINT64;
+    }
+    return -1;
+}
+
+H5T_class_t ds_h5_class(ds_h5_type t) { return t == DS_H5_REAL || t == DS_H5_F64 ? H5T_FLOAT : H5T_INTEGER; }
+
+size_t ds_h5_size(ds_h5_type t)
+{
+    switch (t) {
+    case DS_H5_REAL: return sizeof(ds_real);
+    case DS_H5_I32: return sizeof(int32_t);
+    case DS_H5_F64:
+    case DS_H5_I64:
+    case DS_H5_U64: return 8;
+    }
+    return 8;
+}
+
 /* fsync a file or directory by name. */
 static ds_status fsync_path(const char *path, int directory)
 {

@@ -64,6 +64,11 @@ ds_status ds_h5_bcast_str(MPI_Comm comm, const char *in, char **out);
 /* ds_real in files (IEEE float32 or float64) and in memory. */
 hid_t ds_h5_real_file_type(void);
 hid_t ds_h5_real_mem_type(void);
+/* A ds_h5_type's file type, memory type, type class and bytes in memory. */
+hid_t ds_h5_file_type(ds_h5_type t);
+hid_t ds_h5_mem_type(ds_h5_type t);
+H5T_class_t ds_h5_class(ds_h5_type t);
+size_t ds_h5_size(ds_h5_type t);
 /* Names of groups must be plain so that "/replay/<name>" is one link:
  * 1 .. DS_NAME_MAX-1 letters, digits or '_'. */
 int ds_h5_plain_name(const char *s);

@@ -74,6 +74,11 @@ ds_status ds_trainer_meta(const ds_trainer *t, char **yaml, ds_h5_meta *meta);
 /* Appends the metrics row of r to the history (grown as needed). */
 ds_status ds_trainer_history_add(ds_trainer *t, const ds_eval_result *r);
 
+/* The metrics history as the checkpoint's /metrics table (train_run.c);
+ * reading restores the columns by name (NaN for a column the file lacks). */
+ds_status ds_trainer_history_write(const ds_trainer *t, ds_ckpt_file *f);
+ds_status ds_trainer_history_read(ds_trainer *t, ds_ckpt_file *f);
+
 /* metrics.csv columns; the checkpoint's /metrics table has the same ones. */
 extern const char *const ds_trainer_metric_columns[];
 #define DS_TRAINER_NMETRIC 15

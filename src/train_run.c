@@ -82,6 +82,33 @@ ds_status ds_trainer_history_add(ds_trainer *t, const ds_eval_result *r)
     return DS_OK;
 }
 
+ds_status ds_trainer_history_write(const ds_trainer *t, ds_ckpt_file *f)
+{
+    return ds_ckpt_write_table(f, "/metrics", DS_TRAINER_NMETRIC, ds_trainer_metric_columns, t->nhist, t->hist,
+                               "Metrics history so far, one row per evaluation or log point; column names in the "
+                               "columns attribute.");
+}
+
+ds_status ds_trainer_history_read(ds_trainer *t, ds_ckpt_file *f)
+{
+    ds_ckpt_table tab;
+    DS_TRY(ds_ckpt_read_table(f, "/metrics", -1, &tab));
+    ds_status rc = DS_OK;
+    int col[DS_TRAINER_NMETRIC];
+    for (int c = 0; c < DS_TRAINER_NMETRIC; c++) col[c] = ds_ckpt_table_column(&tab, ds_trainer_metric_columns[c]);
+    t->nhist = 0;
+    for (size_t r = 0; r < tab.rows && rc == DS_OK; r++) {
+        ds_eval_result dummy;
+        memset(&dummy, 0, sizeof dummy);
+        rc = ds_trainer_history_add(t, &dummy);
+        if (rc != DS_OK) break;
+        double *row = t->hist + (t->nhist - 1) * DS_TRAINER_NMETRIC;
+        for (int c = 0; c < DS_TRAINER_NMETRIC; c++) row[c] = col[c] >= 0 ? tab.v[r * (size_t)tab.ncols + col[c]] : NAN;
+    }
+    ds_ckpt_table_free(&tab);
+    return rc;
+}
+
 static void write_csv_row(FILE *f, const double *row)
 {
     for (int c = 0; c < DS_TRAINER_NMETRIC; c++) {

@@ -1,6 +1,11 @@
-/* train_state: the checkpointed state of a run (write, resume, find). */
+/* train_state: the checkpoint of a run. Each part of the state is written and
+ * read by the module that owns it, on one open checkpoint (h5io.h): the arena
+ * and Adam and the replay buffers (restart.h), the metrics history
+ * (train_run.c), and here the run state of the trainer itself (/state). */
 #define _POSIX_C_SOURCE 200809L
 #include "train_impl.h"
+
+#include "diffsamp/restart.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -8,77 +13,154 @@
 #include <string.h>
 #include <unistd.h>
 
-ds_status ds_trainer_checkpoint(ds_trainer *t)
+/* The run state beyond the model, the buffers and the metrics history that a
+ * resumed run needs to be the uninterrupted run: /state/run, a one-row table
+ * with one named column per field. A new field is one row here; a checkpoint
+ * written before the field existed restores its fallback. */
+typedef struct run_field {
+    const char *name;
+    double *real;   /* the field, when it is a double */
+    long *count;    /* the field, when it is a long */
+    double fallback;
+} run_field;
+
+enum { NRUN = 5 };
+
+static void run_fields(ds_trainer *t, run_field f[NRUN])
+{
+    const run_field table[NRUN] = {
+        {"eval_loss_acc", &t->eval_loss_acc, NULL, 0},
+        {"eval_loss_n", NULL, &t->eval_loss_n, 0},
+        {"ls_acceptance", &t->last_ls.acceptance, NULL, NAN},
+        {"ls_rounds", NULL, &t->ls_rounds, 0},
+        {"exchanged", NULL, &t->exchanged, 0},
+    };
+    memcpy(f, table, sizeof table);
+}
+
+/* /state: the iteration and the scalars that restore every random stream
+ * and the local-search step size, then /state/run. */
+static ds_status state_write(ds_trainer *t, ds_ckpt_file *f)
 {
     const ds_settings *s = &t->s;
+    int64_t it = t->iteration;
+    int32_t ws = t->size;
+    double ls_step = t->last_ls.final_step, expl = ds_exploration_std(s, t->iteration);
+    uint64_t seed = s->seed;
+    DS_TRY(ds_ckpt_write_scalar(f, "/state/iteration", DS_H5_I64, &it,
+                                "Training iterations completed; the run resumes at this iteration."));
+    DS_TRY(ds_ckpt_write_scalar(f, "/state/world_size", DS_H5_I32, &ws, "Number of MPI ranks that wrote this "
+                                "checkpoint."));
+    DS_TRY(ds_ckpt_write_scalar(f, "/state/ls_step", DS_H5_F64, &ls_step, "Current (adapted) local-search MALA step "
+                                "size."));
+    DS_TRY(ds_ckpt_write_scalar(f, "/state/exploration", DS_H5_F64, &expl,
+                                "Exploration standard deviation at this iteration (informational)."));
+    DS_TRY(ds_ckpt_write_scalar(f, "/state/rng_seed", DS_H5_U64, &seed,
+                                "Seed of the counter-based generator (train.seed); with the iteration it restores every "
+                                "stream."));
+    run_field rf[NRUN];
+    run_fields(t, rf);
+    const char *names[NRUN];
+    double vals[NRUN];
+    for (int k = 0; k < NRUN; k++) {
+        names[k] = rf[k].name;
+        vals[k] = rf[k].real ? *rf[k].real : (double)*rf[k].count;
+    }
+    return ds_ckpt_write_table(f, "/state/run", NRUN, names, 1, vals,
+                               "Further run state (loss accumulators, local-search statistics); names in columns.");
+}
+
+static ds_status state_read(ds_trainer *t, ds_ckpt_file *f, int *world_size)
+{
+    int64_t it = 0;
+    int32_t ws = 0;
+    double ls_step = 0, expl = 0;
+    uint64_t seed = 0;
+    DS_TRY(ds_ckpt_read_scalar(f, "/state/iteration", DS_H5_I64, &it));
+    DS_TRY(ds_ckpt_read_scalar(f, "/state/world_size", DS_H5_I32, &ws));
+    DS_TRY(ds_ckpt_read_scalar(f, "/state/ls_step", DS_H5_F64, &ls_step));
+    DS_TRY(ds_ckpt_read_scalar(f, "/state/exploration", DS_H5_F64, &expl));
+    DS_TRY(ds_ckpt_read_scalar(f, "/state/rng_seed", DS_H5_U64, &seed));
+    DS_CHECK(ws >= 1, DS_ERR_FORMAT, "checkpoint %s: /state/world_size is %d, expected >= 1", ds_ckpt_path(f), (int)ws);
+    t->iteration = (long)it;
+    t->last_ls.final_step = ls_step;
+    *world_size = ws;
+    run_field rf[NRUN];
+    run_fields(t, rf);
+    ds_ckpt_table tab;
+    memset(&tab, 0, sizeof tab);
+    if (ds_ckpt_has(f, "/state/run")) DS_TRY(ds_ckpt_read_table(f, "/state/run", 1, &tab));
+    for (int k = 0; k < NRUN; k++) {
+        int c = ds_ckpt_table_column(&tab, rf[k].name);
+        double v = c >= 0 ? tab.v[c] : rf[k].fallback;
+        if (rf[k].real) *rf[k].real = v;
+        else *rf[k].count = (long)v;
+    }
+    ds_ckpt_table_free(&tab);
+    return DS_OK;
+}
+
+/* The replay buffers and their group names under /replay. */
+static int buffers_of(ds_trainer *t, ds_buffer *bufs[2], const char *names[2])
+{
+    bufs[0] = t->buf;
+    bufs[1] = t->buf_ls;
+    names[0] = "buffer";
+    names[1] = "buffer_ls";
+    return 2;
+}
+
+ds_status ds_trainer_checkpoint(ds_trainer *t)
+{
     char path[DS_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/checkpoint.h5", s->out_dir);
+    snprintf(path, sizeof path, "%s/checkpoint.h5", t->s.out_dir);
     char *yaml = NULL;
-    ds_h5_meta unused;
-    DS_TRY(ds_trainer_meta(t, &yaml, &unused));
-    ds_ckpt c;
-    memset(&c, 0, sizeof c);
-    c.meta.energy = t->energy->vt->name;
-    c.meta.dim = t->energy->dim;
-    c.meta.config_yaml = yaml;
-    const ds_arena *a = &t->policy->arena;
-    c.n_params = a->n;
-    c.params = a->params;
-    c.m = a->m;
-    c.v = a->v;
-    c.adam_step = t->adam.step;
-    c.iteration = t->iteration;
-    c.ls_step = t->last_ls.final_step;
-    c.exploration = ds_exploration_std(s, t->iteration);
-    c.rng_seed = s->seed;
-    c.metrics_ncols = DS_TRAINER_NMETRIC;
-    c.metrics_columns = ds_trainer_metric_columns;
-    c.metrics_rows = t->nhist;
-    c.metrics = t->hist;
-    /* The rest of the run state, so that a resumed run is the same run. */
-    ds_h5_metric extra[] = {{"eval_loss_acc", t->eval_loss_acc},
-                            {"eval_loss_n", (double)t->eval_loss_n},
-                            {"ls_acceptance", t->last_ls.acceptance},
-                            {"ls_rounds", (double)t->ls_rounds},
-                            {"exchanged", (double)t->exchanged}};
-    c.nextra = (int)(sizeof extra / sizeof extra[0]);
-    c.extra = extra;
-    ds_real *bx[2] = {NULL, NULL}, *blr[2] = {NULL, NULL};
-    ds_buffer *bufs[2] = {t->buf, t->buf_ls};
-    const char *names[2] = {"buffer", "buffer_ls"};
-    ds_status rc = DS_OK;
-    for (int k = 0; k < 2; k++) {
-        if (!bufs[k]) continue;
-        size_t n = ds_buffer_size(bufs[k]);
-        bx[k] = ds_calloc((n ? n : 1) * (size_t)t->energy->dim, sizeof(ds_real));
-        blr[k] = ds_calloc(n ? n : 1, sizeof(ds_real));
-        if (!bx[k] || !blr[k]) {
-            rc = ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, "out of memory exporting %s", names[k]);
-            goto done;
-        }
-        if (n) DS_TRY_GOTO(rc, ds_buffer_export(bufs[k], bx[k], blr[k]), done);
-        ds_ckpt_buffer *cb = &c.buffers[c.nbuffers++];
-        cb->name = names[k];
-        cb->capacity = (long)ds_buffer_capacity(bufs[k]);
-        cb->n_local = n;
-        cb->x = bx[k];
-        cb->log_r = blr[k];
-    }
-    DS_TRY_GOTO(rc, ds_ckpt_write(t->comm, path, &c), done);
-done:
-    for (int k = 0; k < 2; k++) {
-        ds_free(bx[k]);
-        ds_free(blr[k]);
-    }
+    ds_h5_meta meta;
+    DS_TRY(ds_trainer_meta(t, &yaml, &meta));
+    ds_ckpt_file *f = NULL;
+    /* Each call returns the same status on every rank: all take one path. */
+    ds_status rc = ds_ckpt_create(t->comm, path, &meta, &f);
+    if (rc == DS_OK) rc = ds_arena_write(f, &t->policy->arena, &t->adam);
+    if (rc == DS_OK) rc = state_write(t, f);
+    if (rc == DS_OK) rc = ds_trainer_history_write(t, f);
+    if (rc == DS_OK) rc = ds_ckpt_write_group(f, "/replay");
+    ds_buffer *bufs[2];
+    const char *names[2];
+    const int nb = buffers_of(t, bufs, names);
+    for (int k = 0; k < nb && rc == DS_OK; k++)
+        if (bufs[k]) rc = ds_buffer_write(f, names[k], bufs[k]);
+    if (rc == DS_OK) rc = ds_ckpt_commit(&f);
+    else ds_ckpt_close(&f);
     free(yaml);
+    if (rc != DS_OK) ds_error_trace(__FILE__, __LINE__, __func__);
     return rc;
 }
 
-static double extra_value(const ds_ckpt_data *d, const char *name, double fallback)
+typedef struct load_ctx {
+    ds_trainer *t;
+    int world_size; /* ranks of the writer */
+} load_ctx;
+
+/* Everything a checkpoint restores. Every part overwrites what an earlier,
+ * failed candidate may have loaded, so the fallback to .prev starts clean. */
+static ds_status load(ds_ckpt_file *f, void *ctx)
 {
-    for (int i = 0; i < d->nextra; i++)
-        if (strcmp(d->extra_names[i], name) == 0) return d->extra_values[i];
-    return fallback;
+    load_ctx *c = ctx;
+    ds_trainer *t = c->t;
+    DS_TRY(ds_arena_read(f, &t->policy->arena, &t->adam));
+    DS_TRY(state_read(t, f, &c->world_size));
+    DS_TRY(ds_trainer_history_read(t, f));
+    ds_buffer *bufs[2];
+    const char *names[2];
+    const int nb = buffers_of(t, bufs, names);
+    for (int k = 0; k < nb; k++) {
+        if (!bufs[k]) continue; /* e.g. local search turned off on resume */
+        char group[DS_NAME_MAX + 16];
+        snprintf(group, sizeof group, "/replay/%s", names[k]);
+        if (ds_ckpt_has(f, group)) DS_TRY(ds_buffer_read(f, names[k], bufs[k], NULL));
+        else ds_buffer_clear(bufs[k]);
+    }
+    return DS_OK;
 }
 
 ds_status ds_trainer_resume(ds_trainer *t, const char *path)
@@ -91,57 +173,20 @@ ds_status ds_trainer_resume(ds_trainer *t, const char *path)
         int n = snprintf(want, sizeof want, "%s", path);
         DS_CHECK(n > 0 && (size_t)n < sizeof want, DS_ERR_CONFIG, "checkpoint path too long");
     }
-    ds_ckpt_expect ex = {t->energy->vt->name, t->energy->dim, t->policy->arena.n};
-    ds_ckpt_data d;
-    memset(&d, 0, sizeof d);
+    ds_ckpt_expect ex = {t->energy->vt->name, t->energy->dim};
+    load_ctx ctx = {t, t->size};
     char found[DS_PATH_MAX + 32], warning[2048];
-    ds_status rc = ds_ckpt_find(t->comm, want, &ex, found, sizeof found, &d, warning, sizeof warning);
+    ds_status rc = ds_ckpt_find_load(t->comm, want, &ex, load, &ctx, found, sizeof found, NULL, warning, sizeof warning);
     if (rc != DS_OK) {
-        ds_ckpt_data_free(&d);
         ds_error_trace(__FILE__, __LINE__, __func__);
         return rc;
     }
     if (t->rank == 0 && warning[0]) fprintf(stderr, "diffsamp: warning: %s\n", warning);
-    ds_arena *a = &t->policy->arena;
-    memcpy(a->params, d.params, sizeof(ds_real) * a->n);
-    memcpy(a->m, d.m, sizeof(ds_real) * a->n);
-    memcpy(a->v, d.v, sizeof(ds_real) * a->n);
-    t->adam.step = d.adam_step;
-    t->iteration = d.iteration;
-    t->last_ls.final_step = d.ls_step;
-    t->last_ls.acceptance = extra_value(&d, "ls_acceptance", NAN);
-    t->ls_rounds = (long)extra_value(&d, "ls_rounds", 0);
-    t->exchanged = (long)extra_value(&d, "exchanged", 0);
-    t->eval_loss_acc = extra_value(&d, "eval_loss_acc", 0);
-    t->eval_loss_n = (long)extra_value(&d, "eval_loss_n", 0);
-    /* metrics history, by column name */
-    t->nhist = 0;
-    for (size_t r = 0; r < d.metrics_rows && rc == DS_OK; r++) {
-        ds_eval_result dummy;
-        memset(&dummy, 0, sizeof dummy);
-        rc = ds_trainer_history_add(t, &dummy);
-        if (rc != DS_OK) break;
-        double *row = t->hist + (t->nhist - 1) * DS_TRAINER_NMETRIC;
-        for (int c = 0; c < DS_TRAINER_NMETRIC; c++) {
-            row[c] = NAN;
-            for (int k = 0; k < d.metrics_ncols; k++)
-                if (strcmp(d.metrics_columns[k], ds_trainer_metric_columns[c]) == 0) row[c] = d.metrics[r * d.metrics_ncols + k];
-        }
-    }
-    /* buffers: this rank's even share of every saved shard */
-    for (int k = 0; k < d.nbuffers && rc == DS_OK; k++) {
-        ds_buffer *b = strcmp(d.buffers[k].name, "buffer") == 0 ? t->buf
-                       : strcmp(d.buffers[k].name, "buffer_ls") == 0 ? t->buf_ls : NULL;
-        if (!b) continue;  /* e.g. local search turned off on resume */
-        rc = ds_buffer_import(b, d.buffers[k].n_local, d.buffers[k].x, d.buffers[k].log_r);
-    }
-    if (rc == DS_OK && t->rank == 0 && d.world_size != t->size)
+    if (t->rank == 0 && ctx.world_size != t->size)
         fprintf(stderr, "diffsamp: resuming a %d-rank checkpoint on %d ranks: the replay buffers were "
-                "redistributed evenly\n", d.world_size, t->size);
+                "redistributed evenly\n", ctx.world_size, t->size);
     snprintf(t->resumed_from, sizeof t->resumed_from, "%s", found);
-    ds_ckpt_data_free(&d);
-    if (rc != DS_OK) ds_error_trace(__FILE__, __LINE__, __func__);
-    return rc;
+    return DS_OK;
 }
 
 int ds_trainer_has_checkpoint(const ds_settings *s)
