@@ -6,6 +6,7 @@
 #include "diffsamp/core.h"
 #include "diffsamp/energy.h"
 #include "diffsamp/h5io.h"
+#include "diffsamp/metrics.h"
 #include "diffsamp/train.h"
 
 #include <signal.h>
@@ -279,19 +280,7 @@ static int cmd_eval(int argc, char **argv)
     if (rc != DS_OK) DIE(rc);
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank == 0) {
-        printf("iteration            %ld\n", r.iteration);
-        printf("ELBO                 %.6f\n", r.elbo);
-        printf("log Z (IS)           %.6f\n", r.log_z_is);
-        if (r.log_z_learned == r.log_z_learned) printf("log Z (learned)      %.6f\n", r.log_z_learned);
-        printf("ESS                  %.6f\n", r.ess);
-        if (r.has_log_z) {
-            printf("Delta log Z          %.6f\n", r.delta_log_z);
-            printf("Delta log Z (IS)     %.6f\n", r.delta_log_z_is);
-        }
-        if (r.mean_ll == r.mean_ll) printf("mean log-likelihood  %.6f\n", r.mean_ll);
-        if (r.modes >= 0) printf("modes with samples   %d of %d\n", r.modes, r.modes_total);
-    }
+    if (rank == 0) ds_metrics_print(stdout, &r, DS_METRICS_REPORT);
     ds_trainer_destroy(&t);
     return 0;
 }

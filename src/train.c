@@ -126,6 +126,7 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     t->fail_iteration = -1;
     const char *fr = getenv("DS_DEBUG_FAIL_RANK"), *fi = getenv("DS_DEBUG_FAIL_ITERATION");
     if (fr && atoi(fr) == t->rank) t->fail_iteration = fi ? atol(fi) : 0;
+    ds_metrics_history_init(&t->hist, ds_metrics_columns, ds_metrics_ncolumns);
     t->t_start = t->t_created = ds_wtime();
     *out = t;
     return DS_OK;
@@ -149,7 +150,7 @@ void ds_trainer_destroy(ds_trainer **tp)
     DS_FREE(t->gt_lw);
     ds_buffer_destroy(&t->buf);
     ds_buffer_destroy(&t->buf_ls);
-    free(t->hist);
+    ds_metrics_history_free(&t->hist);
     DS_FREE(t->bx);
     DS_FREE(t->blr);
     free(t);

@@ -11,6 +11,7 @@
 #include "diffsamp/energy.h"
 #include "diffsamp/h5io.h"
 #include "diffsamp/local_search.h"
+#include "diffsamp/metrics.h"
 #include "diffsamp/replay.h"
 #include "diffsamp/sampler.h"
 
@@ -51,8 +52,7 @@ struct ds_trainer {
     long exchanged;               /* samples received from other ranks so far */
     long fail_iteration;          /* test hook (DS_DEBUG_FAIL_RANK/ITERATION): fail here; -1 = never */
     /* run state that checkpoints carry beyond the model and the buffers */
-    double *hist;                 /* (nhist, NMETRIC) every evaluation so far */
-    size_t nhist, cap_hist;
+    ds_metrics_history hist;      /* every evaluation so far (ds_metrics_columns) */
     double eval_loss_acc;         /* training losses since the last evaluation */
     long eval_loss_n;
     volatile sig_atomic_t *stop_flag;
@@ -71,16 +71,5 @@ void ds_trainer_split(long total, int rank, int size, int *n, long *first);
  * *yaml, which the caller frees). */
 ds_status ds_trainer_meta(const ds_trainer *t, char **yaml, ds_h5_meta *meta);
 
-/* Appends the metrics row of r to the history (grown as needed). */
-ds_status ds_trainer_history_add(ds_trainer *t, const ds_eval_result *r);
-
-/* The metrics history as the checkpoint's /metrics table (train_run.c);
- * reading restores the columns by name (NaN for a column the file lacks). */
-ds_status ds_trainer_history_write(const ds_trainer *t, ds_ckpt_file *f);
-ds_status ds_trainer_history_read(ds_trainer *t, ds_ckpt_file *f);
-
-/* metrics.csv columns; the checkpoint's /metrics table has the same ones. */
-extern const char *const ds_trainer_metric_columns[];
-#define DS_TRAINER_NMETRIC 15
 
 #endif

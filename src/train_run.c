@@ -41,86 +41,6 @@ static void fmt_duration(double sec, char *out, size_t n)
     else snprintf(out, n, "%lds", s);
 }
 
-static void print_eval(FILE *log, const ds_eval_result *r)
-{
-    fprintf(log, "  eval @%ld: elbo %.4f  log_z_is %.4f  ess %.3f", r->iteration, r->elbo, r->log_z_is, r->ess);
-    if (!isnan(r->log_z_learned)) fprintf(log, "  log_z_learned %.4f", r->log_z_learned);
-    if (r->has_log_z) fprintf(log, "  dlogz %.4f  dlogz_is %.4f", r->delta_log_z, r->delta_log_z_is);
-    if (!isnan(r->mean_ll)) fprintf(log, "  mean_ll %.4f", r->mean_ll);
-    if (r->modes >= 0) fprintf(log, "  modes %d/%d", r->modes, r->modes_total);
-    if (!isnan(r->ls_acceptance)) fprintf(log, "  ls_accept %.3f ls_step %.4g", r->ls_acceptance, r->ls_step);
-    if (r->buffer_size > 0) fprintf(log, "  buffer %ld/%ld", r->buffer_size, r->buffer_ls_size);
-    fprintf(log, "\n");
-    fflush(log);
-}
-
-/* metrics.csv columns; the checkpoint's /metrics table has the same ones. */
-const char *const ds_trainer_metric_columns[DS_TRAINER_NMETRIC] = {
-    "iteration", "loss", "elbo", "log_z_is", "log_z_learned", "ess", "mean_log_likelihood", "delta_log_z",
-    "delta_log_z_is", "modes", "ls_acceptance", "ls_step", "buffer_size", "buffer_ls_size", "seconds"};
-
-static void result_to_row(const ds_eval_result *r, double *row)
-{
-    double v[DS_TRAINER_NMETRIC] = {(double)r->iteration, r->loss, r->elbo, r->log_z_is, r->log_z_learned, r->ess, r->mean_ll,
-                         r->has_log_z ? r->delta_log_z : NAN, r->has_log_z ? r->delta_log_z_is : NAN,
-                         r->modes >= 0 ? (double)r->modes : NAN, r->ls_acceptance, r->ls_step,
-                         (double)r->buffer_size, (double)r->buffer_ls_size, r->seconds};
-    memcpy(row, v, sizeof v);
-}
-
-ds_status ds_trainer_history_add(ds_trainer *t, const ds_eval_result *r)
-{
-    if (t->nhist == t->cap_hist) {
-        size_t cap = t->cap_hist ? 2 * t->cap_hist : 64;
-        double *h = realloc(t->hist, sizeof(double) * cap * DS_TRAINER_NMETRIC);
-        DS_ALLOC_CHECK(h);
-        t->hist = h;
-        t->cap_hist = cap;
-    }
-    result_to_row(r, t->hist + t->nhist * DS_TRAINER_NMETRIC);
-    t->nhist++;
-    return DS_OK;
-}
-
-ds_status ds_trainer_history_write(const ds_trainer *t, ds_ckpt_file *f)
-{
-    return ds_ckpt_write_table(f, "/metrics", DS_TRAINER_NMETRIC, ds_trainer_metric_columns, t->nhist, t->hist,
-                               "Metrics history so far, one row per evaluation or log point; column names in the "
-                               "columns attribute.");
-}
-
-ds_status ds_trainer_history_read(ds_trainer *t, ds_ckpt_file *f)
-{
-    ds_ckpt_table tab;
-    DS_TRY(ds_ckpt_read_table(f, "/metrics", -1, &tab));
-    ds_status rc = DS_OK;
-    int col[DS_TRAINER_NMETRIC];
-    for (int c = 0; c < DS_TRAINER_NMETRIC; c++) col[c] = ds_ckpt_table_column(&tab, ds_trainer_metric_columns[c]);
-    t->nhist = 0;
-    for (size_t r = 0; r < tab.rows && rc == DS_OK; r++) {
-        ds_eval_result dummy;
-        memset(&dummy, 0, sizeof dummy);
-        rc = ds_trainer_history_add(t, &dummy);
-        if (rc != DS_OK) break;
-        double *row = t->hist + (t->nhist - 1) * DS_TRAINER_NMETRIC;
-        for (int c = 0; c < DS_TRAINER_NMETRIC; c++) row[c] = col[c] >= 0 ? tab.v[r * (size_t)tab.ncols + col[c]] : NAN;
-    }
-    ds_ckpt_table_free(&tab);
-    return rc;
-}
-
-static void write_csv_row(FILE *f, const double *row)
-{
-    for (int c = 0; c < DS_TRAINER_NMETRIC; c++) {
-        if (c) fputc(',', f);
-        if (isnan(row[c])) continue;
-        if (c == 0 || c == 9 || c == 12 || c == 13) fprintf(f, "%.0f", row[c]);
-        else fprintf(f, "%.10g", row[c]);
-    }
-    fputc('\n', f);
-    fflush(f);
-}
-
 /* (Re)writes metrics.csv from the history (so a resumed run's file is the
  * uninterrupted run's file) and leaves it open for appending. */
 static ds_status open_metrics(ds_trainer *t, FILE **out)
@@ -129,9 +49,9 @@ static ds_status open_metrics(ds_trainer *t, FILE **out)
     snprintf(path, sizeof path, "%s/metrics.csv", t->s.out_dir);
     FILE *f = fopen(path, "w");
     DS_CHECK(f != NULL, DS_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    for (int c = 0; c < DS_TRAINER_NMETRIC; c++) fprintf(f, "%s%s", c ? "," : "", ds_trainer_metric_columns[c]);
-    fputc('\n', f);
-    for (size_t i = 0; i < t->nhist; i++) write_csv_row(f, t->hist + i * DS_TRAINER_NMETRIC);
+    const ds_metrics_history *h = &t->hist;
+    ds_metrics_csv_header(f, h->cols, h->ncols);
+    for (size_t i = 0; i < h->rows; i++) ds_metrics_csv_row(f, h->cols, h->ncols, ds_metrics_history_row(h, i));
     *out = f;
     return DS_OK;
 }
@@ -219,8 +139,8 @@ ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final, int *s
             last.loss = t->eval_loss_n ? t->eval_loss_acc / t->eval_loss_n : NAN;
             t->eval_loss_acc = 0;
             t->eval_loss_n = 0;
-            DS_TRY_GOTO(rc, ds_trainer_history_add(t, &last), done);
-            if (root) write_csv_row(csv, t->hist + (t->nhist - 1) * DS_TRAINER_NMETRIC);
+            DS_TRY_GOTO(rc, ds_metrics_history_add(&t->hist, &last), done);
+            if (root) ds_metrics_csv_row(csv, t->hist.cols, t->hist.ncols, ds_metrics_history_row(&t->hist, t->hist.rows - 1));
         }
         if (root && (it % s->log_every == 0 || it == s->iterations)) {
             double now = ds_wtime();
@@ -238,7 +158,7 @@ ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final, int *s
             loss_acc = 0;
             loss_n = 0;
         }
-        if (root && do_eval) print_eval(log, &last);
+        if (root && do_eval) ds_metrics_print(log, &last, DS_METRICS_LINE);
         if ((s->checkpoint_every > 0 && it % s->checkpoint_every == 0) || it == s->iterations)
             DS_TRY_GOTO(rc, ds_trainer_checkpoint(t), done);
     }

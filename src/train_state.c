@@ -1,7 +1,7 @@
 /* train_state: the checkpoint of a run. Each part of the state is written and
  * read by the module that owns it, on one open checkpoint (h5io.h): the arena
  * and Adam and the replay buffers (restart.h), the metrics history
- * (train_run.c), and here the run state of the trainer itself (/state). */
+ * (metrics.h), and here the run state of the trainer itself (/state). */
 #define _POSIX_C_SOURCE 200809L
 #include "train_impl.h"
 
@@ -122,7 +122,7 @@ ds_status ds_trainer_checkpoint(ds_trainer *t)
     ds_status rc = ds_ckpt_create(t->comm, path, &meta, &f);
     if (rc == DS_OK) rc = ds_arena_write(f, &t->policy->arena, &t->adam);
     if (rc == DS_OK) rc = state_write(t, f);
-    if (rc == DS_OK) rc = ds_trainer_history_write(t, f);
+    if (rc == DS_OK) rc = ds_metrics_history_write(f, &t->hist);
     if (rc == DS_OK) rc = ds_ckpt_write_group(f, "/replay");
     ds_buffer *bufs[2];
     const char *names[2];
@@ -149,7 +149,7 @@ static ds_status load(ds_ckpt_file *f, void *ctx)
     ds_trainer *t = c->t;
     DS_TRY(ds_arena_read(f, &t->policy->arena, &t->adam));
     DS_TRY(state_read(t, f, &c->world_size));
-    DS_TRY(ds_trainer_history_read(t, f));
+    DS_TRY(ds_metrics_history_read(f, &t->hist));
     ds_buffer *bufs[2];
     const char *names[2];
     const int nb = buffers_of(t, bufs, names);
