@@ -2,7 +2,8 @@
  * the same, fewer and more ranks with uneven and empty buffer shards, every
  * refusal (energy, dim, parameter count, missing or misshapen dataset,
  * truncated file, newer format, wrong format), the atomic write with .prev
- * fallback, and streamed sample sets.
+ * fallback, streamed sample sets, and a sample set with a column added to
+ * the table (/condition).
  *
  * Checks never skip a collective call: a failed check counts and goes on, and
  * the count is reduced over the ranks at the end (every rank returns nonzero
@@ -829,6 +830,60 @@ static void test_samples(void)
     MPI_Barrier(MPI_COMM_WORLD);
 }
 
+/* A sample set with one more column from the table (a conditional run's
+ * /condition, one int per row), written and read back like the others. */
+static void test_samples_extra_column(void)
+{
+    ds_samples_column cols[DS_SAMPLES_NCOLUMNS + 1];
+    memcpy(cols, ds_samples_columns, sizeof ds_samples_columns);
+    cols[DS_SAMPLES_NCOLUMNS] = (ds_samples_column){"condition", DS_H5_I32, 0, "Index of the condition of each sample."};
+    const char *path = file_in_dir("conditional.h5");
+    ds_h5_meta meta = {"25gmm", DIM, "a: 1\n"};
+    /* rank 0: rows 0..2, rank 1: rows 3..4 */
+    const long n = world_rank == 0 ? 3 : 2, first = world_rank == 0 ? 0 : 3;
+    ds_real x[3 * DIM];
+    double lr[3], pf[3], pb[3], lw[3];
+    int32_t cond[3];
+    for (long i = 0; i < n; i++) {
+        for (int j = 0; j < DIM; j++) x[i * DIM + j] = (ds_real)sample_value(first + i, j);
+        lr[i] = pf[i] = pb[i] = lw[i] = (double)(first + i);
+        cond[i] = (int32_t)(100 + first + i);
+    }
+    const void *data[DS_SAMPLES_NCOLUMNS + 1] = {x, lr, pf, pb, lw, cond};
+    ds_samples_writer *w = NULL;
+    EXPECT_OK(ds_samples_open_columns(MPI_COMM_WORLD, path, &meta, cols, DS_SAMPLES_NCOLUMNS + 1, 5, &w));
+    /* The five-array append refuses a writer with other columns. */
+    if (w) EXPECT_FAIL(ds_samples_append(w, (size_t)n, x, lr, pf, pb, lw), DS_ERR_INVALID, "ds_samples_append_columns");
+    if (w) EXPECT_OK(ds_samples_append_columns(w, (size_t)n, data));
+    if (w) EXPECT_OK(ds_samples_close(&w, NULL, 0));
+    if (world_rank == 0) {
+        check_file_attrs(path, DS_H5_FORMAT_SAMPLES);
+        size_t cnt = 0, dims[4];
+        int nd = 0;
+        double *c = ds_test_read(path, "/condition", &cnt, dims, &nd);
+        int bad = !c || nd != 1 || cnt != 5;
+        for (size_t i = 0; c && i < cnt && i < 5; i++) bad += c[i] != 100.0 + (double)i;
+        EXPECT(bad == 0, "/condition read back wrong (%zu rows)", cnt);
+        free(c);
+        double *v = ds_test_read(path, "/log_reward", &cnt, NULL, NULL);
+        EXPECT(v && cnt == 5 && v[4] == 4.0, "/log_reward beside /condition");
+        free(v);
+        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, "/condition", H5P_DEFAULT);
+        hid_t t = H5Dget_type(d);
+        EXPECT(H5Tget_class(t) == H5T_INTEGER && H5Tget_size(t) == 4, "/condition is not int32");
+        H5Tclose(t);
+        H5Dclose(d);
+        H5Fclose(f);
+    }
+    /* A table naming one column twice is refused on every rank. */
+    cols[DS_SAMPLES_NCOLUMNS].name = "log_pf";
+    EXPECT_FAIL(ds_samples_open_columns(MPI_COMM_WORLD, file_in_dir("twice.h5"), &meta, cols, DS_SAMPLES_NCOLUMNS + 1,
+                                        5, &w),
+                DS_ERR_INVALID, "'log_pf' appears twice");
+    EXPECT(w == NULL, "a refused open left a writer");
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
 static void remove_dir(void)
 {
     char cmd[1400];
@@ -863,6 +918,7 @@ int main(int argc, char **argv)
         test_refusals();
         test_atomic_and_find();
         test_samples();
+        test_samples_extra_column();
         if (world_rank == 0) printf("test_h5io: %.2f s\n", MPI_Wtime() - t0);
         /* Every file, group, dataset and attribute opened is closed again. */
         ssize_t open_objects = H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);

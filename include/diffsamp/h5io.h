@@ -222,6 +222,21 @@ ds_status ds_ckpt_find(MPI_Comm comm, const char *path, const ds_ckpt_expect *ex
 
 /* ---- sample sets ---------------------------------------------------------- */
 
+/* One column of a sample set: dataset /<name> with one row per sample. */
+typedef struct ds_samples_column {
+    const char *name;        /* 1 .. DS_NAME_MAX-1 letters, digits or '_' */
+    ds_h5_type type;         /* element type (memory and file, see ds_h5_type) */
+    int per_dim;             /* 1: (N, dim) rows; 0: (N) */
+    const char *description; /* its description attribute */
+} ds_samples_column;
+
+/* The columns of every sample set, in this order: x (N, dim) R; log_reward,
+ * log_pf, log_pb, log_weight (N) f64. A set with more columns (say a
+ * conditional run's /condition, one DS_H5_I32 per row) passes this table
+ * with its rows appended to ds_samples_open_columns. */
+#define DS_SAMPLES_NCOLUMNS 5
+extern const ds_samples_column ds_samples_columns[DS_SAMPLES_NCOLUMNS];
+
 /* A sample set being written (opaque: it tracks how many rows are written). */
 typedef struct ds_samples_writer ds_samples_writer;
 
@@ -230,6 +245,15 @@ typedef struct ds_samples_writer ds_samples_writer;
  * closes, or aborts. Errors: DS_ERR_INVALID, DS_ERR_IO, DS_ERR_MPI. */
 ds_status ds_samples_open(MPI_Comm comm, const char *path, const ds_h5_meta *meta, size_t n_total,
                           ds_samples_writer **out);
+/* ds_samples_open with the columns cols[0 .. ncols-1] (the same table on
+ * every rank; it is copied, its strings are borrowed until close). */
+ds_status ds_samples_open_columns(MPI_Comm comm, const char *path, const ds_h5_meta *meta,
+                                  const ds_samples_column *cols, int ncols, size_t n_total, ds_samples_writer **out);
+/* Appends this rank's next n_local rows (0 allowed, then data may be NULL):
+ * data[k] holds n_local rows of column k of the writer's table, in its type
+ * (ds_real for DS_H5_REAL, double for DS_H5_F64, int32_t, int64_t, uint64_t).
+ * Same chunking and errors as ds_samples_append. */
+ds_status ds_samples_append_columns(ds_samples_writer *w, size_t n_local, const void *const *data);
 /* Appends this rank's next n_local samples (0 allowed; then the arrays may be
  * NULL): x (n_local, dim), log_reward, log_pf, log_pb, log_weight (n_local)
  * each. The chunks of one call land in rank order after everything appended
