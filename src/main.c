@@ -168,6 +168,8 @@ static int cmd_train(int argc, char **argv)
     ds_trainer *t = NULL;
     ds_status rc = ds_trainer_create(&s, MPI_COMM_WORLD, &t);
     if (rc != DS_OK) DIE(rc);
+    const char *fail_rank = getenv("DS_DEBUG_FAIL_RANK"), *fail_it = getenv("DS_DEBUG_FAIL_ITERATION");
+    if (fail_rank) ds_trainer_set_fail_hook(t, atoi(fail_rank), fail_it ? atol(fail_it) : 0);
     if (strcmp(resume, "never") != 0 && (strcmp(resume, "auto") != 0 || ds_trainer_has_checkpoint(&s))) {
         rc = ds_trainer_resume(t, resume);
         if (rc != DS_OK) DIE(rc);

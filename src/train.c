@@ -121,11 +121,7 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     t->last_ls.final_step = s->ls_step;
     t->last_ls.acceptance = NAN;
     if (s->ls_enabled) DS_TRY_GOTO(rc, ds_ls_params_check(&t->lsp), fail);
-    /* Test hook: make one rank fail at a given iteration, to show that the
-     * whole job then ends with an error instead of hanging. */
-    t->fail_iteration = -1;
-    const char *fr = getenv("DS_DEBUG_FAIL_RANK"), *fi = getenv("DS_DEBUG_FAIL_ITERATION");
-    if (fr && atoi(fr) == t->rank) t->fail_iteration = fi ? atol(fi) : 0;
+    t->fail_iteration = -1; /* the test hook is off (ds_trainer_set_fail_hook) */
     ds_metrics_history_init(&t->hist, ds_metrics_columns, ds_metrics_ncolumns);
     t->t_start = t->t_created = ds_wtime();
     *out = t;
@@ -158,14 +154,12 @@ void ds_trainer_destroy(ds_trainer **tp)
 }
 
 long ds_trainer_iteration(const ds_trainer *t) { return t->iteration; }
-long ds_trainer_exchanged(const ds_trainer *t) { return t->exchanged; }
-int ds_trainer_local_batch(const ds_trainer *t, long *first)
-{
-    if (first) *first = t->first;
-    return t->B;
-}
 ds_policy *ds_trainer_policy(ds_trainer *t) { return t->policy; }
-const ds_settings *ds_trainer_settings(const ds_trainer *t) { return &t->s; }
+
+void ds_trainer_set_fail_hook(ds_trainer *t, int rank, long iteration)
+{
+    t->fail_iteration = rank >= 0 && rank == t->rank ? iteration : -1;
+}
 
 int ds_trainer_is_backward_iteration(const ds_settings *s, long it)
 {

@@ -50,7 +50,7 @@ struct ds_trainer {
     ds_ls_stats last_ls;          /* the latest local-search round */
     long ls_rounds;
     long exchanged;               /* samples received from other ranks so far */
-    long fail_iteration;          /* test hook (DS_DEBUG_FAIL_RANK/ITERATION): fail here; -1 = never */
+    long fail_iteration;          /* test hook (ds_trainer_set_fail_hook): fail here; -1 = never */
     /* run state that checkpoints carry beyond the model and the buffers */
     ds_metrics_history hist;      /* every evaluation so far (ds_metrics_columns) */
     double eval_loss_acc;         /* training losses since the last evaluation */

@@ -95,7 +95,7 @@ static ds_status step_impl(ds_trainer *t, double *loss)
     const int T = s->T, B = t->B, d = t->energy->dim;
     const long it = t->iteration;
     DS_CHECK(it != t->fail_iteration, DS_ERR_INVALID,
-             "forced failure of rank %d at iteration %ld (DS_DEBUG_FAIL_RANK is set)", t->rank, it);
+             "forced failure of rank %d at iteration %ld (the test hook ds_trainer_set_fail_hook is set)", t->rank, it);
     if (!ds_trainer_is_backward_iteration(s, it)) {
         /* Forward: on-policy plus exploration; terminal states feed the buffer. */
         DS_TRY(ds_sim_forward(&t->sim, &t->tr, B, ds_exploration_std(s, it), ds_rng_make(s->seed, DS_RNG_FORWARD),

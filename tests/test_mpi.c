@@ -182,7 +182,7 @@ static void test_reductions(void)
     memset(&b, 0, sizeof b);
     a.has_log_z = b.has_log_z = 1;
     EXPECT(ds_dist_eval_weights(MPI_COMM_WORLD, all + lo, hi - lo, &a) == DS_OK, "eval weights");
-    ds_eval_weights(all, 40, &b);
+    EXPECT(ds_dist_eval_weights(MPI_COMM_SELF, all, 40, &b) == DS_OK, "eval weights on one rank");
     EXPECT(fabs(a.elbo - b.elbo) < 1e-12 && fabs(a.log_z_is - b.log_z_is) < 1e-12 && fabs(a.ess - b.ess) < 1e-12,
            "distributed elbo/log_z_is/ess %g %g %g vs %g %g %g", a.elbo, a.log_z_is, a.ess, b.elbo, b.log_z_is, b.ess);
     int any = 0;
