@@ -15,8 +15,8 @@ const ds_samples_column ds_samples_columns[DS_SAMPLES_NCOLUMNS] = {
     {"x", DS_H5_REAL, 1, "Terminal states x_T of forward trajectories of the trained sampler, without exploration."},
     {"log_reward", DS_H5_F64, 0, "Log reward log R(x_T) = -E(x_T) of each sample."},
     {"log_pf", DS_H5_F64, 0, "Sum over steps of the forward log-probability log p_F along each trajectory."},
-    {"log_pb", DS_H5_F64, 0, "Sum over steps of the backward (Brownian bridge) log-probability log p_B along each "
-                             "trajectory."},
+    {"log_pb", DS_H5_F64, 0, "Sum over steps of log p_B, the log-probability under the reference process's backward "
+                             "kernel, along each trajectory."},
     {"log_weight", DS_H5_F64, 0, "Importance log-weight log R(x_T) + sum log p_B - sum log p_F of each sample."},
 };
 static const char *const reserved_attrs[] = {"format", "format_version", "config", "code_version", "library_versions",

@@ -104,7 +104,8 @@ static ds_status step_impl(ds_trainer *t, double *loss)
         DS_TRY(train_on_batch(t, s->objective, loss));
     } else {
         /* Backward: states from the buffer (or the local-search buffer), noised
-         * by the Brownian bridge, trained with the backward objective. */
+         * by the reference process's backward kernel, trained with the
+         * backward objective. */
         if (ds_trainer_is_local_search_iteration(s, it)) {
             DS_TRY(ds_buffer_sample(t->buf, ds_rng_make(s->seed, DS_RNG_BUFFER), (uint64_t)it,
                                     (uint64_t)(t->first + s->batch_size), B, t->bx, t->blr));

@@ -32,14 +32,17 @@
  *   /state/exploration   ()   f64   exploration std at save (informational)
  *   /state/rng_seed      ()   uint64 train.seed
  *   /state/run           (1, k) f64, attribute `columns`: further run state
- *   /metrics             (rows, ncols) f64, attribute `columns` (ncols strings)
+ *   /metrics             (rows, ncols) f64, attribute `columns` (ncols strings):
+ *                        the table of metrics.h, which its description lists
  *   /replay/<name>/x     (N, dim) R   the shards of every rank, rank order,
  *   /replay/<name>/log_r (N)      R   each shard oldest entry first
  *   /replay/<name>/counts (world_size) int64  rows per writer rank
  *   /replay/<name>       attribute `capacity` int64 (per-rank capacity)
  *
  * Sample set layout (N samples over all ranks, rank order):
- *   /x (N, dim) R; /log_reward, /log_pf, /log_pb, /log_weight (N) f64
+ *   /x (N, dim) R; /log_reward, /log_pf, /log_pb, /log_weight (N) f64 (the
+ *   table ds_samples_columns), plus any column a caller adds to the table
+ *   (a conditional run's /condition (N) int32)
  *   root attributes as above plus `n_samples` (int64) and one f64 attribute
  *   per metric (elbo, log_z_is, ess, delta_log_z, ...).
  *
