@@ -41,13 +41,15 @@ done:
 }
 
 /* Forward trajectories (no exploration) of n <= batch samples with global
- * indices first.., on the evaluation stream keyed by `key`; per-sample sums
- * go to the arrays that are not NULL, and sum log F_0 is added to *learned. */
-static ds_status forward_chunk(ds_trainer *t, int n, long first, uint64_t key, double *log_w, double *log_r,
-                               double *log_pf, double *log_pb, double *learned)
+ * indices first.., on the stream of `purpose` at the current iteration;
+ * per-sample sums go to the arrays that are not NULL, and sum log F_0 is
+ * added to *learned. */
+static ds_status forward_chunk(ds_trainer *t, ds_rng_purpose purpose, int n, long first, double *log_w,
+                               double *log_r, double *log_pf, double *log_pb, double *learned)
 {
     const int T = t->s.T;
-    DS_TRY(ds_sim_forward(&t->sim, &t->tr, n, 0.0, ds_rng_make(t->s.seed, DS_RNG_EVAL), key, (uint64_t)first, NULL));
+    DS_TRY(ds_sim_forward(&t->sim, &t->tr, n, 0.0, ds_rng_make(t->s.seed, purpose), (uint64_t)t->iteration,
+                          (uint64_t)first, NULL));
     for (int b = 0; b < n; b++) {
         double sf = 0, sb = 0;
         for (int i = 0; i < T; i++) {
@@ -81,7 +83,7 @@ ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_resu
     ds_status rc = DS_OK;
     for (int c0 = 0; c0 < t->n_eval && rc == DS_OK; c0 += cap) {
         int n = t->n_eval - c0 < cap ? t->n_eval - c0 : cap;
-        rc = forward_chunk(t, n, t->eval_first + c0, (uint64_t)t->iteration, mine + c0, NULL, NULL, NULL, &learned);
+        rc = forward_chunk(t, DS_RNG_EVAL, n, t->eval_first + c0, mine + c0, NULL, NULL, NULL, &learned);
         if (rc == DS_OK)
             memcpy(t->eval_x + (size_t)c0 * d, t->tr.states + (size_t)T * n * d, sizeof(ds_real) * (size_t)n * d);
     }
@@ -169,8 +171,8 @@ ds_status ds_trainer_write_samples(ds_trainer *t, const char *path, long n_total
     ds_status rc = ds_trainer_meta(t, &yaml, &meta);
     if (rc == DS_OK) rc = ds_samples_open(t->comm, path, &meta, (size_t)n_total, &w);
     /* Every rank takes part in every append: the number of rounds is that of
-     * the largest share. Samples use their own stream (iteration key far from
-     * training's), so a sample set is a function of the model and the seed. */
+     * the largest share. Samples use their own stream (DS_RNG_SAMPLES), so a
+     * sample set is a function of the model, the iteration and the seed. */
     const long rounds = (n_total / t->size + (n_total % t->size ? 1 : 0) + cap - 1) / cap;
     double learned = 0;
     for (long k = 0; k < rounds && rc == DS_OK; k++) {
@@ -178,8 +180,7 @@ ds_status ds_trainer_write_samples(ds_trainer *t, const char *path, long n_total
         int n = c0 < n_local ? (int)(n_local - c0 < cap ? n_local - c0 : cap) : 0;
         double *lr = col, *pf = col + cap, *pb = col + 2 * cap, *wt = col + 3 * cap;
         if (n > 0)
-            rc = forward_chunk(t, n, first + c0, (uint64_t)t->iteration | (UINT64_C(1) << 31), wt, lr, pf, pb,
-                               &learned);
+            rc = forward_chunk(t, DS_RNG_SAMPLES, n, first + c0, wt, lr, pf, pb, &learned);
         /* appends are collective: every rank must learn that one failed */
         int any = 0;
         ds_status arc = ds_dist_any(t->comm, rc != DS_OK, &any);
