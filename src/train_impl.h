@@ -71,5 +71,4 @@ void ds_trainer_split(long total, int rank, int size, int *n, long *first);
  * *yaml, which the caller frees). */
 ds_status ds_trainer_meta(const ds_trainer *t, char **yaml, ds_h5_meta *meta);
 
-
 #endif
