@@ -16,7 +16,7 @@ ds_status ds_mpi_fail(int err, const char *file, int line, const char *func, con
 
 static MPI_Datatype real_type(void) { return sizeof(ds_real) == sizeof(double) ? MPI_DOUBLE : MPI_FLOAT; }
 
-ds_status ds_dist_exchange(MPI_Comm comm, ds_buffer *ls, int count, ds_exchange_mode mode, ds_rng r,
+ds_status ds_dist_exchange(MPI_Comm comm, ds_buffer *ls, int count, ds_exchange mode, ds_rng r,
                            uint64_t iteration, long *received)
 {
     int rank, size;
@@ -38,7 +38,7 @@ ds_status ds_dist_exchange(MPI_Comm comm, ds_buffer *ls, int count, ds_exchange_
         goto done;
     }
     if (n > 0) {
-        if (mode == DS_EXCHANGE_BEST) {
+        if (mode == DS_EXCH_BEST) {
             DS_TRY_GOTO(rc, ds_buffer_top(ls, n, x, lr), done);
         } else {
             /* uniform indices, with replacement, keyed by (iteration, rank) */

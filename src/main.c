@@ -8,6 +8,7 @@
 #include "diffsamp/energy.h"
 #include "diffsamp/h5io.h"
 #include "diffsamp/mpicheck.h"
+#include "diffsamp/metrics.h"
 #include "diffsamp/train.h"
 
 #include <signal.h>
@@ -266,6 +267,8 @@ static int cmd_train(int argc, char **argv)
     ds_trainer *t = NULL;
     ds_status rc = ds_trainer_create(&s, MPI_COMM_WORLD, &t);
     if (rc != DS_OK) DIE(rc);
+    const char *fail_rank = getenv("DS_DEBUG_FAIL_RANK"), *fail_it = getenv("DS_DEBUG_FAIL_ITERATION");
+    if (fail_rank) ds_trainer_set_fail_hook(t, atoi(fail_rank), fail_it ? atol(fail_it) : 0);
     if (strcmp(resume, "never") != 0 && (strcmp(resume, "auto") != 0 || ds_trainer_has_checkpoint(&s))) {
         rc = ds_trainer_resume(t, resume);
         if (rc != DS_OK) DIE(rc);
@@ -375,19 +378,7 @@ static int cmd_eval(int argc, char **argv)
     ds_eval_result r;
     ds_status rc = ds_trainer_evaluate(t, 1, &r);
     if (rc != DS_OK) DIE(rc);
-    if (world_rank() == 0) {
-        printf("iteration            %ld\n", r.iteration);
-        printf("ELBO                 %.6f\n", r.elbo);
-        printf("log Z (IS)           %.6f\n", r.log_z_is);
-        if (r.log_z_learned == r.log_z_learned) printf("log Z (learned)      %.6f\n", r.log_z_learned);
-        printf("ESS                  %.6f\n", r.ess);
-        if (r.has_log_z) {
-            printf("Delta log Z          %.6f\n", r.delta_log_z);
-            printf("Delta log Z (IS)     %.6f\n", r.delta_log_z_is);
-        }
-        if (r.mean_ll == r.mean_ll) printf("mean log-likelihood  %.6f\n", r.mean_ll);
-        if (r.modes >= 0) printf("modes with samples   %d of %d\n", r.modes, r.modes_total);
-    }
+    if (world_rank() == 0) ds_metrics_print(stdout, &r, DS_METRICS_REPORT);
     ds_trainer_destroy(&t);
     return 0;
 }
