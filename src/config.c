@@ -93,6 +93,9 @@ static const key_def keys[] = {
          "alternate forward and backward (replay buffer) iterations; local search turns it on"),
     DBL("objective.subtb_lambda", subtb_lambda, "2.0", 0, 100, LO_OPEN,
         "SubTB weight base: w_ij proportional to lambda^(j-i)"),
+    INT("objective.recompute_every", recompute_every, "0", 0, 10000,
+        "on-policy objectives (pis, dds, dis): keep the network activations of this many steps at a time and "
+        "recompute the others in the reverse pass (less memory, one more network evaluation); 0 = keep all"),
 
     LONG("train.iterations", iterations, "25000", 0, LMAX, "number of training iterations"),
     INT("train.batch_size", batch_size, "300", 1, 1e7,
@@ -139,6 +142,10 @@ static const key_def keys[] = {
          "learn a flow network log F(x, t) (needed by db, subtb, fl-subtb)"),
     BOOL("sampler.partial_energy", partial_energy, "false",
          "forward-looking flow: add the interpolated energy to log F (fl-subtb)"),
+    DBL("sampler.beta_min", beta_min, "0.1", 0, 0, LO_OPEN | NO_MAX,
+        "variance-preserving reference of dds and dis: beta(t) at t = 1 (the target end; sde_sampler vp_10)"),
+    DBL("sampler.beta_max", beta_max, "10.0", 0, 0, LO_OPEN | NO_MAX,
+        "variance-preserving reference of dds and dis: beta(t) at t = 0 (the prior end), linear in between"),
 
     DBL("exploration.factor", expl_factor, "0.0", 0, 0, NO_MAX,
         "std of the exploration noise added when sampling off-policy; 0 = off"),
@@ -1093,6 +1100,14 @@ ds_status ds_settings_validate(const ds_settings *s)
         CFG_FAIL("objective.name '%s' is on-policy (simulation-based) and cannot train both ways "
                  "from a replay buffer: set objective.both_ways: false and local_search.enabled: "
                  "false, or use an off-policy objective (tb, vargrad, db, subtb, fl-subtb)", obj);
+    if (onpolicy && (s->conditional_flow || s->partial_energy))
+        CFG_FAIL("objective.name '%s' is on-policy and learns no flow: set sampler.conditional_flow: false "
+                 "and sampler.partial_energy: false", obj);
+    if (s->beta_min > s->beta_max)
+        CFG_FAIL("sampler.beta_min (%g) must not exceed sampler.beta_max (%g)", s->beta_min, s->beta_max);
+    if (s->recompute_every > 0 && !onpolicy)
+        CFG_FAIL("objective.recompute_every applies to the on-policy objectives (pis, dds, dis) only; found "
+                 "objective.name '%s'", obj);
     if (s->ls_burn_in >= s->ls_max_iter)
         CFG_FAIL("local_search.burn_in (%d) must be smaller than local_search.max_iter (%d)",
                  s->ls_burn_in, s->ls_max_iter);

@@ -17,20 +17,24 @@ enum {
     LZ = DS_OBJF_LEARNS_LOG_Z
 };
 
-/* In enum order. PIS, DDS and DIS are documented (DESIGN.md 1) but not yet
- * implemented: the config reader refuses them by this table. */
+/* In enum order. The on-policy objectives are trained through the
+ * simulated path by onpolicy.c; the others by ds_objective_eval below. */
+#define ONP (DS_OBJF_IMPLEMENTED | DS_OBJF_FORWARD | DS_OBJF_ON_POLICY)
 static const ds_objective_info table[DS_OBJ_COUNT] = {
-    {DS_OBJ_TB, "tb", OFFP | FWD | BWD | LZ, "trajectory balance (Malkin et al. 2022)"},
-    {DS_OBJ_VARGRAD, "vargrad", OFFP | FWD | BWD, "VarGrad: TB with the batch estimate of log Z (Richter et al. 2020)"},
-    {DS_OBJ_DB, "db", OFFP | FWD | DS_OBJF_FLOW | LZ, "detailed balance (Bengio et al. 2023)"},
-    {DS_OBJ_SUBTB, "subtb", OFFP | FWD | DS_OBJF_FLOW | LZ, "sub-trajectory balance (Madan et al. 2023)"},
-    {DS_OBJ_FLSUBTB, "fl-subtb", OFFP | FWD | DS_OBJF_FLOW | DS_OBJF_PARTIAL_ENERGY | LZ,
+    {DS_OBJ_TB, "tb", OFFP | FWD | BWD | LZ, DS_REF_BROWNIAN, "trajectory balance (Malkin et al. 2022)"},
+    {DS_OBJ_VARGRAD, "vargrad", OFFP | FWD | BWD, DS_REF_BROWNIAN,
+     "VarGrad: TB with the batch estimate of log Z (Richter et al. 2020)"},
+    {DS_OBJ_DB, "db", OFFP | FWD | DS_OBJF_FLOW | LZ, DS_REF_BROWNIAN, "detailed balance (Bengio et al. 2023)"},
+    {DS_OBJ_SUBTB, "subtb", OFFP | FWD | DS_OBJF_FLOW | LZ, DS_REF_BROWNIAN,
+     "sub-trajectory balance (Madan et al. 2023)"},
+    {DS_OBJ_FLSUBTB, "fl-subtb", OFFP | FWD | DS_OBJF_FLOW | DS_OBJF_PARTIAL_ENERGY | LZ, DS_REF_BROWNIAN,
      "forward-looking SubTB (Zhang et al. 2023)"},
-    {DS_OBJ_MLE, "mle", OFFP | BWD, "maximum likelihood of backward trajectories from the buffer"},
-    {DS_OBJ_PIS, "pis", FWD | DS_OBJF_ON_POLICY, "path integral sampler (Zhang and Chen 2022)"},
-    {DS_OBJ_DDS, "dds", FWD | DS_OBJF_ON_POLICY, "denoising diffusion sampler (Vargas et al. 2023)"},
-    {DS_OBJ_DIS, "dis", FWD | DS_OBJF_ON_POLICY, "time-reversed diffusion sampler (Berner et al. 2024)"},
+    {DS_OBJ_MLE, "mle", OFFP | BWD, DS_REF_BROWNIAN, "maximum likelihood of backward trajectories from the buffer"},
+    {DS_OBJ_PIS, "pis", ONP, DS_REF_BROWNIAN, "path integral sampler (Zhang and Chen 2022)"},
+    {DS_OBJ_DDS, "dds", ONP, DS_REF_VP, "denoising diffusion sampler (Vargas et al. 2023)"},
+    {DS_OBJ_DIS, "dis", ONP, DS_REF_VP_EM, "time-reversed diffusion sampler (Berner et al. 2024)"},
 };
+#undef ONP
 
 const ds_objective_info *ds_objective_info_of(ds_objective kind)
 {

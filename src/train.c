@@ -63,10 +63,28 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
         .learned_variance = s->learned_variance, .clipping = s->clipping, .zero_init = s->zero_init,
         .conditional_flow = s->conditional_flow, .log_var_range = s->log_var_range,
         .lgv_clip = s->lgv_clip, .gfn_clip = s->gfn_clip};
-    DS_TRY_GOTO(rc, ds_policy_create(&pc, T, T * t->B, s->seed, &t->policy), fail);
+    /* The policy holds one pass of T x B rows; an on-policy run that
+     * recomputes segments of k steps needs only k x B (and evaluates in
+     * chunks that fit). */
+    const int onpolicy = ds_objective_has(s->objective, DS_OBJF_ON_POLICY);
+    const int k = onpolicy && s->recompute_every > 0 && s->recompute_every < T ? s->recompute_every : T;
+    const int rows = k * t->B > T ? k * t->B : T;
+    t->chunk = rows / T < t->B ? rows / T : t->B;
+    DS_TRY_GOTO(rc, ds_policy_create(&pc, T, rows, s->seed, &t->policy), fail);
     ds_adam_init(&t->adam, s->lr_policy, s->lr_flow);
-    DS_TRY_GOTO(rc, ds_reference_init_brownian(&t->ref, T, s->t_scale), fail);
+    switch (ds_objective_info_of(s->objective)->reference) {
+    case DS_REF_VP: rc = ds_reference_init_vp(&t->ref, T, s->t_scale, s->beta_min, s->beta_max); break;
+    case DS_REF_VP_EM: rc = ds_reference_init_vp_em(&t->ref, T, s->t_scale, s->beta_min, s->beta_max); break;
+    default: rc = ds_reference_init_brownian(&t->ref, T, s->t_scale); break;
+    }
+    DS_TRY_GOTO(rc, rc, fail);
     t->sim = (ds_sim){.policy = t->policy, .energy = t->energy, .ref = &t->ref, .partial_energy = s->partial_energy};
+    if (onpolicy) {
+        DS_TRY_GOTO(rc, ds_onpolicy_create(&t->sim, t->B, &t->onp), fail);
+        if (t->rank == 0 && ds_onpolicy_uses_fd_hvp(t->onp))
+            fprintf(stderr, "note: energy '%s' has no Hessian-vector product: LP's grad log R is differentiated by "
+                            "central differences of its gradient\n", t->energy->vt->name);
+    }
     DS_TRY_GOTO(rc, ds_traj_init(&t->tr, T, t->B, d, s->langevin, s->partial_energy), fail);
     t->d_log_pf = ds_calloc((size_t)T * t->B, sizeof(ds_real));
     t->d_log_f = ds_calloc((size_t)(T + 1) * t->B, sizeof(ds_real));
@@ -137,6 +155,7 @@ void ds_trainer_destroy(ds_trainer **tp)
     if (!tp || !*tp) return;
     ds_trainer *t = *tp;
     ds_traj_free(&t->tr);
+    ds_onpolicy_destroy(&t->onp);
     ds_reference_free(&t->ref);
     ds_policy_destroy(&t->policy);
     ds_energy_destroy(&t->energy);

@@ -69,7 +69,7 @@ static ds_status forward_chunk(ds_trainer *t, ds_rng_purpose purpose, int n, lon
 ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_result *r)
 {
     const ds_settings *s = &t->s;
-    const int T = s->T, d = t->energy->dim, cap = t->B;
+    const int T = s->T, d = t->energy->dim, cap = t->chunk;
     memset(r, 0, sizeof *r);
     r->iteration = t->iteration;
     r->has_log_z = t->energy->has_log_z;
@@ -157,7 +157,7 @@ ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_resu
 ds_status ds_trainer_write_samples(ds_trainer *t, const char *path, long n_total, ds_eval_result *r)
 {
     const ds_settings *s = &t->s;
-    const int T = s->T, d = t->energy->dim, cap = t->B;
+    const int T = s->T, d = t->energy->dim, cap = t->chunk;
     DS_CHECK(n_total >= 1, DS_ERR_CONFIG, "the number of samples must be positive, got %ld", n_total);
     int n_local;
     long first;

@@ -12,6 +12,7 @@
 #include "diffsamp/h5io.h"
 #include "diffsamp/local_search.h"
 #include "diffsamp/metrics.h"
+#include "diffsamp/onpolicy.h"
 #include "diffsamp/replay.h"
 #include "diffsamp/sampler.h"
 
@@ -30,8 +31,10 @@ struct ds_trainer {
     ds_energy *energy;
     ds_policy *policy;
     ds_adam adam;
-    ds_reference ref;   /* the reference process the sampler simulates */
+    ds_reference ref;   /* the reference process the sampler simulates (the objective's) */
     ds_sim sim;
+    ds_onpolicy *onp;   /* on-policy objectives (pis, dds, dis): the reverse pass; else NULL */
+    int chunk;          /* trajectories per evaluation pass (the policy holds T x chunk rows) */
     ds_traj tr;
     ds_real *d_log_pf, *d_log_f;  /* (T, B), (T+1, B) */
     double *lw;                   /* (B) log-weights (VarGrad baseline) */

@@ -31,7 +31,8 @@ static ds_status train_on_batch(ds_trainer *t, ds_objective kind, double *loss)
 {
     const ds_settings *s = &t->s;
     const int T = s->T, B = t->B;
-    ds_obj_input in = {T, B, t->tr.log_pf, t->tr.log_pb, t->tr.log_f, s->subtb_lambda, (double)s->batch_size, NULL};
+    ds_obj_input in = {.T = T, .B = B, .log_pf = t->tr.log_pf, .log_pb = t->tr.log_pb, .log_f = t->tr.log_f,
+                       .subtb_lambda = s->subtb_lambda, .batch_norm = (double)s->batch_size};
     double vg = 0;
     if (kind == DS_OBJ_VARGRAD) {
         ds_objective_log_weights(&in, t->lw);
@@ -72,6 +73,31 @@ static ds_status exchange(ds_trainer *t, long it)
     return DS_OK;
 }
 
+/* An on-policy iteration: the loss of reparametrised forward trajectories,
+ * differentiated through the simulated path, then the same reduction and
+ * Adam step as every objective. */
+static ds_status train_on_policy(ds_trainer *t, double *loss)
+{
+    const ds_settings *s = &t->s;
+    const long it = t->iteration;
+    double local = 0;
+    ds_arena_zero_grad(&t->policy->arena);
+    DS_TRY(ds_onpolicy_loss_grad(t->onp, &t->tr, t->B, (double)s->batch_size, s->recompute_every,
+                                 ds_rng_make(s->seed, DS_RNG_FORWARD), (uint64_t)it, (uint64_t)t->first, NULL, &local));
+    double total = local;
+    if (t->size > 1) {
+        double t0 = MPI_Wtime();
+        DS_MPI(MPI_Allreduce(&local, &total, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+        t->t_mpi += MPI_Wtime() - t0;
+    }
+    DS_CHECK(isfinite(total), DS_ERR_NUMERIC,
+             "the %s loss is %g at iteration %ld; lower train.lr_policy or turn on sampler.clipping",
+             ds_objective_name(s->objective), total, it);
+    DS_TRY(reduce_and_update(t));
+    *loss = total;
+    return DS_OK;
+}
+
 static ds_status step_impl(ds_trainer *t, double *loss);
 
 ds_status ds_trainer_step(ds_trainer *t, double *loss)
@@ -96,7 +122,9 @@ static ds_status step_impl(ds_trainer *t, double *loss)
     const long it = t->iteration;
     DS_CHECK(it != t->fail_iteration, DS_ERR_INVALID,
              "forced failure of rank %d at iteration %ld (the test hook ds_trainer_set_fail_hook is set)", t->rank, it);
-    if (!ds_trainer_is_backward_iteration(s, it)) {
+    if (t->onp) {
+        DS_TRY(train_on_policy(t, loss));
+    } else if (!ds_trainer_is_backward_iteration(s, it)) {
         /* Forward: on-policy plus exploration; terminal states feed the buffer. */
         DS_TRY(ds_sim_forward(&t->sim, &t->tr, B, ds_exploration_std(s, it), ds_rng_make(s->seed, DS_RNG_FORWARD),
                               (uint64_t)it, (uint64_t)t->first, NULL));

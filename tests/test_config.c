@@ -358,15 +358,12 @@ START_TEST(value_errors_name_file_line_col_key_found_allowed)
                       ":2:9: key 'train.seed'", NULL);
     expect_file_error("objective:\n  name: tbb\n", DS_ERR_CONFIG,
                       ":2:9: key 'objective.name': found 'tbb', allowed: tb, vargrad, db, subtb, "
-                      "fl-subtb",
+                      "fl-subtb, pis, dds, dis",
                       NULL);
-    /* Documented but not implemented: refused when read, at the value. */
-    expect_file_error("objective:\n  name: pis\n", DS_ERR_CONFIG,
-                      ":2:9: key 'objective.name': found 'pis' ('pis' is documented but not "
-                      "implemented in this version), allowed: tb, vargrad, db, subtb, fl-subtb",
+    /* A forward-only objective as the backward one: refused when read, at the value. */
+    expect_file_error("\nobjective: {backward: pis}\n", DS_ERR_CONFIG,
+                      ":2:23: key 'objective.backward': found 'pis' ('pis' cannot train on backward trajectories",
                       NULL);
-    expect_file_error("\nobjective: {name: dds}\n", DS_ERR_CONFIG, ":2:19: key 'objective.name': found 'dds'",
-                      "not implemented", NULL);
     expect_file_error("objective:\n  name: mle\n", DS_ERR_CONFIG,
                       ":2:9: key 'objective.name': found 'mle' ('mle' is only a backward objective: "
                       "set objective.backward: mle",
@@ -510,9 +507,9 @@ START_TEST(set_overrides)
                      NULL);
     expect_set_error("sampler.T", DS_ERR_CONFIG, "expected section.key=value", NULL);
     expect_set_error("objective.name=tbb", DS_ERR_CONFIG,
-                     "found 'tbb', allowed: tb, vargrad, db, subtb, fl-subtb", NULL);
-    expect_set_error("objective.name=dis", DS_ERR_CONFIG, "--set objective.name=dis",
-                     "'dis' is documented but not implemented", NULL);
+                     "found 'tbb', allowed: tb, vargrad, db, subtb, fl-subtb, pis, dds, dis", NULL);
+    expect_set_error("objective.backward=dds", DS_ERR_CONFIG, "--set objective.backward=dds",
+                     "'dds' cannot train on backward trajectories", NULL);
     expect_set_error("sampler.clipping=maybe", DS_ERR_CONFIG, "allowed: a boolean", NULL);
 }
 END_TEST
@@ -600,7 +597,7 @@ START_TEST(write_then_load_round_trips)
     ck_assert(strstr(text, "# number of diffusion steps (dt = 1/T); an integer in [1, 10000]; "
                            "default 100\n"));
     ck_assert(strstr(text, "# training objective; mle is only a backward objective"));
-    ck_assert(strstr(text, "one of tb, vargrad, db, subtb, fl-subtb\n"));
+    ck_assert(strstr(text, "one of tb, vargrad, db, subtb, fl-subtb, pis, dds, dis\n"));
     ck_assert(strstr(text, "one of tb, vargrad, mle\n"));
     /* The chosen family's keys, and the others' names. */
     ck_assert_msg(strstr(text, "  variance: 0.3                      # (25gmm) variance of each mixture "
@@ -661,12 +658,24 @@ START_TEST(validate_cross_checks)
                     "local_search.burn_in=200", NULL);
     expect_validate(NULL, "local_search.burn_in=0", "local_search.max_iter=1", NULL);
     expect_validate(NULL, "objective.backward=mle", "objective.both_ways=true", NULL);
+    /* on-policy objectives: no exploration, no buffer, no flow; the VP schedule ordered */
+    expect_validate(NULL, "objective.name=pis", "sampler.langevin=true", NULL);
+    expect_validate(NULL, "objective.name=dds", "objective.recompute_every=10", NULL);
+    expect_validate("objective.name 'pis' is on-policy", "objective.name=pis", "exploration.factor=0.1", NULL);
+    expect_validate("set exploration.factor: 0", "objective.name=dds", "exploration.factor=0.1", NULL);
+    expect_validate("cannot train both ways", "objective.name=dis", "objective.both_ways=yes", NULL);
+    expect_validate("cannot train both ways", "objective.name=pis", "local_search.enabled=yes", NULL);
+    expect_validate("learns no flow", "objective.name=pis", "sampler.conditional_flow=true", NULL);
+    expect_validate("sampler.beta_min (20) must not exceed sampler.beta_max (10)", "objective.name=dds",
+                    "sampler.beta_min=20", NULL);
+    expect_validate("objective.recompute_every applies to the on-policy objectives", "objective.recompute_every=5",
+                    NULL);
     /* Settings built in code get the reader's answer from validation. */
     ds_settings s;
     ds_settings_defaults(&s);
-    s.objective = DS_OBJ_PIS;
+    s.objective = DS_OBJ_MLE;
     ck_assert_int_eq(ds_settings_validate(&s), DS_ERR_CONFIG);
-    ck_assert(strstr(ds_error_message(), "objective.name 'pis' cannot be the forward objective"));
+    ck_assert(strstr(ds_error_message(), "objective.name 'mle' cannot be the forward objective"));
     ds_settings_defaults(&s);
     s.backward = DS_OBJ_DB;
     ck_assert_int_eq(ds_settings_validate(&s), DS_ERR_CONFIG);

@@ -358,12 +358,12 @@ START_TEST(objective_table)
     ck_assert(!ds_objective_has(DS_OBJ_VARGRAD, DS_OBJF_LEARNS_LOG_Z));
     char buf[128];
     ds_objective_list(DS_OBJF_FORWARD, buf, sizeof buf);
-    ck_assert_str_eq(buf, "tb, vargrad, db, subtb, fl-subtb");
+    ck_assert_str_eq(buf, "tb, vargrad, db, subtb, fl-subtb, pis, dds, dis");
     ds_objective_list(DS_OBJF_BACKWARD, buf, sizeof buf);
     ck_assert_str_eq(buf, "tb, vargrad, mle");
     ds_objective_list(DS_OBJF_FORWARD, buf, 8); /* truncated, still terminated */
     ck_assert_uint_lt(strlen(buf), 8);
-    /* every implemented objective is evaluated by ds_objective_eval, the rest refused */
+    /* every implemented off-policy objective is evaluated by ds_objective_eval, the rest refused */
     batch bt;
     batch_init(&bt, 70);
     ds_obj_input in = input_of(&bt);
@@ -371,7 +371,13 @@ START_TEST(objective_table)
     double loss;
     for (int k = 0; k < DS_OBJ_COUNT; k++)
         ck_assert_int_eq(ds_objective_eval((ds_objective)k, &in, &loss, d_pf, d_f) == DS_OK,
-                         ds_objective_has((ds_objective)k, DS_OBJF_IMPLEMENTED));
+                         ds_objective_has((ds_objective)k, DS_OBJF_IMPLEMENTED) &&
+                             !ds_objective_has((ds_objective)k, DS_OBJF_ON_POLICY));
+    /* the reference process each trains against */
+    ck_assert_int_eq(ds_objective_info_of(DS_OBJ_TB)->reference, DS_REF_BROWNIAN);
+    ck_assert_int_eq(ds_objective_info_of(DS_OBJ_PIS)->reference, DS_REF_BROWNIAN);
+    ck_assert_int_eq(ds_objective_info_of(DS_OBJ_DDS)->reference, DS_REF_VP);
+    ck_assert_int_eq(ds_objective_info_of(DS_OBJ_DIS)->reference, DS_REF_VP_EM);
     ds_error_clear();
 }
 END_TEST

@@ -43,6 +43,7 @@ typedef struct ds_settings {
     ds_objective backward;         /* objective.backward: tb, vargrad or mle */
     int both_ways;                 /* objective.both_ways (on when local search is) */
     double subtb_lambda;           /* objective.subtb_lambda */
+    int recompute_every;           /* objective.recompute_every (on-policy memory: 0 = keep all) */
 
     /* train */
     long iterations;               /* train.iterations */
@@ -72,6 +73,7 @@ typedef struct ds_settings {
     int zero_init;                 /* sampler.zero_init */
     int conditional_flow;          /* sampler.conditional_flow */
     int partial_energy;            /* sampler.partial_energy (FL-SubTB) */
+    double beta_min, beta_max;     /* sampler.beta_min / beta_max (VP reference of dds, dis) */
 
     /* exploration */
     double expl_factor;            /* exploration.factor: 0 = off */

@@ -11,6 +11,7 @@
 #define DS_OBJECTIVES_H
 
 #include "diffsamp/core.h"
+#include "diffsamp/reference.h"
 
 /* Every objective DESIGN.md names, in the order of the table below. */
 typedef enum ds_objective {
@@ -35,6 +36,7 @@ typedef struct ds_objective_info {
     ds_objective kind;
     const char *name;      /* as written in YAML, e.g. "fl-subtb" */
     unsigned flags;        /* ds_objective_flags */
+    ds_reference_kind reference; /* the reference process it trains against */
     const char *doc;       /* one line, with the paper it comes from */
 } ds_objective_info;
 
@@ -65,11 +67,11 @@ typedef struct ds_obj_input {
     const double *vargrad_log_z;
 } ds_obj_input;
 
-/* Evaluates objective kind (TB, VarGrad, DB, SubTB, FL-SubTB, MLE) on in.
+/* Evaluates off-policy objective kind (TB, VarGrad, DB, SubTB, FL-SubTB, MLE) on in.
  * loss gets this batch's contribution; d_log_pf (T, B) and d_log_f (T+1, B)
  * get d loss / d input (row T of d_log_f is 0: log R is not learnable).
  * FL-SubTB is SubTB on a log_f that already contains the partial energy.
- * DS_ERR_INVALID for PIS/DDS/DIS (on-policy objectives live elsewhere). */
+ * DS_ERR_INVALID for PIS/DDS/DIS (on-policy: onpolicy.h). */
 ds_status ds_objective_eval(ds_objective kind, const ds_obj_input *in, double *loss, ds_real *d_log_pf,
                             ds_real *d_log_f);
 
