@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Same seed, same run: short fixed-seed runs (forward; both ways with local
 # search; LP with a learned variance and a flow network; DB; MLE backward;
-# np 1 and np 2) are pinned by a SHA-256 digest of their final parameters,
+# on-policy PIS + LP and DDS with recomputation; np 1 and np 2) are pinned by a SHA-256 digest of their final parameters,
 # Adam moments, replay buffers, sample set and metrics (all but wall time).
 # A refactoring that claims "behaviour stays exactly as it is" keeps every
 # digest. OpenBLAS's kernel is pinned (OPENBLAS_CORETYPE) so the digests do
@@ -63,10 +63,16 @@ cases[db_lgvdim]="--set energy.name=9gmm --set sampler.T=6 --set train.batch_siz
 cases[mle_funnel]="--set energy.name=easy_funnel --set sampler.t_scale=1 ${small[*]} --set objective.name=vargrad
   --set objective.backward=mle --set exploration.factor=0.2 --set exploration.schedule=linear ${ls[*]}"
 
+cases[pis_lp]="--set energy.name=many_well --set energy.dim=4 --set sampler.t_scale=1 --set sampler.T=8
+  --set train.batch_size=24 --set train.iterations=12 --set objective.name=pis --set sampler.langevin=true
+  --set sampler.learned_variance=true --set local_search.enabled=false --set exploration.factor=0"
+cases[dds]="--set sampler.T=8 --set train.batch_size=24 --set train.iterations=12 --set objective.name=dds
+  --set local_search.enabled=false --set exploration.factor=0 --set objective.recompute_every=3"
+
 declare -A got
-for c in fwd ls lp_flsubtb db_lgvdim mle_funnel; do
+for c in fwd ls lp_flsubtb db_lgvdim mle_funnel pis_lp dds; do
     for np_ in 1 2; do
-        case "$c:$np_" in lp_flsubtb:2|db_lgvdim:2|mle_funnel:2) continue ;; esac
+        case "$c:$np_" in lp_flsubtb:2|db_lgvdim:2|mle_funnel:2|pis_lp:2|dds:1) continue ;; esac
         # shellcheck disable=SC2086
         mpirun -np $np_ "$exe" train "${base[@]}" ${cases[$c]} --out "$tmp/$c$np_" > "$tmp/$c$np_.log" 2>&1
         rc=$?
@@ -88,5 +94,5 @@ while read -r name want; do
     if [ "${got[$name]:-missing}" = "$want" ]; then echo "ok: $name digest pinned"
     else echo "FAIL: $name digest ${got[$name]:-missing}, pinned $want"; fail=1; fi
 done < "$pins"
-[ $n -eq 7 ] || { echo "FAIL: expected 7 pinned digests, found $n"; fail=1; }
+[ $n -eq 9 ] || { echo "FAIL: expected 9 pinned digests, found $n"; fail=1; }
 exit $fail

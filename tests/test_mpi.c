@@ -34,12 +34,15 @@ static void base_settings(ds_settings *s, const char *objective)
     ds_settings_defaults(s);
     snprintf(s->energy_name, sizeof s->energy_name, "25gmm");
     char set[64];
-    snprintf(set, sizeof set, "objective.name=%s", objective);
+    const int lp = strcmp(objective, "pis+lp") == 0; /* PIS with the Langevin parametrisation */
+    snprintf(set, sizeof set, "objective.name=%s", lp ? "pis" : objective);
     ds_settings_set(s, set);
+    s->langevin = lp;
     s->T = 10;
     s->batch_size = 37; /* uneven split over 2 ranks: 19 + 18 */
     s->expl_factor = 0.2;
     if (strcmp(objective, "subtb") == 0) s->conditional_flow = 1;
+    if (ds_objective_has(s->objective, DS_OBJF_ON_POLICY)) s->expl_factor = 0; /* simulation-based: no exploration */
     s->eval_samples = 101;
     s->eval_gt_samples = 20;
     s->eval_paths = 3;
@@ -220,6 +223,12 @@ int main(int argc, char **argv)
     compare_world_and_self("tb", 0, 50, 1e-6, 1e-6);
     compare_world_and_self("tb", 1, 50, 1e-6, 1e-6);
     compare_world_and_self("subtb", 0, 20, 1e-6, 1e-6);
+    /* On-policy objectives: the gradient through the simulated path is
+     * summed over the ranks' trajectories like any other. */
+    compare_world_and_self("pis", 0, 1, 1e-9, 1e-9);
+    compare_world_and_self("pis+lp", 0, 1, 1e-9, 1e-9);
+    compare_world_and_self("dds", 0, 10, 1e-6, 1e-6);
+    compare_world_and_self("dis", 0, 10, 1e-6, 1e-6);
     int total = 0;
     MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0) printf("%s: %d failure(s) over %d ranks\n", total ? "FAILED" : "passed", total, size);
