@@ -192,6 +192,17 @@ static const key_def keys[] = {
         "ground-truth samples for the log-likelihood; 0 = none"),
     INT("eval.paths", eval_paths, "10", 1, IMAX, "backward paths per ground-truth sample"),
 
+    LONG("smc.particles", smc_particles, "2000", 1, 1e8, "diffsamp smc: particles (over all ranks)"),
+    INT("smc.levels", smc_levels, "100", 1, 1e6,
+        "diffsamp smc: annealing levels of the geometric path from N(0, init_var I) to the target"),
+    INT("smc.mcmc_steps", smc_mcmc_steps, "2", 0, 10000, "diffsamp smc: MALA moves per level"),
+    DBL("smc.init_var", smc_init_var, "1.0", 0, 0, LO_OPEN | NO_MAX, "diffsamp smc: variance of the Gaussian start"),
+    DBL("smc.ess_threshold", smc_ess_threshold, "0.5", 0, 1, 0,
+        "diffsamp smc: resample when the ESS falls below this fraction of the particles"),
+    DBL("smc.step", smc_step, "0.05", 0, 0, LO_OPEN | NO_MAX, "diffsamp smc: initial MALA step size"),
+    DBL("smc.target_acceptance", smc_target_acceptance, "0.574", 0, 1, LO_OPEN | HI_OPEN,
+        "diffsamp smc: the MALA step adapts (x1.1 / x0.9 per level) toward this acceptance"),
+
     STR("output.dir", out_dir, "runs/default", "run folder (metrics, checkpoints, samples)"),
     INT("output.checkpoint_every", checkpoint_every, "1000", 1, IMAX,
         "iterations between checkpoints"),

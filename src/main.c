@@ -4,6 +4,7 @@
  * (ds_die: the message for users, then MPI_Abort on every rank; with --debug
  * or DS_DEBUG=1 also where in the source it was raised). */
 #include "diffsamp/config.h"
+#include "diffsamp/exact.h"
 #include "diffsamp/core.h"
 #include "diffsamp/energy.h"
 #include "diffsamp/h5io.h"
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include <cblas.h>
+#include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +71,10 @@ static void usage(FILE *f)
             "        print the metrics of a trained sampler\n"
             "  energies\n"
             "        list the target energies with their dimension and known log Z\n"
+            "  ground-truth [--energy NAME] [--set energy.key=value]... -n N -o FILE.h5\n"
+            "        write N exact samples of a target (sample-set layout)\n"
+            "  smc [config.yaml] [--set key=value]... [-o FILE.h5]\n"
+            "        the SMC baseline: log Z estimate and weighted particles\n"
             "  config [config.yaml] [--set key=value]... [--out DIR]\n"
             "        print the effective configuration with every key documented\n"
             "\n"
@@ -116,6 +122,20 @@ static const command_help helps[] = {
      "\n"
      "Lists the target energies: name, default dimension, known log Z, description. Their\n"
      "own keys (energy.<key>) are documented by `diffsamp config --set energy.name=NAME`.\n"},
+    {"ground-truth",
+     "usage: diffsamp ground-truth [--energy NAME] [--set energy.key=value]... -n N -o FILE.h5\n"
+     "\n"
+     "Writes N exact samples of the target from its own sampler to FILE.h5 in the sample-set\n"
+     "layout (/x, /log_reward; root attribute log_z_true when log Z is known). Sample k is\n"
+     "a function of train.seed and k alone, whatever the number of ranks.\n"},
+    {"smc",
+     "usage: diffsamp smc [config.yaml] [--set key=value]... [-o FILE.h5]\n"
+     "\n"
+     "The SMC baseline of Table 1: annealed SMC from N(0, smc.init_var I) to the target on\n"
+     "smc.levels geometric levels, resampling when the ESS falls below smc.ess_threshold,\n"
+     "smc.mcmc_steps adapted MALA moves per level, smc.particles sharded over the ranks.\n"
+     "Prints the log Z estimate and writes the particles with their log-weights (default\n"
+     "smc.h5). Energy from the energy section; seed train.seed.\n"},
     {"config",
      "usage: diffsamp config [config.yaml] [--set key=value]... [--out DIR]\n"
      "\n"
@@ -383,6 +403,97 @@ static int cmd_eval(int argc, char **argv)
     return 0;
 }
 
+/* The energy of s (after parse_settings), or death with the reason. */
+static ds_energy *energy_of(const ds_settings *s)
+{
+    ds_energy *e = NULL;
+    ds_status rc = ds_energy_create(s->energy_name, s->energy_dim, &s->energy_args, &e);
+    if (rc != DS_OK) DIE(rc);
+    return e;
+}
+
+static long positive_count(const char *opt, const char *text)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (*end || v < 1 || v > 1000000000L) USAGE_DIE("%s '%s': expected an integer in [1, 1000000000]", opt, text);
+    return v;
+}
+
+static int cmd_ground_truth(int argc, char **argv)
+{
+    const char *name = take_option(&argc, argv, "--energy");
+    const char *n = take_option(&argc, argv, "-n");
+    const char *outp = take_option(&argc, argv, "-o");
+    if (!n || !outp)
+        USAGE_DIE("ground-truth needs -n N and -o FILE.h5 (see `diffsamp ground-truth --help`)");
+    /* --energy NAME is --set energy.name=NAME, applied before the other --set */
+    char set[DS_NAME_MAX + 16];
+    char **args = malloc(sizeof(char *) * (size_t)(argc + 3));
+    if (!args) USAGE_DIE("out of memory");
+    int na = 0;
+    if (name) {
+        snprintf(set, sizeof set, "energy.name=%s", name);
+        args[na++] = "--set";
+        args[na++] = set;
+    }
+    for (int i = 0; i < argc; i++) args[na++] = argv[i];
+    args[na] = NULL;
+    ds_settings s;
+    parse_settings("ground-truth", na, args, &s, 0);
+    free(args);
+    const long count = positive_count("-n", n);
+    ds_energy *e = energy_of(&s);
+    char *yaml = NULL;
+    ds_status rc = ds_settings_to_yaml(&s, &yaml);
+    if (rc == DS_OK) rc = ds_exact_write(MPI_COMM_WORLD, e, count, s.seed, yaml, outp);
+    free(yaml);
+    if (rc != DS_OK) DIE(rc);
+    if (world_rank() == 0) {
+        printf("%ld exact samples of %s (d = %d) written to %s", count, e->vt->name, e->dim, outp);
+        if (e->has_log_z) printf(" (log Z %.6f)", e->log_z);
+        printf("\n");
+    }
+    ds_energy_destroy(&e);
+    return 0;
+}
+
+static int cmd_smc(int argc, char **argv)
+{
+    const char *outp = take_option(&argc, argv, "-o");
+    ds_settings s;
+    parse_settings("smc", argc, argv, &s, 0);
+    ds_energy *e = energy_of(&s);
+    ds_smc_config c = {.particles = s.smc_particles, .levels = s.smc_levels, .mcmc_steps = s.smc_mcmc_steps,
+                       .init_var = s.smc_init_var, .ess_threshold = s.smc_ess_threshold, .step = s.smc_step,
+                       .target_acceptance = s.smc_target_acceptance, .seed = s.seed};
+    char *yaml = NULL;
+    ds_smc_result r;
+    ds_status rc = ds_settings_to_yaml(&s, &yaml);
+    char path[DS_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s", outp ? outp : "smc.h5");
+    double t0 = MPI_Wtime();
+    if (rc == DS_OK) rc = ds_smc_write(MPI_COMM_WORLD, e, &c, yaml, path, &r);
+    free(yaml);
+    if (rc != DS_OK) DIE(rc);
+    if (world_rank() == 0) {
+        printf("SMC on %s (d = %d): %ld particles, %d levels, %d MALA steps per level, %.1f s\n", e->vt->name, e->dim,
+               c.particles, c.levels, c.mcmc_steps, MPI_Wtime() - t0);
+        printf("  log Z (SMC)          %.6f\n", r.log_z);
+        if (e->has_log_z) {
+            printf("  log Z (true)         %.6f\n", e->log_z);
+            printf("  Delta log Z          %.6f\n", fabs(e->log_z - r.log_z));
+        }
+        printf("  ESS                  %.4f\n", r.ess);
+        printf("  MALA acceptance      %.3f (final step %.4g)\n", r.acceptance, r.step);
+        printf("  resamplings          %ld\n", r.resamplings);
+        printf("  energy evaluations   %ld (each with its gradient)\n", r.energy_evals);
+        printf("particles: %s\n", path);
+    }
+    ds_energy_destroy(&e);
+    return 0;
+}
+
 static int cmd_config(int argc, char **argv)
 {
     ds_settings s;
@@ -442,6 +553,10 @@ int main(int argc, char **argv)
         rc = cmd_sample(argc - 2, argv + 2);
     } else if (strcmp(cmd, "eval") == 0) {
         rc = cmd_eval(argc - 2, argv + 2);
+    } else if (strcmp(cmd, "ground-truth") == 0) {
+        rc = cmd_ground_truth(argc - 2, argv + 2);
+    } else if (strcmp(cmd, "smc") == 0) {
+        rc = cmd_smc(argc - 2, argv + 2);
     } else if (strcmp(cmd, "config") == 0) {
         rc = cmd_config(argc - 2, argv + 2);
     } else {

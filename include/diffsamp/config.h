@@ -106,6 +106,15 @@ typedef struct ds_settings {
     int eval_gt_samples;           /* eval.ground_truth_samples (0 = none) */
     int eval_paths;                /* eval.paths: backward paths per true sample */
 
+    /* SMC baseline (diffsamp smc) */
+    long smc_particles;            /* smc.particles */
+    int smc_levels;                /* smc.levels */
+    int smc_mcmc_steps;            /* smc.mcmc_steps */
+    double smc_init_var;           /* smc.init_var */
+    double smc_ess_threshold;      /* smc.ess_threshold */
+    double smc_step;               /* smc.step */
+    double smc_target_acceptance;  /* smc.target_acceptance */
+
     /* output */
     char out_dir[DS_PATH_MAX];     /* output.dir */
     int checkpoint_every;          /* output.checkpoint_every */
