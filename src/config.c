@@ -95,7 +95,8 @@ static const key_def keys[] = {
         "SubTB weight base: w_ij proportional to lambda^(j-i)"),
     INT("objective.recompute_every", recompute_every, "0", 0, 10000,
         "on-policy objectives (pis, dds, dis): keep the network activations of this many steps at a time and "
-        "recompute the others in the reverse pass (less memory, one more network evaluation); 0 = keep all"),
+        "recompute the others in the reverse pass (less memory, one more network evaluation); 0 = keep all; "
+        "off-policy objectives ignore it"),
 
     LONG("train.iterations", iterations, "25000", 0, LMAX, "number of training iterations"),
     INT("train.batch_size", batch_size, "300", 1, 1e7,
@@ -1116,9 +1117,6 @@ ds_status ds_settings_validate(const ds_settings *s)
                  "and sampler.partial_energy: false", obj);
     if (s->beta_min > s->beta_max)
         CFG_FAIL("sampler.beta_min (%g) must not exceed sampler.beta_max (%g)", s->beta_min, s->beta_max);
-    if (s->recompute_every > 0 && !onpolicy)
-        CFG_FAIL("objective.recompute_every applies to the on-policy objectives (pis, dds, dis) only; found "
-                 "objective.name '%s'", obj);
     if (s->ls_burn_in >= s->ls_max_iter)
         CFG_FAIL("local_search.burn_in (%d) must be smaller than local_search.max_iter (%d)",
                  s->ls_burn_in, s->ls_max_iter);

@@ -26,7 +26,9 @@
     X(expl_decay_iterations) X(ls_enabled) X(ls_cycle) X(ls_max_iter) X(ls_burn_in) X(ls_step) \
     X(ls_target_acceptance) X(ls_adapt_up) X(ls_adapt_down) X(ls_beta) X(replay_capacity)     \
     X(replay_priority) X(replay_beta) X(replay_rank_weight) X(eval_every) X(eval_samples)     \
-    X(eval_gt_samples) X(eval_paths) X(checkpoint_every)
+    X(eval_gt_samples) X(eval_paths) X(checkpoint_every) X(recompute_every) X(beta_min) X(beta_max)  \
+    X(smc_particles) X(smc_levels) X(smc_mcmc_steps) X(smc_init_var) X(smc_ess_threshold) X(smc_step) \
+    X(smc_target_acceptance)
 #define DS_STRING_FIELDS(X) X(energy_name) X(out_dir)
 
 /* The effective value of family key k in s: the one set, else the default. */
@@ -158,7 +160,7 @@ static const char *full_yaml =
     "  x0_std: 2.5          # a key of the family named below\n"
     "  name: easy_funnel\n"
     "  dim: 12\n"
-    "objective: {name: subtb, backward: mle, both_ways: true, subtb_lambda: 1.5}\n"
+    "objective: {name: subtb, backward: mle, both_ways: true, subtb_lambda: 1.5, recompute_every: 4}\n"
     "train:\n"
     "  iterations: 1e3      # an integral number is an integer\n"
     "  batch_size: &b 64\n"
@@ -183,6 +185,8 @@ static const char *full_yaml =
     "  zero_init: No\n"
     "  conditional_flow: True\n"
     "  partial_energy: TRUE\n"
+    "  beta_min: 0.2\n"
+    "  beta_max: 20\n"
     "exploration:\n"
     "  factor: 0.2\n"
     "  schedule: linear\n"
@@ -207,6 +211,8 @@ static const char *full_yaml =
     "  samples: *b\n"
     "  ground_truth_samples: 0\n"
     "  paths: 5\n"
+    "smc: {particles: 500, levels: 20, mcmc_steps: 3, init_var: 4, ess_threshold: 0.3, step: 0.1,\n"
+    "      target_acceptance: 0.6}\n"
     "output:\n"
     "  dir: \"runs/test run: #1\"\n"
     "  checkpoint_every: 250\n";
@@ -416,7 +422,7 @@ START_TEST(structure_errors_name_file_line_col)
     expect_file_error("# comment\nsamplr:\n  T: 5\n", DS_ERR_CONFIG,
                       ":2:1: unknown section 'samplr'", "did you mean 'sampler'?",
                       "allowed sections: energy, objective, train, sampler, exploration, "
-                      "local_search, replay, eval, output",
+                      "local_search, replay, eval, smc, output",
                       NULL);
     expect_file_error("T: 5\n", DS_ERR_CONFIG, ":1:1: unknown section 'T'",
                       "did you mean 'sampler.T'?", NULL);
@@ -668,8 +674,6 @@ START_TEST(validate_cross_checks)
     expect_validate("learns no flow", "objective.name=pis", "sampler.conditional_flow=true", NULL);
     expect_validate("sampler.beta_min (20) must not exceed sampler.beta_max (10)", "objective.name=dds",
                     "sampler.beta_min=20", NULL);
-    expect_validate("objective.recompute_every applies to the on-policy objectives", "objective.recompute_every=5",
-                    NULL);
     /* Settings built in code get the reader's answer from validation. */
     ds_settings s;
     ds_settings_defaults(&s);
