@@ -163,7 +163,7 @@ def print_table(groups, methods, tlist, metrics, paper, title):
     each row that has published numbers."""
     cw = 17
     print(title)
-    head1 = "%-28s" % "" + "".join(("%-*s" % (cw * len(metrics), t)) for t in tlist)
+    head1 = "%-28s" % "" + "".join(("%-*s" % (cw * len(metrics), paper_target(t) or t)) for t in tlist)
     head2 = "%-28s" % "method" + "".join("%-*s" % (cw, HEADINGS[m]) for _ in tlist for m in metrics)
     print(head1.rstrip())
     print(head2.rstrip())
