@@ -82,7 +82,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+el() { printf '[%3d s]' $(( $(date +%s) - t_start )); }
+check() { if eval "$2"; then echo "$(el) ok: $1"; else echo "$(el) FAIL: $1"; fail=1; fi; }
 fatal() { echo "FAIL: $*"; fail=1; exit 1; }
 
 mkdir -p "$tmp/munge" "$tmp/spool" "$tmp/state" "$tmp/log" "$tmp/work"
@@ -150,12 +151,14 @@ field() { # field JOB NAME: a field of `scontrol show job`
     scontrol show job -o "$1" 2>/dev/null | head -n 1 | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 release=1
-# A requeued job waits for its begin time (cred_expire + 1 s); start it now,
-# but only once the previous start's PMIx sockets are gone from the spool
-# (slurmd removes them about 2 s after the step: a step started before that
-# fails with "Cannot bind() UNIX socket").
+# A requeued job waits for its begin time (cred_expire + 1 s, which covers
+# slurmd's clean-up of the previous start); start it now, but only once the
+# node has finished that clean-up: not "completing" any more and the old
+# step's PMIx sockets gone from the spool. Released earlier, the start fails
+# ("Job credential revoked", or "Cannot bind() UNIX socket" from PMIx).
 release_requeued() {
     [ $release -eq 1 ] || return 0
+    case $(sinfo -h -n localhost -o %T 2>/dev/null) in *comp*|"") return 0 ;; esac
     squeue -h -t PD -o '%A %i %r' 2>/dev/null | while read -r jid id reason; do
         [ "$reason" = BeginTime ] || continue
         if compgen -G "$tmp/spool/*pmix.$jid.*" >/dev/null; then continue; fi
@@ -169,7 +172,7 @@ wait_for() { # wait_for WHAT SECONDS COMMAND...
     until "$@"; do
         release_requeued
         if [ "$(date +%s)" -ge $end ]; then
-            echo "FAIL: timed out waiting for: $what"; fail=1
+            echo "$(el) FAIL: timed out waiting for: $what"; fail=1
             squeue; return 1
         fi
         sleep 0.2
@@ -302,19 +305,20 @@ check "third submit queues nothing and redoes nothing" \
      [ "$(size "$r0/train.log")" = "$log0" ] && [ "$(size "$r1/train.log")" = "$log1" ]'
 
 # ---- B. a 2-rank run: stopped before the time limit, then by SIGUSR1 --------------
-# The uninterrupted run first: its wall time W sizes the slot of each start.
-# The job has --time=1 and DS_STOP_MARGIN = 59 - S, so every start gives the
-# trainer train.time_limit = (about 59 s left) - DS_STOP_MARGIN = S, a third of
-# W: the run needs several starts however fast the machine. --signal=B:USR1@1
-# keeps Slurm's own signal (sent on a 30 s tick, up to 30 s early) beyond any
-# start (S <= 20).
+# The uninterrupted run first; its wall time W sizes the slot S of each start:
+# the job has --time=1 and DS_STOP_MARGIN = 59 - S, so every start gives the
+# trainer train.time_limit = (about 59 s left) - DS_STOP_MARGIN = S. S is W/4
+# but at most 6 s (the run takes about 11 s on an idle machine of this kind):
+# the run needs several starts even if the machine gets faster (less loaded)
+# after W was measured. --signal=B:USR1@1 keeps Slurm's own signal (sent on a
+# 30 s tick, up to 30 s early) beyond any start.
 two=(--set train.iterations=1200 --set train.batch_size=200 --set sampler.T=20 --set eval.every=600
      --set eval.samples=200 --set eval.ground_truth_samples=20 --set output.checkpoint_every=20)
 t0=$(date +%s%N)
 mpirun -np 2 --oversubscribe "$exe" train "$src/configs/25gmm_tb_expl.yaml" "${two[@]}" --out "$tmp/two_ref" \
     > "$tmp/two_ref.log" 2>&1 || fatal "the uninterrupted mpirun -np 2 run failed: $(tail -n 5 "$tmp/two_ref.log")"
 W=$(( ($(date +%s%N) - t0) / 1000000000 ))
-S=$(( W / 3 )); [ $S -ge 3 ] || S=3; [ $S -le 20 ] || S=20
+S=$(( W / 4 )); [ $S -ge 3 ] || S=3; [ $S -le 6 ] || S=6
 echo "uninterrupted 2-rank run: ${W} s; slot per start: ${S} s"
 job=$(DS_STOP_MARGIN=$((59 - S)) sbatch --parsable -n 2 --time=1 --signal=B:USR1@1 -o "$tmp/two.out" \
       "$sbatch_script" "$src/configs/25gmm_tb_expl.yaml" "${two[@]}" --out "$tmp/two") || fatal "sbatch of the 2-rank run"
