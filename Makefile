@@ -3,10 +3,13 @@
 BUILD      ?= build
 BUILD_SAN  ?= build-asan
 JOBS       ?= $(shell nproc)
+DEMO_DIR   ?= runs/demo
+# Debian's interpreter: it has matplotlib, h5py, numpy and yaml (scripts/deps.sh)
+PYTHON     ?= /usr/bin/python3
 export OMPI_ALLOW_RUN_AS_ROOT = 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = 1
 
-.PHONY: all deps build build-asan demo test test-fast bench bench-scaling bench-quality clean
+.PHONY: all deps build build-asan demo demo-plots test test-fast bench bench-scaling bench-quality clean
 
 all: build
 
@@ -23,8 +26,19 @@ build-asan: deps
 	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DDS_SANITIZE=ON
 	cmake --build $(BUILD_SAN) -j $(JOBS)
 
+# The embedded default: 25gmm, TB + exploration + local search (about a
+# minute), then the pictures of the run.
 demo: build
-	$(BUILD)/diffsamp train --out runs/demo --resume never
+	$(BUILD)/diffsamp train --out $(DEMO_DIR) --resume never
+	@$(MAKE) --no-print-directory demo-plots DEMO_DIR=$(DEMO_DIR)
+
+# The samples over the target's density and the training curves of the run
+# in DEMO_DIR (tests/cli_demo.sh runs this on a short run).
+demo-plots:
+	@$(PYTHON) analysis/plot_samples.py $(DEMO_DIR)/samples.h5 -o $(DEMO_DIR)/samples.png > /dev/null
+	@$(PYTHON) analysis/plot_training.py $(DEMO_DIR) -o $(DEMO_DIR)/training.png > /dev/null
+	@echo "samples over the target density: $(DEMO_DIR)/samples.png"
+	@echo "training curves:                 $(DEMO_DIR)/training.png"
 
 test: build build-asan
 	cd $(BUILD) && ctest --output-on-failure -j 2

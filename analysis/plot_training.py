@@ -7,11 +7,17 @@ ESS, mean log-likelihood of true samples, modes found, local-search
 acceptance. Empty cells (not applicable) are skipped. Several run folders
 are overlaid. PNG output.
 
-  /usr/bin/python3 analysis/plot_training.py runs/gmm [-o curves.png]
+What was drawn is reported as JSON in the PNG itself (text chunk
+"diffsamp-report"; with --report also in a file): per panel its title, its
+pixel box in the image (left, top, right, bottom; y down) and every curve
+with its number of points.
+
+  /usr/bin/python3 analysis/plot_training.py runs/gmm [-o curves.png] [--report r.json]
 """
 
 import argparse
 import csv
+import json
 import math
 import os
 import sys
@@ -23,6 +29,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import yaml  # noqa: E402
 
 import targets  # noqa: E402
+
+REPORT_KEY = "diffsamp-report"
 
 # (title, columns, log scale when all values are positive)
 PANELS = [
@@ -74,6 +82,7 @@ def main(argv=None):
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folder(s) holding metrics.csv")
     p.add_argument("-o", "--out", default=None, help="PNG to write (default RUN_DIR/training.png)")
     p.add_argument("--dpi", type=int, default=110)
+    p.add_argument("--report", default=None, help="also write the JSON report of what was drawn here")
     args = p.parse_args(argv)
 
     data, log_zs = [], []
@@ -92,8 +101,11 @@ def main(argv=None):
         return 1
     ncol = 2 if len(panels) > 1 else 1
     nrow = (len(panels) + ncol - 1) // ncol
-    fig, axes = plt.subplots(nrow, ncol, figsize=(6.0 * ncol, 3.2 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.0 * ncol, 3.2 * nrow), squeeze=False, dpi=args.dpi)
+    drawn = []
     for ax, (title, cols, logy) in zip(axes.ravel(), panels):
+        curves = []
+        drawn.append((ax, title, curves))
         allpos = True
         for name, s in data:
             for c in cols:
@@ -104,6 +116,7 @@ def main(argv=None):
                 allpos = allpos and min(ys) > 0
                 label = c if len(data) == 1 else "%s: %s" % (name, c)
                 ax.plot(xs, ys, marker="." if len(xs) < 50 else None, label=label)
+                curves.append({"label": label, "points": len(xs)})
         if "elbo" in cols:
             for lz in sorted({z for z in log_zs if z is not None}):
                 ax.axhline(lz, color="k", ls="--", lw=0.8, label="true log Z = %.4g" % lz)
@@ -118,9 +131,20 @@ def main(argv=None):
         ax.axis("off")
     fig.suptitle(", ".join(name for name, _ in data), fontsize=11)
     fig.tight_layout()
+    fig.canvas.draw()
+    width, height = fig.canvas.get_width_height()
+    report = {"script": "plot_training.py", "runs": args.runs, "image": [width, height], "panels": []}
+    for ax, title, curves in drawn:
+        box = ax.get_window_extent()
+        report["panels"].append({"title": title, "curves": curves,
+                                 "box": [float(box.x0), float(height - box.y1), float(box.x1), float(height - box.y0)]})
+    text = json.dumps(report)
     out = args.out or os.path.join(args.runs[0], "training.png")
-    fig.savefig(out, dpi=args.dpi)
+    fig.savefig(out, dpi=args.dpi, metadata={REPORT_KEY: text})
     plt.close(fig)
+    if args.report:
+        with open(args.report, "w") as f:
+            f.write(text + "\n")
     print(out)
     return 0
 

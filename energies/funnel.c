@@ -1,7 +1,8 @@
 /* funnel: Neal's funnel as in the reference (GFNOrg/gfn-diffusion,
  * energy_sampling/energies/easy_funnel.py and hard_funnel.py):
  *   x_0 ~ N(0, s^2),  x_i | x_0 ~ N(0, exp(x_0)),  i = 1..d-1,
- * with s = 1 (easy_funnel) or s = 3 (hard_funnel). The density is
+ * with s = energy.x0_std: 1 (easy_funnel) or 3 (hard_funnel) by default, the
+ * reference's values. The density is
  * normalised, so log Z = 0:
  *   log R = -x0^2/(2 s^2) - log s - (d/2) log(2 pi) - (d-1) x0/2
  *           - exp(-x0)/2 * sum_i x_i^2.
@@ -13,7 +14,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define FUNNEL_LOG_2PI 1.8378770664093454835606594728112
 
 static ds_status funnel_check_dim(int dim)
 {
@@ -23,14 +23,24 @@ static ds_status funnel_check_dim(int dim)
     return DS_OK;
 }
 
-static ds_status funnel_create(int dim, void **state)
+/* The family's keys, in table order. */
+enum { FUNNEL_X0_STD = 0 };
+
+typedef struct funnel_state {
+    double s; /* std of x0 */
+} funnel_state;
+
+static ds_status funnel_create(int dim, const ds_energy_args *args, void **state)
 {
     (void)dim;
-    *state = NULL;
+    funnel_state *f = malloc(sizeof *f);
+    DS_ALLOC_CHECK(f);
+    f->s = args->v[FUNNEL_X0_STD].num;
+    *state = f;
     return DS_OK;
 }
 
-static void funnel_destroy(void *state) { (void)state; }
+static void funnel_destroy(void *state) { free(state); }
 
 static void funnel_log_reward_s(double s, int dim, int n, const ds_real *x, ds_real *log_r,
                                 ds_real *grad)
@@ -42,7 +52,7 @@ static void funnel_log_reward_s(double s, int dim, int n, const ds_real *x, ds_r
         double w = exp(-x0);
         double sum2 = 0.0;
         for (int i = 1; i < dim; i++) sum2 += (double)xk[i] * (double)xk[i];
-        log_r[k] = (ds_real)(-0.5 * x0 * x0 * inv_var0 - log(s) - 0.5 * dim * FUNNEL_LOG_2PI -
+        log_r[k] = (ds_real)(-0.5 * x0 * x0 * inv_var0 - log(s) - 0.5 * dim * DS_LOG_2PI -
                              0.5 * (dim - 1) * x0 - 0.5 * w * sum2);
         if (grad) {
             ds_real *gk = grad + (size_t)k * dim;
@@ -97,54 +107,64 @@ static ds_status funnel_log_z(const void *state, int dim, double *log_z)
     return DS_OK;
 }
 
-/* The two families differ only in s; these wrappers bind it. */
-#define FUNNEL_WRAPPERS(tag, s)                                                             \
-    static ds_status tag##_log_reward(const void *state, int dim, int n, const ds_real *x,  \
-                                      ds_real *log_r, ds_real *grad)                        \
-    {                                                                                       \
-        (void)state;                                                                        \
-        funnel_log_reward_s((s), dim, n, x, log_r, grad);                                   \
-        return DS_OK;                                                                       \
-    }                                                                                       \
-    static ds_status tag##_hvp(const void *state, int dim, int n, const ds_real *x,         \
-                               const ds_real *v, ds_real *hv)                               \
-    {                                                                                       \
-        (void)state;                                                                        \
-        funnel_hvp_s((s), dim, n, x, v, hv);                                                \
-        return DS_OK;                                                                       \
-    }                                                                                       \
-    static ds_status tag##_sample(const void *state, int dim, ds_rng r, uint64_t first,     \
-                                  int n, ds_real *x)                                        \
-    {                                                                                       \
-        (void)state;                                                                        \
-        return funnel_sample_s((s), dim, r, first, n, x);                                   \
-    }
+static ds_status funnel_log_reward(const void *state, int dim, int n, const ds_real *x,
+                                   const ds_real *cond, ds_real *log_r, ds_real *grad)
+{
+    (void)cond;
+    funnel_log_reward_s(((const funnel_state *)state)->s, dim, n, x, log_r, grad);
+    return DS_OK;
+}
 
-FUNNEL_WRAPPERS(easy, 1.0)
-FUNNEL_WRAPPERS(hard, 3.0)
+static ds_status funnel_hvp(const void *state, int dim, int n, const ds_real *x, const ds_real *cond,
+                            const ds_real *v, ds_real *hv)
+{
+    (void)cond;
+    funnel_hvp_s(((const funnel_state *)state)->s, dim, n, x, v, hv);
+    return DS_OK;
+}
+
+static ds_status funnel_sample(const void *state, int dim, ds_rng r, uint64_t first, int n,
+                               ds_real *x)
+{
+    return funnel_sample_s(((const funnel_state *)state)->s, dim, r, first, n, x);
+}
+
+/* The two families differ only in the default of x0_std. */
+static const ds_energy_key easy_keys[] = {
+    {"x0_std", DS_EKEY_DOUBLE, 1.0, NULL, 0, 1e3, 1, "std s of x0 ~ N(0, s^2) (the reference's easy funnel: 1)"},
+};
+static const ds_energy_key hard_keys[] = {
+    {"x0_std", DS_EKEY_DOUBLE, 3.0, NULL, 0, 1e3, 1, "std s of x0 ~ N(0, s^2) (the reference's hard funnel: 3)"},
+};
 
 const ds_energy_vtable ds_energy_easy_funnel = {
+    .abi_version = DS_ENERGY_ABI_VERSION,
     .name = "easy_funnel",
     .doc = "funnel x0 ~ N(0,1), x_i | x0 ~ N(0, exp(x0)) (normalised)",
     .default_dim = 10,
     .check_dim = funnel_check_dim,
+    .dims = "2 or more",
+    DS_ENERGY_KEYS(easy_keys),
     .create = funnel_create,
     .destroy = funnel_destroy,
-    .log_reward = easy_log_reward,
-    .hvp = easy_hvp,
-    .sample = easy_sample,
+    .log_reward = funnel_log_reward,
+    .hvp = funnel_hvp,
+    .sample = funnel_sample,
     .log_z = funnel_log_z,
 };
 
 const ds_energy_vtable ds_energy_hard_funnel = {
+    .abi_version = DS_ENERGY_ABI_VERSION,
     .name = "hard_funnel",
     .doc = "funnel x0 ~ N(0,3^2), x_i | x0 ~ N(0, exp(x0)) (normalised)",
     .default_dim = 10,
     .check_dim = funnel_check_dim,
+    .dims = "2 or more",
+    DS_ENERGY_KEYS(hard_keys),
     .create = funnel_create,
     .destroy = funnel_destroy,
-    .log_reward = hard_log_reward,
-    .hvp = hard_hvp,
-    .sample = hard_sample,
+    .log_reward = funnel_log_reward,
+    .hvp = funnel_hvp,
+    .sample = funnel_sample,
     .log_z = funnel_log_z,
 };

@@ -9,7 +9,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define GAUSSIAN_LOG_2PI 1.8378770664093454835606594728112
 
 static double gaussian_mean(int j) { return 0.5 * (double)((j % 3) - 1); }
 static double gaussian_std(int j) { return 0.75 + 0.25 * (double)(j % 4); }
@@ -20,9 +19,10 @@ static ds_status gaussian_check_dim(int dim)
     return DS_OK;
 }
 
-static ds_status gaussian_create(int dim, void **state)
+static ds_status gaussian_create(int dim, const ds_energy_args *args, void **state)
 {
     (void)dim;
+    (void)args;
     *state = NULL;
     return DS_OK;
 }
@@ -30,9 +30,10 @@ static ds_status gaussian_create(int dim, void **state)
 static void gaussian_destroy(void *state) { (void)state; }
 
 static ds_status gaussian_log_reward(const void *state, int dim, int n, const ds_real *x,
-                                     ds_real *log_r, ds_real *grad)
+                                     const ds_real *cond, ds_real *log_r, ds_real *grad)
 {
     (void)state;
+    (void)cond;
     for (int k = 0; k < n; k++) {
         double acc = 0.0;
         for (int j = 0; j < dim; j++) {
@@ -46,10 +47,11 @@ static ds_status gaussian_log_reward(const void *state, int dim, int n, const ds
     return DS_OK;
 }
 
-static ds_status gaussian_hvp(const void *state, int dim, int n, const ds_real *x, const ds_real *v,
-                              ds_real *hv)
+static ds_status gaussian_hvp(const void *state, int dim, int n, const ds_real *x,
+                              const ds_real *cond, const ds_real *v, ds_real *hv)
 {
     (void)state;
+    (void)cond;
     (void)x;
     for (int k = 0; k < n; k++)
         for (int j = 0; j < dim; j++) {
@@ -79,15 +81,17 @@ static ds_status gaussian_log_z(const void *state, int dim, double *log_z)
 {
     (void)state;
     double acc = 0.0;
-    for (int j = 0; j < dim; j++) acc += 0.5 * GAUSSIAN_LOG_2PI + log(gaussian_std(j));
+    for (int j = 0; j < dim; j++) acc += 0.5 * DS_LOG_2PI + log(gaussian_std(j));
     *log_z = acc;
     return DS_OK;
 }
 
 const ds_energy_vtable ds_energy_gaussian = {
+    .abi_version = DS_ENERGY_ABI_VERSION,
     .name = "gaussian",
     .doc = "diagonal Gaussian, mu_j = 0.5((j%3)-1), s_j = 0.75+0.25(j%4) (unnormalised)",
     .default_dim = 4,
+    .dims = "1 or more",
     .check_dim = gaussian_check_dim,
     .create = gaussian_create,
     .destroy = gaussian_destroy,

@@ -5,6 +5,9 @@
  * log Z = 0:
  *   9gmm:  modes {-5,0,5}^2,              std 0.5477222 (the reference's literal)
  *   25gmm: modes {-10,-5,0,5,10}^2,       covariance 0.3 I
+ * Keys (defaults: the reference's values): energy.spacing (both), energy.std
+ * (9gmm) and energy.variance (25gmm), each family spelling the width as its
+ * reference file does.
  * log R = logsumexp_m(-|x - mu_m|^2 / (2 s^2)) - log M - (d/2) log(2 pi s^2),
  * evaluated with the maximum subtracted so far tails stay finite. */
 #include "diffsamp/energy.h"
@@ -14,10 +17,11 @@
 
 #define GMM_DIM 2
 #define GMM_MAX_MODES 25
-#define GMM_LOG_2PI 1.8378770664093454835606594728112
 
 typedef struct gmm_spec {
     int nmodes;
+    int per_axis;
+    double spacing;
     double std;
     double mu[GMM_MAX_MODES][GMM_DIM];
 } gmm_spec;
@@ -25,6 +29,8 @@ typedef struct gmm_spec {
 static void gmm_grid(gmm_spec *g, int per_axis, double spacing, double std)
 {
     g->nmodes = per_axis * per_axis;
+    g->per_axis = per_axis;
+    g->spacing = spacing;
     g->std = std;
     int half = per_axis / 2;
     for (int a = 0; a < per_axis; a++)
@@ -51,20 +57,41 @@ static ds_status gmm_create(const gmm_spec *proto, void **state)
     return DS_OK;
 }
 
-static ds_status gmm9_create(int dim, void **state)
+/* The keys of each family, in table order. */
+enum { GMM_SPACING = 0, GMM_WIDTH = 1 };
+
+static const ds_energy_key gmm9_keys[] = {
+    {"spacing", DS_EKEY_DOUBLE, 5.0, NULL, 0, 1e6, 1, "distance between neighbouring modes of the 3x3 grid"},
+    {"std", DS_EKEY_DOUBLE, 0.5477222, NULL, 0, 1e6, 1, "std of each mixture component"},
+};
+static const ds_energy_key gmm25_keys[] = {
+    {"spacing", DS_EKEY_DOUBLE, 5.0, NULL, 0, 1e6, 1, "distance between neighbouring modes of the 5x5 grid"},
+    {"variance", DS_EKEY_DOUBLE, 0.3, NULL, 0, 1e12, 1, "variance of each mixture component"},
+};
+
+static ds_status gmm9_create(int dim, const ds_energy_args *args, void **state)
 {
     (void)dim;
     gmm_spec g;
-    gmm_grid(&g, 3, 5.0, 0.5477222);
+    gmm_grid(&g, 3, args->v[GMM_SPACING].num, args->v[GMM_WIDTH].num);
     return gmm_create(&g, state);
 }
 
-static ds_status gmm25_create(int dim, void **state)
+static ds_status gmm25_create(int dim, const ds_energy_args *args, void **state)
 {
     (void)dim;
     gmm_spec g;
-    gmm_grid(&g, 5, 5.0, sqrt(0.3));
+    gmm_grid(&g, 5, args->v[GMM_SPACING].num, sqrt(args->v[GMM_WIDTH].num));
     return gmm_create(&g, state);
+}
+
+static int gmm_mode_grid(const void *state, int dim, int *per_axis, double *spacing)
+{
+    (void)dim;
+    const gmm_spec *g = state;
+    *per_axis = g->per_axis;
+    *spacing = g->spacing;
+    return 1;
 }
 
 static void gmm_destroy(void *state) { free(state); }
@@ -95,12 +122,13 @@ static double gmm_point(const gmm_spec *g, const double x[GMM_DIM], double grad[
         for (int j = 0; j < GMM_DIM; j++) grad[j] -= resp[m] * (x[j] - g->mu[m][j]) * inv_var;
     }
     return lmax + log(sum) - log((double)g->nmodes) -
-           0.5 * GMM_DIM * (GMM_LOG_2PI + 2.0 * log(g->std));
+           0.5 * GMM_DIM * (DS_LOG_2PI + 2.0 * log(g->std));
 }
 
-static ds_status gmm_log_reward(const void *state, int dim, int n, const ds_real *x, ds_real *log_r,
-                                ds_real *grad)
+static ds_status gmm_log_reward(const void *state, int dim, int n, const ds_real *x,
+                                const ds_real *cond, ds_real *log_r, ds_real *grad)
 {
+    (void)cond;
     const gmm_spec *g = state;
     double resp[GMM_MAX_MODES], xd[GMM_DIM], gd[GMM_DIM];
     for (int k = 0; k < n; k++) {
@@ -113,9 +141,10 @@ static ds_status gmm_log_reward(const void *state, int dim, int n, const ds_real
 }
 
 /* H = sum_m r_m (g_m g_m^T - I/s^2) - grad grad^T with g_m = -(x - mu_m)/s^2. */
-static ds_status gmm_hvp(const void *state, int dim, int n, const ds_real *x, const ds_real *v,
-                         ds_real *hv)
+static ds_status gmm_hvp(const void *state, int dim, int n, const ds_real *x, const ds_real *cond,
+                         const ds_real *v, ds_real *hv)
 {
+    (void)cond;
     const gmm_spec *g = state;
     const double inv_var = 1.0 / (g->std * g->std);
     double resp[GMM_MAX_MODES], xd[GMM_DIM], vd[GMM_DIM], gd[GMM_DIM], out[GMM_DIM];
@@ -170,9 +199,12 @@ static ds_status gmm_log_z(const void *state, int dim, double *log_z)
 }
 
 const ds_energy_vtable ds_energy_9gmm = {
+    .abi_version = DS_ENERGY_ABI_VERSION,
     .name = "9gmm",
     .doc = "mixture of 9 Gaussians on {-5,0,5}^2, std 0.5477 (normalised)",
     .default_dim = GMM_DIM,
+    .dims = "2",
+    DS_ENERGY_KEYS(gmm9_keys),
     .check_dim = gmm_check_dim,
     .create = gmm9_create,
     .destroy = gmm_destroy,
@@ -180,14 +212,16 @@ const ds_energy_vtable ds_energy_9gmm = {
     .hvp = gmm_hvp,
     .sample = gmm_sample,
     .log_z = gmm_log_z,
-    .grid_per_axis = 3,
-    .grid_spacing = 5.0,
+    .mode_grid = gmm_mode_grid,
 };
 
 const ds_energy_vtable ds_energy_25gmm = {
+    .abi_version = DS_ENERGY_ABI_VERSION,
     .name = "25gmm",
     .doc = "mixture of 25 Gaussians on {-10,-5,0,5,10}^2, variance 0.3 (normalised)",
     .default_dim = GMM_DIM,
+    .dims = "2",
+    DS_ENERGY_KEYS(gmm25_keys),
     .check_dim = gmm_check_dim,
     .create = gmm25_create,
     .destroy = gmm_destroy,
@@ -195,6 +229,5 @@ const ds_energy_vtable ds_energy_25gmm = {
     .hvp = gmm_hvp,
     .sample = gmm_sample,
     .log_z = gmm_log_z,
-    .grid_per_axis = 5,
-    .grid_spacing = 5.0,
+    .mode_grid = gmm_mode_grid,
 };

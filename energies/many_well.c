@@ -18,7 +18,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define MW_LOG_2PI 1.8378770664093454835606594728112
 #define MW_MAX_DIM 65536 /* two rng steps per pair, and steps are 16-bit */
 
 typedef struct mw_state {
@@ -35,7 +34,7 @@ static double mw_log_q(double a)
     double l1 = log(0.2) - 0.5 * ((a + 1.7) / s) * ((a + 1.7) / s);
     double l2 = log(0.8) - 0.5 * ((a - 1.7) / s) * ((a - 1.7) / s);
     double mx = l1 > l2 ? l1 : l2;
-    return mx + log(exp(l1 - mx) + exp(l2 - mx)) - log(s) - 0.5 * MW_LOG_2PI;
+    return mx + log(exp(l1 - mx) + exp(l2 - mx)) - log(s) - 0.5 * DS_LOG_2PI;
 }
 
 /* Trapezoid rule for int exp(g - shift) over [-8, 8] (g(+-8) < -3700, so the
@@ -84,9 +83,10 @@ static ds_status mw_check_dim(int dim)
     return DS_OK;
 }
 
-static ds_status mw_create(int dim, void **state)
+static ds_status mw_create(int dim, const ds_energy_args *args, void **state)
 {
     (void)dim;
+    (void)args;
     mw_state *s = malloc(sizeof *s);
     DS_ALLOC_CHECK(s);
     s->log_z1 = mw_log_z1();
@@ -97,10 +97,11 @@ static ds_status mw_create(int dim, void **state)
 
 static void mw_destroy(void *state) { free(state); }
 
-static ds_status mw_log_reward(const void *state, int dim, int n, const ds_real *x, ds_real *log_r,
-                               ds_real *grad)
+static ds_status mw_log_reward(const void *state, int dim, int n, const ds_real *x,
+                               const ds_real *cond, ds_real *log_r, ds_real *grad)
 {
     (void)state;
+    (void)cond;
     for (int k = 0; k < n; k++) {
         const ds_real *xk = x + (size_t)k * dim;
         double acc = 0.0;
@@ -118,10 +119,11 @@ static ds_status mw_log_reward(const void *state, int dim, int n, const ds_real 
 }
 
 /* The Hessian is diagonal: 12 - 12 a^2 for first coordinates, -1 otherwise. */
-static ds_status mw_hvp(const void *state, int dim, int n, const ds_real *x, const ds_real *v,
-                        ds_real *hv)
+static ds_status mw_hvp(const void *state, int dim, int n, const ds_real *x, const ds_real *cond,
+                        const ds_real *v, ds_real *hv)
 {
     (void)state;
+    (void)cond;
     for (size_t i = 0; i < (size_t)n * (size_t)dim; i += 2) {
         double a = (double)x[i];
         hv[i] = (ds_real)((12.0 - 12.0 * a * a) * (double)v[i]);
@@ -197,14 +199,16 @@ done:
 static ds_status mw_log_z(const void *state, int dim, double *log_z)
 {
     const mw_state *s = state;
-    *log_z = 0.5 * dim * (s->log_z1 + 0.5 * MW_LOG_2PI);
+    *log_z = 0.5 * dim * (s->log_z1 + 0.5 * DS_LOG_2PI);
     return DS_OK;
 }
 
 const ds_energy_vtable ds_energy_many_well = {
+    .abi_version = DS_ENERGY_ABI_VERSION,
     .name = "many_well",
     .doc = "d/2 double wells, log R = sum -a^4 + 6a^2 + a/2 - b^2/2 (unnormalised)",
     .default_dim = 32,
+    .dims = "even, 2 to 65536",
     .check_dim = mw_check_dim,
     .create = mw_create,
     .destroy = mw_destroy,

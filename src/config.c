@@ -11,6 +11,8 @@
  * the whole source was valid, so a failed load leaves *s unchanged. */
 #define _POSIX_C_SOURCE 200809L
 #include "diffsamp/config.h"
+#include "diffsamp/local_search.h"
+#include "diffsamp/policy.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -25,10 +27,15 @@
 
 /* ---------------------------------------------------------------- the table */
 
-typedef enum key_type { K_BOOL, K_INT, K_LONG, K_U64, K_DOUBLE, K_STRING, K_ENUM } key_type;
+/* K_OBJECTIVE: an objective of the table in objectives.h with the flags in
+ * key_def.role (forward or backward use), stored as ds_objective.
+ * K_ENERGY: the name of a registered energy family (energy.h), stored as a
+ * string; choosing another family drops the keys set for the previous one. */
+typedef enum key_type { K_BOOL, K_INT, K_LONG, K_U64, K_DOUBLE, K_STRING, K_ENUM, K_OBJECTIVE, K_ENERGY } key_type;
 
-/* Bound flags: open interval ends (numbers) and "no upper bound". */
-enum { LO_OPEN = 1, HI_OPEN = 2, NO_MAX = 4 };
+/* Bound flags: open interval ends (numbers) and "no upper bound";
+ * ENERGY_DIM: the value must also suit the chosen family (its check_dim). */
+enum { LO_OPEN = 1, HI_OPEN = 2, NO_MAX = 4, ENERGY_DIM = 8 };
 
 typedef struct key_def {
     const char *path;            /* "section.key", as in config.h */
@@ -41,17 +48,14 @@ typedef struct key_def {
     unsigned flags;
     const char *const *choices;  /* K_ENUM: NULL-terminated, in enum order */
     const char *doc;             /* one line */
+    unsigned role;               /* K_OBJECTIVE: ds_objective_flags the objective must have */
 } key_def;
 
 /* Enumerations are stored through int: the enums of config.h have int size. */
 _Static_assert(sizeof(ds_objective) == sizeof(int), "enum size");
-_Static_assert(sizeof(ds_bwd_objective) == sizeof(int), "enum size");
 _Static_assert(sizeof(ds_expl_schedule) == sizeof(int), "enum size");
 _Static_assert(sizeof(ds_priority) == sizeof(int), "enum size");
 
-static const char *const objective_names[] = {"tb",  "vargrad", "db",  "subtb", "fl-subtb",
-                                              "mle", "pis",     "dds", "dis",   NULL};
-static const char *const backward_names[] = {"tb", "vargrad", "mle", NULL};
 static const char *const schedule_names[] = {"constant", "linear", NULL};
 static const char *const priority_names[] = {"uniform", "reward", "rank", NULL};
 static const char *const exchange_names[] = {"best", "random", NULL};
@@ -60,29 +64,38 @@ static const char *const exchange_names[] = {"best", "random", NULL};
 #define SZ(f) sizeof(((ds_settings *)0)->f)
 #define IMAX ((double)INT_MAX)
 #define LMAX 1e15 /* exactly representable, far beyond any run */
-#define BOOL(p, f, d, doc) {p, K_BOOL, OFF(f), 0, d, 0, 1, 0, NULL, doc}
-#define INT(p, f, d, lo, hi, doc) {p, K_INT, OFF(f), 0, d, lo, hi, 0, NULL, doc}
-#define LONG(p, f, d, lo, hi, doc) {p, K_LONG, OFF(f), 0, d, lo, hi, 0, NULL, doc}
-#define U64(p, f, d, doc) {p, K_U64, OFF(f), 0, d, 0, 0, 0, NULL, doc}
-#define DBL(p, f, d, lo, hi, fl, doc) {p, K_DOUBLE, OFF(f), 0, d, lo, hi, fl, NULL, doc}
-#define STR(p, f, d, doc) {p, K_STRING, OFF(f), SZ(f), d, 1, (double)(SZ(f) - 1), 0, NULL, doc}
-#define ENUM(p, f, d, ch, doc) {p, K_ENUM, OFF(f), 0, d, 0, 0, 0, ch, doc}
+#define BOOL(p, f, d, doc) {p, K_BOOL, OFF(f), 0, d, 0, 1, 0, NULL, doc, 0}
+#define INT(p, f, d, lo, hi, doc) {p, K_INT, OFF(f), 0, d, lo, hi, 0, NULL, doc, 0}
+#define LONG(p, f, d, lo, hi, doc) {p, K_LONG, OFF(f), 0, d, lo, hi, 0, NULL, doc, 0}
+#define U64(p, f, d, doc) {p, K_U64, OFF(f), 0, d, 0, 0, 0, NULL, doc, 0}
+#define DBL(p, f, d, lo, hi, fl, doc) {p, K_DOUBLE, OFF(f), 0, d, lo, hi, fl, NULL, doc, 0}
+#define STR(p, f, d, doc) {p, K_STRING, OFF(f), SZ(f), d, 1, (double)(SZ(f) - 1), 0, NULL, doc, 0}
+#define ENUM(p, f, d, ch, doc) {p, K_ENUM, OFF(f), 0, d, 0, 0, 0, ch, doc, 0}
+#define OBJECTIVE(p, f, d, role, doc) {p, K_OBJECTIVE, OFF(f), 0, d, 0, 0, 0, NULL, doc, role}
+#define ENERGY(p, f, d, doc) {p, K_ENERGY, OFF(f), SZ(f), d, 1, (double)(SZ(f) - 1), 0, NULL, doc, 0}
+/* A C constant as a default: the text of its expansion ("0.1"). */
+#define DEFAULT_TEXT(c) DEFAULT_TEXT_(c)
+#define DEFAULT_TEXT_(c) #c
 
 /* Grouped by section (sections must be contiguous); this order is the order
  * of config.h and of the written YAML. */
 static const key_def keys[] = {
-    STR("energy.name", energy_name, "25gmm",
-        "target energy, a registered name (list them with `diffsamp energies`)"),
-    INT("energy.dim", energy_dim, "0", 0, 1e6, "dimension of the target; 0 = the energy's default"),
+    ENERGY("energy.name", energy_name, "25gmm",
+           "target energy, a registered name (list them with `diffsamp energies`)"),
+    {"energy.dim", K_INT, OFF(energy_dim), 0, "0", 0, 1e6, ENERGY_DIM, NULL,
+     "dimension of the target; 0 = the energy's default", 0},
 
-    ENUM("objective.name", objective, "tb", objective_names,
-         "training objective; mle is only a backward objective (see objective.backward)"),
-    ENUM("objective.backward", backward, "tb", backward_names,
-         "objective of the backward (odd) iterations of both-ways training"),
+    OBJECTIVE("objective.name", objective, "tb", DS_OBJF_FORWARD,
+              "training objective; mle is only a backward objective (see objective.backward)"),
+    OBJECTIVE("objective.backward", backward, "tb", DS_OBJF_BACKWARD,
+              "objective of the backward (odd) iterations of both-ways training"),
     BOOL("objective.both_ways", both_ways, "false",
          "alternate forward and backward (replay buffer) iterations; local search turns it on"),
     DBL("objective.subtb_lambda", subtb_lambda, "2.0", 0, 100, LO_OPEN,
         "SubTB weight base: w_ij proportional to lambda^(j-i)"),
+    INT("objective.recompute_every", recompute_every, "0", 0, 10000,
+        "on-policy objectives (pis, dds, dis): keep the network activations of this many steps at a time and "
+        "recompute the others in the reverse pass (less memory, one more network evaluation); 0 = keep all"),
 
     LONG("train.iterations", iterations, "25000", 0, LMAX, "number of training iterations"),
     INT("train.batch_size", batch_size, "300", 1, 1e7,
@@ -105,9 +118,10 @@ static const key_def keys[] = {
         "reference-process variance per unit time (sigma^2)"),
     INT("sampler.hidden", hidden, "64", 1, 65536, "hidden width of the policy network"),
     INT("sampler.harmonics", harmonics, "64", 1, 65536, "number of time-encoding frequencies"),
-    INT("sampler.joint_layers", joint_layers, "2", 0, 64,
+    /* The policy's own limit (policy.h), so the documented bound is the enforced one. */
+    INT("sampler.joint_layers", joint_layers, "2", 0, DS_MAX_LAYERS,
         "hidden [Linear, GELU] blocks of the joint network"),
-    INT("sampler.lgv_layers", lgv_layers, "3", 1, 64,
+    INT("sampler.lgv_layers", lgv_layers, "3", 1, DS_MAX_LAYERS,
         "layers of the Langevin scaling network s(t)"),
     BOOL("sampler.langevin", langevin, "false",
          "Langevin parametrisation: add s(t) * grad log R(x) to the mean"),
@@ -128,6 +142,10 @@ static const key_def keys[] = {
          "learn a flow network log F(x, t) (needed by db, subtb, fl-subtb)"),
     BOOL("sampler.partial_energy", partial_energy, "false",
          "forward-looking flow: add the interpolated energy to log F (fl-subtb)"),
+    DBL("sampler.beta_min", beta_min, "0.1", 0, 0, LO_OPEN | NO_MAX,
+        "variance-preserving reference of dds and dis: beta(t) at t = 1 (the target end; sde_sampler vp_10)"),
+    DBL("sampler.beta_max", beta_max, "10.0", 0, 0, LO_OPEN | NO_MAX,
+        "variance-preserving reference of dds and dis: beta(t) at t = 0 (the prior end), linear in between"),
 
     DBL("exploration.factor", expl_factor, "0.0", 0, 0, NO_MAX,
         "std of the exploration noise added when sampling off-policy; 0 = off"),
@@ -139,10 +157,11 @@ static const key_def keys[] = {
     BOOL("local_search.enabled", ls_enabled, "false",
          "MALA local search on buffer samples (turns objective.both_ways on)"),
     INT("local_search.cycle", ls_cycle, "100", 1, IMAX, "iterations between local-search rounds"),
-    INT("local_search.max_iter", ls_max_iter, "200", 1, IMAX, "MALA steps per round"),
+    INT("local_search.max_iter", ls_max_iter, "200", 1, DS_LS_UNIFORM_STEP, "MALA steps per round"),
     INT("local_search.burn_in", ls_burn_in, "100", 0, IMAX,
         "MALA steps before accepted states are kept (< max_iter)"),
-    DBL("local_search.ld_step", ls_step, "0.1", 0, 0, LO_OPEN | NO_MAX, "initial MALA step size"),
+    DBL("local_search.ld_step", ls_step, DEFAULT_TEXT(DS_LS_DEFAULT_STEP), 0, 0, LO_OPEN | NO_MAX,
+        "initial MALA step size"),
     DBL("local_search.target_acceptance", ls_target_acceptance, "0.574", 0, 1, LO_OPEN | HI_OPEN,
         "acceptance rate the step size adapts toward"),
     DBL("local_search.adapt_up", ls_adapt_up, "1.01", 1, 10, LO_OPEN,
@@ -152,7 +171,7 @@ static const key_def keys[] = {
     DBL("local_search.beta", ls_beta, "1.0", 0, 0, LO_OPEN | NO_MAX,
         "inverse temperature of the local-search target R(x)^beta"),
 
-    LONG("replay.capacity", replay_capacity, "600000", 1, LMAX,
+    LONG("replay.capacity", replay_capacity, "600000", 1, 4294967294.0, /* replay.c's limit */
          "maximum number of samples in the replay buffer"),
     ENUM("replay.priority", replay_priority, "rank", priority_names,
          "how buffer samples are drawn"),
@@ -330,6 +349,12 @@ static void describe_allowed(const key_def *k, char *buf, size_t n)
         buf[0] = '\0';
         for (int i = 0; k->choices[i]; i++) cat(buf, n, "%s%s", i ? ", " : "", k->choices[i]);
         return;
+    case K_OBJECTIVE:
+        ds_objective_list(k->role, buf, n);
+        return;
+    case K_ENERGY:
+        ds_energy_names(buf, n);
+        return;
     case K_INT:
     case K_LONG:
     case K_DOUBLE:
@@ -444,14 +469,47 @@ static int apply_text(const key_def *k, const char *t, ds_settings *s)
                 return 1;
             }
         return 0;
+    case K_OBJECTIVE: {
+        const ds_objective_info *o = ds_objective_lookup(t);
+        unsigned need = k->role | DS_OBJF_IMPLEMENTED;
+        if (!o || (o->flags & need) != need) return 0;
+        int i = (int)o->kind;
+        memcpy(field, &i, sizeof i);
+        return 1;
+    }
+    case K_ENERGY: {
+        size_t len = strlen(t);
+        if (!ds_energy_lookup(t) || len > k->max) return 0;
+        /* The keys set so far belong to the previous family. */
+        if (strcmp(field, t) != 0) s->energy_args.count = 0;
+        memcpy(field, t, len + 1);
+        return 1;
+    }
     }
     return 0;
 }
 
+/* Why a known name was refused, for the error message ("" when it is
+ * simply unknown). */
+static void refusal_reason(const key_def *k, const char *t, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    const ds_objective_info *o = k->type == K_OBJECTIVE ? ds_objective_lookup(t) : NULL;
+    if (!o) return;
+    if (!(o->flags & DS_OBJF_IMPLEMENTED))
+        snprintf(buf, n, " ('%s' is documented but not implemented in this version)", t);
+    else if (k->role == DS_OBJF_FORWARD)
+        snprintf(buf, n, " ('%s' is only a backward objective: set objective.backward: %s with a forward "
+                 "objective and objective.both_ways: true or local_search.enabled: true)", t, t);
+    else
+        snprintf(buf, n, " ('%s' cannot train on backward trajectories from the buffer)", t);
+}
+
 /* ----------------------------------------------------------------- errors */
 
-/* Where a source is: a file name ("f.yaml:line:col: ") or a --set
- * assignment ("--set a.b=v: ", no position). */
+/* Where a source is: a file name ("f.yaml:line:col: error: ", the form
+ * compilers use, so editors jump to it) or a --set assignment
+ * ("--set a.b=v: ", no position). */
 typedef struct source {
     const char *name;
     int has_marks;
@@ -473,7 +531,7 @@ static ds_status src_error(const char *file, int line, const char *func, const s
     vsnprintf(msg, sizeof msg, fmt, ap); /* truncating a long key list is acceptable */
     va_end(ap);
     if (src->has_marks && mark)
-        return ds_error_set(DS_ERR_CONFIG, file, line, func, "%s:%zu:%zu: %s", src->name,
+        return ds_error_set(DS_ERR_CONFIG, file, line, func, "%s:%zu:%zu: error: %s", src->name,
                             mark->line + 1, mark->column + 1, msg);
     return ds_error_set(DS_ERR_CONFIG, file, line, func, "%s: %s", src->name, msg);
 }
@@ -527,11 +585,171 @@ static ds_status apply_node(const source *src, const key_def *k, const yaml_node
     const char *t = scalar_text(src, node, "value");
     if (!t) return DS_ERR_CONFIG;
     if (!apply_text(k, t, s)) {
+        char shown[80], why[320];
+        show_value(t, shown, sizeof shown);
+        refusal_reason(k, t, why, sizeof why);
+        return SRC_ERR(src, &node->start_mark, "key '%s': found '%s'%s, allowed: %s", k->path, shown,
+                       why, allowed);
+    }
+    /* energy.dim must suit the family. */
+    if (k->flags & ENERGY_DIM) {
+        const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
+        if (vt && s->energy_dim != 0 && vt->check_dim(s->energy_dim) != DS_OK) {
+            ds_error_clear();
+            char shown[80];
+            show_value(t, shown, sizeof shown);
+            return SRC_ERR(src, &node->start_mark,
+                           "key '%s': found '%s', allowed for energy '%s': 0 (its default, %d) or %s",
+                           k->path, shown, vt->name, vt->default_dim, vt->dims);
+        }
+    }
+    return DS_OK;
+}
+
+/* A family chosen (at mark) after energy.dim was set by an earlier source
+ * must accept that dim. */
+static ds_status check_family_dim(const source *src, const yaml_mark_t *mark, const ds_settings *s)
+{
+    const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
+    if (!vt || s->energy_dim == 0 || vt->check_dim(s->energy_dim) == DS_OK) return DS_OK;
+    ds_error_clear();
+    return SRC_ERR(src, mark,
+                   "key 'energy.name': found '%s', but energy.dim is %d and energy '%s' allows "
+                   "0 (its default, %d) or %s", vt->name, s->energy_dim, vt->name, vt->default_dim,
+                   vt->dims);
+}
+
+/* ---------------------------------------------------- energy family keys */
+
+/* A key_def describing the family key ek, for messages and docs (path is
+ * the caller's buffer for "energy.<name>"). */
+static key_def family_key_def(const ds_energy_key *ek, char *path, size_t n)
+{
+    snprintf(path, n, "energy.%s", ek->name);
+    key_def k = {path, K_DOUBLE, 0, 0, NULL, ek->min, ek->max, ek->lo_open ? LO_OPEN : 0u, NULL,
+                 ek->doc, 0};
+    switch (ek->type) {
+    case DS_EKEY_BOOL: k.type = K_BOOL; break;
+    case DS_EKEY_INT: k.type = K_LONG; break;
+    case DS_EKEY_DOUBLE: k.type = K_DOUBLE; break;
+    case DS_EKEY_STRING: k.type = K_STRING; break;
+    }
+    return k;
+}
+
+/* Parses t as a value of ek into out->num or out->text; 0 when not allowed. */
+static int parse_family_value(const ds_energy_key *ek, const char *t, ds_energy_arg *out)
+{
+    char path[64];
+    key_def k = family_key_def(ek, path, sizeof path);
+    switch (ek->type) {
+    case DS_EKEY_BOOL: {
+        int b;
+        if (!parse_bool(t, &b)) return 0;
+        out->num = b;
+        return 1;
+    }
+    case DS_EKEY_INT: {
+        long long v;
+        if (!parse_integer(t, &v) || !in_bounds(&k, (double)v)) return 0;
+        out->num = (double)v;
+        return 1;
+    }
+    case DS_EKEY_DOUBLE: {
+        double v;
+        if (!parse_double(t, &v) || !in_bounds(&k, v)) return 0;
+        out->num = v;
+        return 1;
+    }
+    case DS_EKEY_STRING: {
+        size_t len = strlen(t);
+        if (len >= DS_ENERGY_TEXT_MAX || (double)len < ek->min || (double)len > ek->max) return 0;
+        memcpy(out->text, t, len + 1);
+        return 1;
+    }
+    }
+    return 0;
+}
+
+/* The value of family key ek in s: the one set, else the default. */
+static void family_value(const ds_settings *s, const ds_energy_key *ek, ds_energy_arg *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->key, sizeof out->key, "%s", ek->name);
+    out->num = ek->def;
+    snprintf(out->text, sizeof out->text, "%s", ek->def_text ? ek->def_text : "");
+    for (int j = 0; j < s->energy_args.count; j++)
+        if (strcmp(s->energy_args.v[j].key, ek->name) == 0) {
+            out->num = s->energy_args.v[j].num;
+            memcpy(out->text, s->energy_args.v[j].text, sizeof out->text);
+        }
+}
+
+/* Stores a value of ek in s->energy_args, replacing an earlier one. */
+static void store_family_value(ds_settings *s, const ds_energy_key *ek, const ds_energy_arg *a)
+{
+    ds_energy_args *args = &s->energy_args;
+    int j = 0;
+    while (j < args->count && strcmp(args->v[j].key, ek->name) != 0) j++;
+    if (j == args->count) {
+        if (args->count >= DS_ENERGY_MAX_ARGS) return; /* cannot happen: nkeys <= DS_ENERGY_MAX_ARGS */
+        args->count++;
+    }
+    args->v[j] = *a;
+    snprintf(args->v[j].key, sizeof args->v[j].key, "%s", ek->name);
+}
+
+/* "name, dim, spacing, variance": every key of the energy section for vt. */
+static void list_energy_keys(const ds_energy_vtable *vt, char *buf, size_t n)
+{
+    list_keys(find_section("energy", 6), buf, n);
+    for (int i = 0; vt && i < vt->nkeys; i++) cat(buf, n, ", %s", vt->keys[i].name);
+}
+
+static ds_status unknown_family_key(const source *src, const yaml_mark_t *mark,
+                                    const ds_settings *s, const char *name)
+{
+    const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
+    char list[1024], hint[640] = "", owners[512] = "";
+    list_energy_keys(vt, list, sizeof list);
+    /* Families that do have the key, and a near miss among vt's keys. */
+    for (int i = 0; i < ds_energy_registry_count(); i++) {
+        const ds_energy_vtable *o = ds_energy_registry_get(i);
+        if (o != vt && ds_energy_find_key(o, name)) cat(owners, sizeof owners, "%s%s", owners[0] ? ", " : "", o->name);
+    }
+    if (owners[0])
+        snprintf(hint, sizeof hint, " (a key of energy %s: set energy.name to use it)", owners);
+    else
+        for (int i = 0; vt && i < vt->nkeys; i++)
+            if (edit_distance(name, vt->keys[i].name) <= 2) {
+                snprintf(hint, sizeof hint, " (did you mean 'energy.%s'?)", vt->keys[i].name);
+                break;
+            }
+    return SRC_ERR(src, mark, "unknown key 'energy.%s' for energy '%s'%s; allowed keys: %s", name,
+                   s->energy_name, hint, list);
+}
+
+/* Applies the value node of family key ek, reporting errors at the value. */
+static ds_status apply_family_node(const source *src, const ds_energy_key *ek,
+                                   const yaml_node_t *node, ds_settings *s)
+{
+    char path[64], allowed[1024];
+    key_def k = family_key_def(ek, path, sizeof path);
+    describe_allowed(&k, allowed, sizeof allowed);
+    if (node && node->type != YAML_SCALAR_NODE)
+        return SRC_ERR(src, &node->start_mark, "key '%s': found %s, allowed: %s", path,
+                       node_kind(node), allowed);
+    const char *t = node ? scalar_text(src, node, "value") : "";
+    if (!t) return DS_ERR_CONFIG;
+    ds_energy_arg a;
+    memset(&a, 0, sizeof a);
+    if (!parse_family_value(ek, t, &a)) {
         char shown[80];
         show_value(t, shown, sizeof shown);
-        return SRC_ERR(src, &node->start_mark, "key '%s': found '%s', allowed: %s", k->path, shown,
-                       allowed);
+        return SRC_ERR(src, node ? &node->start_mark : NULL, "key '%s': found '%s', allowed: %s",
+                       path, shown, allowed);
     }
+    store_family_value(s, ek, &a);
     return DS_OK;
 }
 
@@ -596,6 +814,11 @@ static ds_status apply_document(const source *src, yaml_document_t *doc, ds_sett
                            "section '%s': found %s, allowed: a mapping of keys (%s)", sec,
                            vn->type == YAML_SCALAR_NODE ? "a scalar" : node_kind(vn), keylist);
         }
+        /* energy.name first: it chooses the family whose keys the rest are. */
+        const int energy = strcmp(sec, "energy") == 0;
+        yaml_mark_t family_seen[DS_ENERGY_MAX_ARGS];
+        unsigned char family_set[DS_ENERGY_MAX_ARGS] = {0};
+        for (int pass = 0; pass < 1 + energy; pass++)
         for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top;
              q++) {
             yaml_node_t *kk = yaml_document_get_node(doc, q->key);
@@ -605,7 +828,21 @@ static ds_status apply_document(const source *src, yaml_document_t *doc, ds_sett
                                sec, node_kind(kk));
             const char *name = scalar_text(src, kk, "key name");
             if (!name) return DS_ERR_CONFIG;
+            if (energy && (pass == 0) != (strcmp(name, "name") == 0)) continue;
             int ki = find_key(first, name);
+            if (ki < 0 && energy) {
+                const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
+                const ds_energy_key *ek = ds_energy_find_key(vt, name);
+                if (!ek) return unknown_family_key(src, &kk->start_mark, s, name);
+                int fi = (int)(ek - vt->keys);
+                if (family_set[fi])
+                    return SRC_ERR(src, &kk->start_mark, "duplicate key 'energy.%s' (first at line %zu:%zu)",
+                                   name, family_seen[fi].line + 1, family_seen[fi].column + 1);
+                family_set[fi] = 1;
+                family_seen[fi] = kk->start_mark;
+                DS_TRY(apply_family_node(src, ek, kv, s));
+                continue;
+            }
             if (ki < 0) return unknown_key(src, &kk->start_mark, first, name);
             if (key_set[ki])
                 return SRC_ERR(src, &kk->start_mark, "duplicate key '%s' (first at line %zu:%zu)",
@@ -613,6 +850,12 @@ static ds_status apply_document(const source *src, yaml_document_t *doc, ds_sett
             key_set[ki] = 1;
             key_seen[ki] = kk->start_mark;
             DS_TRY(apply_node(src, &keys[ki], kv, s));
+        }
+        if (energy) {
+            /* A dim of this document was checked against the family already. */
+            const int name_ki = find_key(first, "name"), dim_ki = find_key(first, "dim");
+            if (key_set[name_ki] && !key_set[dim_ki])
+                DS_TRY(check_family_dim(src, &key_seen[name_ki], s));
         }
     }
     return DS_OK;
@@ -764,6 +1007,23 @@ ds_status ds_settings_set(ds_settings *s, const char *assignment)
         return unknown_section(&src, NULL, path);
     }
     int ki = find_key(first, dot + 1);
+    if (ki < 0 && first == find_section("energy", 6)) {
+        const ds_energy_key *ek = ds_energy_find_key(ds_energy_lookup(s->energy_name), dot + 1);
+        if (!ek) return unknown_family_key(&src, NULL, s, dot + 1);
+        yaml_document_t fdoc;
+        DS_TRY(parse_document(&src, eq + 1, strlen(eq + 1), &fdoc));
+        ds_settings *ftmp = malloc(sizeof *ftmp);
+        if (!ftmp) {
+            yaml_document_delete(&fdoc);
+            return ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, "out of memory");
+        }
+        *ftmp = *s;
+        ds_status frc = apply_family_node(&src, ek, yaml_document_get_root_node(&fdoc), ftmp);
+        yaml_document_delete(&fdoc);
+        if (frc == DS_OK) *s = *ftmp;
+        free(ftmp);
+        return frc;
+    }
     if (ki < 0) return unknown_key(&src, NULL, first, dot + 1);
 
     /* The value is one YAML scalar ("" when empty). */
@@ -779,6 +1039,7 @@ ds_status ds_settings_set(ds_settings *s, const char *assignment)
             rc = SRC_ERR(&src, NULL, "key '%s': found '', allowed: %s", keys[ki].path, allowed);
     } else {
         rc = apply_node(&src, &keys[ki], root, &tmp);
+        if (rc == DS_OK && keys[ki].type == K_ENERGY) rc = check_family_dim(&src, NULL, &tmp);
     }
     yaml_document_delete(&doc);
     if (rc == DS_OK) *s = tmp;
@@ -801,23 +1062,36 @@ void ds_settings_defaults(ds_settings *s)
 ds_status ds_settings_validate(const ds_settings *s)
 {
     DS_CHECK(s, DS_ERR_INVALID, "ds_settings_validate: NULL settings");
+    char list[1024];
+    const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
+    if (!vt) CFG_FAIL("energy.name '%s' is not a registered energy; allowed: %s", s->energy_name,
+                      ds_energy_names(list, sizeof list));
+    if (s->energy_dim != 0 && vt->check_dim(s->energy_dim) != DS_OK) {
+        ds_error_clear();
+        CFG_FAIL("energy.dim is %d, but energy '%s' allows 0 (its default, %d) or %s", s->energy_dim,
+                 vt->name, vt->default_dim, vt->dims);
+    }
+    for (int j = 0; j < s->energy_args.count; j++)
+        if (!ds_energy_find_key(vt, s->energy_args.v[j].key))
+            CFG_FAIL("energy.%.*s is not a key of energy '%s'; its keys: %s", DS_ENERGY_KEY_MAX - 1,
+                     s->energy_args.v[j].key, vt->name, ds_energy_key_names(vt, list, sizeof list));
     const char *obj = ds_objective_name(s->objective);
-    int flow_obj = s->objective == DS_OBJ_DB || s->objective == DS_OBJ_SUBTB ||
-                   s->objective == DS_OBJ_FLSUBTB;
-    int onpolicy = s->objective == DS_OBJ_PIS || s->objective == DS_OBJ_DDS ||
-                   s->objective == DS_OBJ_DIS;
-    if (s->objective == DS_OBJ_MLE)
-        CFG_FAIL("objective.name 'mle' is only a backward objective: set objective.backward: mle "
-                 "with a forward objective (e.g. objective.name: tb) and objective.both_ways: true "
-                 "or local_search.enabled: true");
+    const int flow_obj = ds_objective_has(s->objective, DS_OBJF_FLOW);
+    const int onpolicy = ds_objective_has(s->objective, DS_OBJF_ON_POLICY);
+    /* The reader refuses these already; settings built in code get the same answer. */
+    if (!ds_objective_has(s->objective, DS_OBJF_FORWARD | DS_OBJF_IMPLEMENTED))
+        CFG_FAIL("objective.name '%s' cannot be the forward objective of this version", obj);
+    if (!ds_objective_has(s->backward, DS_OBJF_BACKWARD | DS_OBJF_IMPLEMENTED))
+        CFG_FAIL("objective.backward '%s' cannot train on backward trajectories",
+                 ds_objective_name(s->backward));
     if (flow_obj && !s->conditional_flow)
         CFG_FAIL("objective.name '%s' needs a flow network: set sampler.conditional_flow: true",
                  obj);
     if (s->partial_energy && !s->conditional_flow)
         CFG_FAIL("sampler.partial_energy: true needs sampler.conditional_flow: true (the partial "
                  "energy is added to the flow network)");
-    if (s->objective == DS_OBJ_FLSUBTB && !s->partial_energy)
-        CFG_FAIL("objective.name 'fl-subtb' needs sampler.partial_energy: true");
+    if (ds_objective_has(s->objective, DS_OBJF_PARTIAL_ENERGY) && !s->partial_energy)
+        CFG_FAIL("objective.name '%s' needs sampler.partial_energy: true", obj);
     if (onpolicy && s->expl_factor > 0)
         CFG_FAIL("objective.name '%s' is on-policy (simulation-based) and cannot use exploration "
                  "noise: set exploration.factor: 0 (found %g), or use an off-policy objective "
@@ -826,6 +1100,14 @@ ds_status ds_settings_validate(const ds_settings *s)
         CFG_FAIL("objective.name '%s' is on-policy (simulation-based) and cannot train both ways "
                  "from a replay buffer: set objective.both_ways: false and local_search.enabled: "
                  "false, or use an off-policy objective (tb, vargrad, db, subtb, fl-subtb)", obj);
+    if (onpolicy && (s->conditional_flow || s->partial_energy))
+        CFG_FAIL("objective.name '%s' is on-policy and learns no flow: set sampler.conditional_flow: false "
+                 "and sampler.partial_energy: false", obj);
+    if (s->beta_min > s->beta_max)
+        CFG_FAIL("sampler.beta_min (%g) must not exceed sampler.beta_max (%g)", s->beta_min, s->beta_max);
+    if (s->recompute_every > 0 && !onpolicy)
+        CFG_FAIL("objective.recompute_every applies to the on-policy objectives (pis, dds, dis) only; found "
+                 "objective.name '%s'", obj);
     if (s->ls_burn_in >= s->ls_max_iter)
         CFG_FAIL("local_search.burn_in (%d) must be smaller than local_search.max_iter (%d)",
                  s->ls_burn_in, s->ls_max_iter);
@@ -917,6 +1199,7 @@ static int fmt_value(const key_def *k, const ds_settings *s, char *buf, size_t n
         fmt_double(buf, n, d);
         return 1;
     case K_STRING:
+    case K_ENERGY:
         fmt_string(buf, n, field);
         return 1;
     case K_ENUM: {
@@ -927,8 +1210,75 @@ static int fmt_value(const key_def *k, const ds_settings *s, char *buf, size_t n
         snprintf(buf, n, "%s", k->choices[i]);
         return 1;
     }
+    case K_OBJECTIVE:
+        memcpy(&i, field, sizeof i);
+        if (!ds_objective_has((ds_objective)i, k->role | DS_OBJF_IMPLEMENTED)) return 0;
+        snprintf(buf, n, "%s", ds_objective_name((ds_objective)i));
+        return 1;
     }
     return 0;
+}
+
+static int is_last_energy_key(size_t i)
+{
+    return same_section(&keys[i], "energy", 6) && (i + 1 == NKEYS || is_section_start(i + 1));
+}
+
+/* The text of a family key's value (v->num or v->text). */
+static void fmt_family_value(const ds_energy_key *ek, const ds_energy_arg *v, char *buf, size_t n)
+{
+    switch (ek->type) {
+    case DS_EKEY_BOOL: snprintf(buf, n, "%s", v->num != 0 ? "true" : "false"); return;
+    case DS_EKEY_INT: snprintf(buf, n, "%.0f", v->num); return;
+    case DS_EKEY_DOUBLE: fmt_double(buf, n, v->num); return;
+    case DS_EKEY_STRING: fmt_string(buf, n, v->text); return;
+    }
+    buf[0] = '\0';
+}
+
+/* The keys of the chosen family (every one, defaults included) under
+ * energy:, and with docs a comment naming the other families' keys.
+ * Returns nonzero on a write error. */
+static int write_family_keys(const ds_settings *s, FILE *out, int docs)
+{
+    const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
+    int bad = 0;
+    for (int i = 0; vt && i < vt->nkeys; i++) {
+        const ds_energy_key *ek = &vt->keys[i];
+        ds_energy_arg v, d;
+        family_value(s, ek, &v);
+        memset(&d, 0, sizeof d);
+        d.num = ek->def;
+        snprintf(d.text, sizeof d.text, "%s", ek->def_text ? ek->def_text : "");
+        char value[4 * DS_ENERGY_TEXT_MAX + 8], dflt[4 * DS_ENERGY_TEXT_MAX + 8];
+        fmt_family_value(ek, &v, value, sizeof value);
+        if (!docs) {
+            bad |= fprintf(out, "  %s: %s\n", ek->name, value) < 0;
+            continue;
+        }
+        fmt_family_value(ek, &d, dflt, sizeof dflt);
+        char path[64], allowed[1024], line[4 * DS_ENERGY_TEXT_MAX + 96];
+        key_def k = family_key_def(ek, path, sizeof path);
+        describe_allowed(&k, allowed, sizeof allowed);
+        if (k.type == K_BOOL) snprintf(allowed, sizeof allowed, "true or false");
+        snprintf(line, sizeof line, "%s: %s", ek->name, value);
+        bad |= fprintf(out, "  %-34s # (%s) %s; %s%s%s\n", line, vt->name, ek->doc, allowed,
+                       strcmp(dflt, value) ? "; default " : "", strcmp(dflt, value) ? dflt : "") < 0;
+    }
+    if (docs) {
+        /* At column 0: a comment, not one of the section's key lines. */
+        bad |= fprintf(out, "# energy keys of the other families (valid with their energy.name):") < 0;
+        const char *sep = "";
+        for (int f = 0; f < ds_energy_registry_count(); f++) {
+            const ds_energy_vtable *o = ds_energy_registry_get(f);
+            if (o == vt) continue;
+            char names[512];
+            bad |= fprintf(out, "%s %s: %s", sep, o->name, ds_energy_key_names(o, names, sizeof names)) < 0;
+            sep = ";";
+        }
+        bad |= fprintf(out, "\n") < 0;
+    }
+    return bad;
 }
 
 ds_status ds_settings_write_yaml(const ds_settings *s, FILE *out, int docs)
@@ -951,22 +1301,27 @@ ds_status ds_settings_write_yaml(const ds_settings *s, FILE *out, int docs)
                  "ds_settings_write_yaml: %s holds no valid value", k->path);
         if (!docs) {
             bad |= fprintf(out, "  %s: %s\n", leaf(k), value) < 0;
+            if (is_last_energy_key(i)) bad |= write_family_keys(s, out, docs);
             continue;
         }
         char line[4 * DS_PATH_MAX + 96], allowed[1040], dflt[4 * DS_PATH_MAX + 8];
         snprintf(line, sizeof line, "%s: %s", leaf(k), value);
         if (k->type == K_BOOL)
             snprintf(allowed, sizeof allowed, "true or false");
-        else if (k->type == K_ENUM) {
+        else if (k->type == K_ENUM || k->type == K_OBJECTIVE || k->type == K_ENERGY) {
             char list[1024];
             describe_allowed(k, list, sizeof list);
             snprintf(allowed, sizeof allowed, "one of %s", list);
         } else
             describe_allowed(k, allowed, sizeof allowed);
+        const ds_energy_vtable *fam = ds_energy_lookup(s->energy_name);
+        if ((k->flags & ENERGY_DIM) && fam)
+            cat(allowed, sizeof allowed, " that %s accepts: %s", fam->name, fam->dims);
         fmt_value(k, &defaults, dflt, sizeof dflt);
         bad |= fprintf(out, "  %-34s # %s; %s%s%s\n", line, k->doc, allowed,
                        strcmp(dflt, value) ? "; default " : "",
                        strcmp(dflt, value) ? dflt : "") < 0;
+        if (is_last_energy_key(i)) bad |= write_family_keys(s, out, docs);
     }
     DS_CHECK(!bad && !ferror(out), DS_ERR_IO, "cannot write the configuration: %s",
              strerror(errno));
@@ -993,9 +1348,4 @@ ds_status ds_settings_to_yaml(const ds_settings *s, char **out)
     return DS_OK;
 }
 
-const char *ds_objective_name(ds_objective o)
-{
-    if ((int)o < 0 || (int)o >= (int)(sizeof objective_names / sizeof objective_names[0]) - 1)
-        return "unknown";
-    return objective_names[o];
-}
+

@@ -13,6 +13,10 @@
 
 static char ds_errbuf[DS_ERRBUF];
 static ds_status ds_errcode = DS_OK;
+/* Where, in ds_errbuf, the message proper starts (after "file:line func(): ")
+ * and the first "\n  from" trace line starts (0 = none): ds_die shows users
+ * only the message, and the source locations with DS_DEBUG. */
+static size_t ds_errmsg_at = 0, ds_errtrace_at = 0;
 
 static void append(const char *fmt, ...)
 {
@@ -33,6 +37,8 @@ ds_status ds_error_set(ds_status code, const char *file, int line, const char *f
     ds_errcode = code;
     append("%s:%d %s(): ", base, line, func);
     size_t len = strlen(ds_errbuf);
+    ds_errmsg_at = len;
+    ds_errtrace_at = 0;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(ds_errbuf + len, DS_ERRBUF - len, fmt, ap);
@@ -44,12 +50,18 @@ void ds_error_trace(const char *file, int line, const char *func)
 {
     const char *base = strrchr(file, '/');
     base = base ? base + 1 : file;
+    if (!ds_errtrace_at) ds_errtrace_at = strlen(ds_errbuf);
     append("\n  from %s:%d %s()", base, line, func);
 }
 
 const char *ds_error_message(void) { return ds_errbuf; }
 ds_status ds_error_code(void) { return ds_errcode; }
-void ds_error_clear(void) { ds_errbuf[0] = '\0'; ds_errcode = DS_OK; }
+void ds_error_clear(void)
+{
+    ds_errbuf[0] = '\0';
+    ds_errcode = DS_OK;
+    ds_errmsg_at = ds_errtrace_at = 0;
+}
 
 const char *ds_status_name(ds_status code)
 {
@@ -86,6 +98,21 @@ int ds_exit_code(ds_status code)
     return 1;
 }
 
+/* DS_DEBUG set to anything but "" or "0" (the CLI's --debug sets it). */
+static int debug_on(void)
+{
+    const char *d = getenv("DS_DEBUG");
+    return d && *d && strcmp(d, "0") != 0;
+}
+
+/* What users see (without DS_DEBUG): the message alone, first line
+ * "FILE:LINE:COL: error: ..." when it names a place in an input file (the
+ * config reader writes it so), else "diffsamp: error: ...". With several
+ * ranks every rank that fails prints its own line, tagged "[rank] ", except
+ * for bad usage or config, which every rank meets alike: rank 0 alone reports
+ * it (the others wait a moment so that rank 0's line is not cut off by their
+ * MPI_Abort). With DS_DEBUG: "[rank] file:line func(): " and the whole
+ * record with its "from file:line" trace. */
 void ds_die(ds_status code, const char *file, int line, const char *func, const char *fmt, ...)
 {
     int inited = 0, finalized = 0, rank = 0, size = 1;
@@ -97,12 +124,37 @@ void ds_die(ds_status code, const char *file, int line, const char *func, const 
     }
     const char *base = strrchr(file, '/');
     base = base ? base + 1 : file;
-    char msg[1024];
+    char msg[DS_ERRBUF];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "[%d] %s:%d %s(): %s\n", rank, base, line, func, msg);
+    if (debug_on()) {
+        fprintf(stderr, "[%d] %s:%d %s(): %s\n", rank, base, line, func, msg);
+    } else {
+        /* The recorded error (DIE passes it through): its message proper. */
+        char text[DS_ERRBUF];
+        if (strcmp(msg, ds_errbuf) == 0 && ds_errmsg_at <= strlen(ds_errbuf)) {
+            size_t end = ds_errtrace_at ? ds_errtrace_at : strlen(ds_errbuf);
+            snprintf(text, sizeof text, "%.*s", (int)(end - ds_errmsg_at), ds_errbuf + ds_errmsg_at);
+        } else {
+            snprintf(text, sizeof text, "%s", msg);
+        }
+        const char *nl = strchr(text, '\n');
+        const char *tag = strstr(text, ": error: ");
+        const int placed = tag && (!nl || tag < nl);
+        const int shared = code == DS_ERR_CONFIG && size > 1;
+        if (shared && rank != 0) {
+            struct timespec pause = {2, 0};
+            nanosleep(&pause, NULL);
+        }
+        char who[32] = "";
+        if (size > 1 && !(shared && rank == 0)) snprintf(who, sizeof who, "[%d] ", rank);
+        fprintf(stderr, "%s%s%s\n", who, placed ? "" : "diffsamp: error: ", text);
+        if (code != DS_ERR_CONFIG)
+            fprintf(stderr, "%sdiffsamp: note: run with --debug (or DS_DEBUG=1) to see where in the "
+                            "source this was raised\n", who);
+    }
     fflush(stderr);
     if (inited && !finalized && size > 1) MPI_Abort(MPI_COMM_WORLD, ds_exit_code(code));
     if (inited && !finalized) MPI_Finalize();

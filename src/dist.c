@@ -1,24 +1,27 @@
 /* dist: MPI reductions and the local-search sample exchange. */
 #include "diffsamp/dist.h"
+#include "diffsamp/mpicheck.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MPI_TRY(call)                                                                              \
-    do {                                                                                           \
-        int ds_mpi_rc_ = (call);                                                                   \
-        DS_CHECK(ds_mpi_rc_ == MPI_SUCCESS, DS_ERR_MPI, "%s failed with code %d", #call, ds_mpi_rc_); \
-    } while (0)
+ds_status ds_mpi_fail(int err, const char *file, int line, const char *func, const char *call)
+{
+    char s[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(err, s, &len) != MPI_SUCCESS) snprintf(s, sizeof s, "MPI error code %d", err);
+    return ds_error_set(DS_ERR_MPI, file, line, func, "%s failed: %s", call, s);
+}
 
 static MPI_Datatype real_type(void) { return sizeof(ds_real) == sizeof(double) ? MPI_DOUBLE : MPI_FLOAT; }
 
-ds_status ds_dist_exchange(MPI_Comm comm, ds_buffer *ls, int count, ds_exchange_mode mode, ds_rng r,
+ds_status ds_dist_exchange(MPI_Comm comm, ds_buffer *ls, int count, ds_exchange mode, ds_rng r,
                            uint64_t iteration, long *received)
 {
     int rank, size;
-    MPI_TRY(MPI_Comm_rank(comm, &rank));
-    MPI_TRY(MPI_Comm_size(comm, &size));
+    DS_MPI(MPI_Comm_rank(comm, &rank));
+    DS_MPI(MPI_Comm_size(comm, &size));
     if (received) *received = 0;
     DS_CHECK(count >= 0, DS_ERR_INVALID, "exchange count %d < 0", count);
     const int d = ds_buffer_dim(ls);
@@ -35,7 +38,7 @@ ds_status ds_dist_exchange(MPI_Comm comm, ds_buffer *ls, int count, ds_exchange_
         goto done;
     }
     if (n > 0) {
-        if (mode == DS_EXCHANGE_BEST) {
+        if (mode == DS_EXCH_BEST) {
             DS_TRY_GOTO(rc, ds_buffer_top(ls, n, x, lr), done);
         } else {
             /* uniform indices, with replacement, keyed by (iteration, rank) */
@@ -48,11 +51,7 @@ ds_status ds_dist_exchange(MPI_Comm comm, ds_buffer *ls, int count, ds_exchange_
             }
         }
     }
-    int mpirc = MPI_Allgather(&n, 1, MPI_INT, counts, 1, MPI_INT, comm);
-    if (mpirc != MPI_SUCCESS) {
-        rc = ds_error_set(DS_ERR_MPI, __FILE__, __LINE__, __func__, "MPI_Allgather of exchange counts failed");
-        goto done;
-    }
+    DS_MPI_GOTO(rc, done, MPI_Allgather(&n, 1, MPI_INT, counts, 1, MPI_INT, comm));
     long total = 0;
     for (int q = 0; q < size; q++) total += counts[q];
     all_x = ds_calloc((size_t)(total > 0 ? total : 1) * d, sizeof(ds_real));
@@ -64,21 +63,15 @@ ds_status ds_dist_exchange(MPI_Comm comm, ds_buffer *ls, int count, ds_exchange_
     /* log R first (counts in samples), then x (counts in reals). */
     displs[0] = 0;
     for (int q = 1; q < size; q++) displs[q] = displs[q - 1] + counts[q - 1];
-    mpirc = MPI_Allgatherv(lr, n, real_type(), all_lr, counts, displs, real_type(), comm);
-    if (mpirc == MPI_SUCCESS) {
-        for (int q = 0; q < size; q++) {
-            counts[q] *= d;
-            displs[q] *= d;
-        }
-        mpirc = MPI_Allgatherv(x, n * d, real_type(), all_x, counts, displs, real_type(), comm);
-        for (int q = 0; q < size; q++) {
-            counts[q] /= d;
-            displs[q] /= d;
-        }
+    DS_MPI_GOTO(rc, done, MPI_Allgatherv(lr, n, real_type(), all_lr, counts, displs, real_type(), comm));
+    for (int q = 0; q < size; q++) {
+        counts[q] *= d;
+        displs[q] *= d;
     }
-    if (mpirc != MPI_SUCCESS) {
-        rc = ds_error_set(DS_ERR_MPI, __FILE__, __LINE__, __func__, "MPI_Allgatherv of exchanged samples failed");
-        goto done;
+    DS_MPI_GOTO(rc, done, MPI_Allgatherv(x, n * d, real_type(), all_x, counts, displs, real_type(), comm));
+    for (int q = 0; q < size; q++) {
+        counts[q] /= d;
+        displs[q] /= d;
     }
     long added = 0;
     for (int q = 0; q < size; q++) {
@@ -99,7 +92,7 @@ done:
 ds_status ds_dist_any(MPI_Comm comm, int flag, int *any)
 {
     int in = flag != 0, out = 0;
-    MPI_TRY(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_LOR, comm));
+    DS_MPI(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_LOR, comm));
     *any = out;
     return DS_OK;
 }
@@ -117,14 +110,15 @@ static ds_status dist_lse(MPI_Comm comm, ds_lse *a, int count)
 {
     MPI_Op op;
     MPI_Datatype pair;
-    MPI_TRY(MPI_Type_contiguous(2, MPI_DOUBLE, &pair));
-    MPI_TRY(MPI_Type_commit(&pair));
-    MPI_TRY(MPI_Op_create(lse_op, 1, &op));
-    int rc = MPI_Allreduce(MPI_IN_PLACE, a, count, pair, op, comm);
-    MPI_Op_free(&op);
+    DS_MPI(MPI_Type_contiguous(2, MPI_DOUBLE, &pair));
+    DS_MPI(MPI_Type_commit(&pair));
+    DS_MPI(MPI_Op_create(lse_op, 1, &op));
+    ds_status rc = DS_OK;
+    DS_MPI_GOTO(rc, done, MPI_Allreduce(MPI_IN_PLACE, a, count, pair, op, comm));
+done:
+    MPI_Op_free(&op);       /* cleanup: nothing to report beyond the first failure */
     MPI_Type_free(&pair);
-    DS_CHECK(rc == MPI_SUCCESS, DS_ERR_MPI, "MPI_Allreduce of log-sum-exp pairs failed (%d)", rc);
-    return DS_OK;
+    return rc;
 }
 
 ds_status ds_dist_logsumexp(MPI_Comm comm, const double *v, long n, double *out)
@@ -149,7 +143,7 @@ ds_status ds_dist_eval_weights(MPI_Comm comm, const double *log_w, long n, ds_ev
         sums[0] += log_w[i];
     }
     DS_TRY(dist_lse(comm, a, 2));
-    MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, comm));
+    DS_MPI(MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, comm));
     const double N = sums[1], lse = ds_lse_value(&a[0]);
     r->elbo = sums[0] / N;
     r->log_z_is = lse - log(N);
@@ -173,10 +167,10 @@ ds_status ds_dist_check_params(MPI_Comm comm, const ds_arena *a)
         h *= UINT64_C(1099511628211);
     }
     unsigned long long mine = (unsigned long long)h, lo = 0, hi = 0;
-    MPI_TRY(MPI_Allreduce(&mine, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm));
-    MPI_TRY(MPI_Allreduce(&mine, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm));
+    DS_MPI(MPI_Allreduce(&mine, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm));
+    DS_MPI(MPI_Allreduce(&mine, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm));
     int rank;
-    MPI_TRY(MPI_Comm_rank(comm, &rank));
+    DS_MPI(MPI_Comm_rank(comm, &rank));
     DS_CHECK(lo == hi, DS_ERR_NUMERIC,
              "parameters differ across ranks (checksums %016llx .. %016llx; this rank %d has %016llx): the ranks "
              "no longer run the same model", lo, hi, rank, mine);

@@ -56,30 +56,6 @@ double ds_logmeanexp(const double *v, long n)
     return ds_logsumexp(v, n) - log((double)n);
 }
 
-void ds_eval_weights(const double *log_w, long n, ds_eval_result *r)
-{
-    double mean = 0;
-    ds_lse a, a2;
-    ds_lse_init(&a);
-    ds_lse_init(&a2);
-    for (long i = 0; i < n; i++) {
-        mean += log_w[i];
-        ds_lse_add(&a, log_w[i]);
-        ds_lse_add(&a2, 2.0 * log_w[i]);
-    }
-    r->elbo = n > 0 ? mean / n : NAN;
-    double lse = ds_lse_value(&a);
-    r->log_z_is = lse - log((double)n);
-    /* ESS = (sum w)^2 / (n sum w^2) */
-    r->ess = exp(2.0 * lse - ds_lse_value(&a2) - log((double)n));
-    if (r->has_log_z) {
-        r->delta_log_z = fabs(r->log_z_true - r->elbo);
-        r->delta_log_z_is = fabs(r->log_z_true - r->log_z_is);
-    } else {
-        r->delta_log_z = r->delta_log_z_is = NAN;
-    }
-}
-
 int ds_eval_grid_modes(const ds_real *x, long n, int per_axis, double spacing, double radius, int min_count)
 {
     int nm = per_axis * per_axis;

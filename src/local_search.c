@@ -11,7 +11,7 @@ void ds_ls_params_init(ds_ls_params *p)
     memset(p, 0, sizeof(*p));
     p->max_iter = 200;
     p->burn_in = 100;
-    p->step = 0.001;
+    p->step = DS_LS_DEFAULT_STEP;
     p->target_acceptance = 0.574;
     p->adapt_up = 1.01;
     p->adapt_down = 0.99;
@@ -95,7 +95,7 @@ ds_status ds_ls_run(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_
         goto done;
     }
 
-    if (n > 0) DS_TRY_GOTO(rc, e->vt->log_reward(e->state, d, n, x, lr, g), done);
+    if (n > 0) DS_TRY_GOTO(rc, e->vt->log_reward(e->state, d, n, x, NULL, lr, g), done);
 
     double step = p->step;
     double rate = 0.0;
@@ -114,7 +114,7 @@ ds_status ds_ls_run(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_
             for (int j = 0; j < d; j++)
                 xpk[j] = (ds_real)((double)xk[j] + drift * (double)gk[j] + noise * xi[j]);
         }
-        if (n > 0) DS_TRY_GOTO(rc, e->vt->log_reward(e->state, d, n, xp, lrp, gp), done);
+        if (n > 0) DS_TRY_GOTO(rc, e->vt->log_reward(e->state, d, n, xp, NULL, lrp, gp), done);
 
         double acc = 0.0;
         for (int k = 0; k < n; k++) {

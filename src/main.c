@@ -1,11 +1,14 @@
 #define _POSIX_C_SOURCE 200809L
 /* diffsamp: the command line. Parses arguments, builds the settings, and
  * hands over to the library; the only place that ends the process on error
- * (ds_die: message with rank, then MPI_Abort on every rank). */
+ * (ds_die: the message for users, then MPI_Abort on every rank; with --debug
+ * or DS_DEBUG=1 also where in the source it was raised). */
 #include "diffsamp/config.h"
 #include "diffsamp/core.h"
 #include "diffsamp/energy.h"
 #include "diffsamp/h5io.h"
+#include "diffsamp/mpicheck.h"
+#include "diffsamp/metrics.h"
 #include "diffsamp/train.h"
 
 #include <signal.h>
@@ -19,7 +22,8 @@
 
 /* The embedded default of `diffsamp train` with no config: 25gmm with TB,
  * exploration and local search (the paper's own method, Sendera et al. 2024,
- * Table 1), sized so that `make demo` finishes in about a minute. */
+ * Table 1: "TB + Expl. + LS"), sized so that `make demo` finishes in about a
+ * minute. */
 static const char *default_config =
     "energy:\n"
     "  name: 25gmm\n"
@@ -52,25 +56,121 @@ static const char *default_config =
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: diffsamp <command> [options]\n"
+            "usage: diffsamp [--debug] <command> [options]\n"
+            "       diffsamp --help | --version | <command> --help\n"
             "\n"
             "commands:\n"
             "  train [config.yaml] [--set key=value]... [--out DIR] [--resume auto|never|PATH]\n"
-            "        train a sampler (no config: the embedded 25gmm TB + exploration default);\n"
-            "        resumes from DIR/checkpoint.h5 when it exists (--resume auto, the default)\n"
+            "        train a sampler (no config: the embedded 25gmm default, TB + exploration +\n"
+            "        local search); resumes from DIR/checkpoint.h5 when it exists (--resume auto)\n"
             "  sample --checkpoint PATH -n N -o FILE.h5\n"
             "        write N samples of a trained sampler (streamed, any N) with their log-weights\n"
             "  eval --checkpoint PATH [--ground-truth N]\n"
             "        print the metrics of a trained sampler\n"
             "  energies\n"
             "        list the target energies with their dimension and known log Z\n"
-            "  config [config.yaml] [--set key=value]...\n"
+            "  config [config.yaml] [--set key=value]... [--out DIR]\n"
             "        print the effective configuration with every key documented\n"
+            "\n"
+            "options of every command:\n"
+            "  --debug      on errors, also print where in the source they were raised\n"
+            "               (the same as the environment variable DS_DEBUG=1)\n"
             "\n"
             "exit codes: 0 done, 1 error, 2 bad usage or config, 3 checkpointed on request\n");
 }
 
+/* `diffsamp CMD --help`. */
+typedef struct command_help {
+    const char *name, *text;
+} command_help;
+
+static const command_help helps[] = {
+    {"train",
+     "usage: diffsamp train [config.yaml] [--set key=value]... [--out DIR] [--resume auto|never|PATH]\n"
+     "\n"
+     "Trains a sampler. Settings come from the embedded default (25gmm, TB + exploration +\n"
+     "local search, as `make demo` runs it) or from config.yaml, then from each --set in\n"
+     "order; `diffsamp config` prints them all with their docs.\n"
+     "\n"
+     "  config.yaml         a YAML file of sections and keys (see configs/reference.yaml)\n"
+     "  --set key=value     override one key, e.g. --set sampler.T=50 --set energy.name=9gmm\n"
+     "  --out DIR           the run folder (output.dir): config.yaml, metrics.csv, checkpoints\n"
+     "  --resume auto       continue from DIR/checkpoint.h5 when it exists (the default)\n"
+     "  --resume never      start afresh even when a checkpoint exists\n"
+     "  --resume PATH       continue from the checkpoint at PATH\n"
+     "\n"
+     "SIGTERM, SIGINT and SIGUSR1 checkpoint at the next iteration and exit with code 3.\n"},
+    {"sample",
+     "usage: diffsamp sample --checkpoint PATH -n N -o FILE.h5\n"
+     "\n"
+     "Writes N samples of the sampler in the checkpoint PATH (a file, or a run folder) to\n"
+     "FILE.h5 with /x, /log_reward, /log_pf, /log_pb and /log_weight, and prints their metrics.\n"},
+    {"eval",
+     "usage: diffsamp eval --checkpoint PATH [--ground-truth N]\n"
+     "\n"
+     "Prints the metrics of the sampler in the checkpoint PATH (ELBO, log Z estimates, ESS,\n"
+     "and with exact samples of the target the mean log-likelihood of N of them; default:\n"
+     "the run's eval.ground_truth_samples).\n"},
+    {"energies",
+     "usage: diffsamp energies\n"
+     "\n"
+     "Lists the target energies: name, default dimension, known log Z, description. Their\n"
+     "own keys (energy.<key>) are documented by `diffsamp config --set energy.name=NAME`.\n"},
+    {"config",
+     "usage: diffsamp config [config.yaml] [--set key=value]... [--out DIR]\n"
+     "\n"
+     "Prints the effective configuration (the embedded default or config.yaml, then each\n"
+     "--set) as YAML, every key with its doc, what it allows and its default; errors are\n"
+     "reported as `train` would report them.\n"},
+};
+
+/* 1 when argv holds --help or -h (the command's help is wanted). */
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return 1;
+    return 0;
+}
+
+static int print_help(const char *cmd, int rank)
+{
+    for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++)
+        if (strcmp(helps[i].name, cmd) == 0) {
+            if (rank == 0) fputs(helps[i].text, stdout);
+            return 0;
+        }
+    return 1;
+}
+
+static void print_version(void)
+{
+    char mpi[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    if (MPI_Get_library_version(mpi, &len) != MPI_SUCCESS) snprintf(mpi, sizeof mpi, "unknown");
+    char *nl = strchr(mpi, '\n');
+    if (nl) *nl = '\0';
+    printf("diffsamp %s (%s)\n", DS_VERSION, DS_GIT_VERSION);
+    printf("  numbers %s, energy ABI version %d\n", DS_REAL_NAME, DS_ENERGY_ABI_VERSION);
+    printf("  MPI: %s\n", mpi);
+}
+
 #define DIE(rc) ds_die((rc), __FILE__, __LINE__, __func__, "%s", ds_error_message())
+/* A usage error: "diffsamp: error: ..." and exit code 2. */
+#define USAGE_DIE(...) ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, __VA_ARGS__)
+/* main cannot return a ds_status: an MPI failure is recorded with
+ * MPI_Error_string (mpicheck.h) and ends the job. */
+#define MPI_OR_DIE(call)                                                                           \
+    do {                                                                                           \
+        int mpi_rc_ = (call);                                                                      \
+        if (mpi_rc_ != MPI_SUCCESS) DIE(ds_mpi_fail(mpi_rc_, __FILE__, __LINE__, __func__, #call)); \
+    } while (0)
+
+static int world_rank(void)
+{
+    int rank = 0;
+    MPI_OR_DIE(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+    return rank;
+}
 
 /* SIGTERM, SIGINT and SIGUSR1 ask for a checkpoint at the next iteration
  * boundary; a second SIGINT ends the process at once (the checkpoint on disk
@@ -99,7 +199,7 @@ static const char *take_option(int *argc, char **argv, const char *name)
 {
     for (int i = 0; i < *argc; i++) {
         if (strcmp(argv[i], name) == 0) {
-            if (i + 1 >= *argc) ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "%s needs a value", name);
+            if (i + 1 >= *argc) USAGE_DIE("%s needs a value", name);
             const char *v = argv[i + 1];
             for (int j = i; j + 2 < *argc; j++) argv[j] = argv[j + 2];
             *argc -= 2;
@@ -110,7 +210,7 @@ static const char *take_option(int *argc, char **argv, const char *name)
 }
 
 /* Parses [config.yaml] [--set k=v]... [--out DIR] into s. */
-static void parse_settings(int argc, char **argv, ds_settings *s, int allow_out)
+static void parse_settings(const char *cmd, int argc, char **argv, ds_settings *s, int allow_out)
 {
     ds_settings_defaults(s);
     int have_file = 0;
@@ -138,12 +238,13 @@ static void parse_settings(int argc, char **argv, ds_settings *s, int allow_out)
         } else if (allow_out && strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
             int n = snprintf(s->out_dir, sizeof s->out_dir, "%s", argv[++i]);
             if (n < 0 || (size_t)n >= sizeof s->out_dir)
-                ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "--out path is too long");
+                USAGE_DIE("--out: the path is longer than %d characters", DS_PATH_MAX - 1);
         } else if (argv[i][0] != '-' && !seen_file) {
             seen_file = 1;
+        } else if ((strcmp(argv[i], "--set") == 0 || strcmp(argv[i], "--out") == 0) && i + 1 >= argc) {
+            USAGE_DIE("%s needs a value (see `diffsamp %s --help`)", argv[i], cmd);
         } else {
-            ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__,
-                   "unexpected argument '%s' (see `diffsamp help`)", argv[i]);
+            USAGE_DIE("unexpected argument '%s' (see `diffsamp %s --help`)", argv[i], cmd);
         }
     }
     ds_status rc = ds_settings_validate(s);
@@ -155,9 +256,8 @@ static int cmd_train(int argc, char **argv)
     const char *resume = take_option(&argc, argv, "--resume");
     if (!resume) resume = "auto";
     ds_settings s;
-    parse_settings(argc, argv, &s, 1);
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    parse_settings("train", argc, argv, &s, 1);
+    const int rank = world_rank();
     if (rank == 0) {
         printf("# effective configuration\n");
         ds_settings_write_yaml(&s, stdout, 0);
@@ -167,6 +267,8 @@ static int cmd_train(int argc, char **argv)
     ds_trainer *t = NULL;
     ds_status rc = ds_trainer_create(&s, MPI_COMM_WORLD, &t);
     if (rc != DS_OK) DIE(rc);
+    const char *fail_rank = getenv("DS_DEBUG_FAIL_RANK"), *fail_it = getenv("DS_DEBUG_FAIL_ITERATION");
+    if (fail_rank) ds_trainer_set_fail_hook(t, atoi(fail_rank), fail_it ? atol(fail_it) : 0);
     if (strcmp(resume, "never") != 0 && (strcmp(resume, "auto") != 0 || ds_trainer_has_checkpoint(&s))) {
         rc = ds_trainer_resume(t, resume);
         if (rc != DS_OK) DIE(rc);
@@ -239,18 +341,17 @@ static int cmd_sample(int argc, char **argv)
     const char *ckpt = take_option(&argc, argv, "--checkpoint");
     const char *n = take_option(&argc, argv, "-n");
     const char *outp = take_option(&argc, argv, "-o");
-    if (!ckpt || !n || !outp || argc != 0)
-        ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "usage: diffsamp sample --checkpoint PATH -n N -o FILE.h5");
+    if (argc != 0) USAGE_DIE("sample: unexpected argument '%s' (see `diffsamp sample --help`)", argv[0]);
+    if (!ckpt || !n || !outp)
+        USAGE_DIE("sample needs --checkpoint PATH, -n N and -o FILE.h5 (see `diffsamp sample --help`)");
     char *end;
     long count = strtol(n, &end, 10);
-    if (*end || count < 1) ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "-n '%s': expected a positive integer", n);
+    if (*end || count < 1) USAGE_DIE("-n '%s': expected a positive integer", n);
     ds_trainer *t = trainer_from_checkpoint(ckpt, 0);
     ds_eval_result r;
     ds_status rc = ds_trainer_write_samples(t, outp, count, &r);
     if (rc != DS_OK) DIE(rc);
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank == 0) {
+    if (world_rank() == 0) {
         printf("%ld samples of iteration %ld written to %s\n", count, r.iteration, outp);
         printf("  ELBO %.4f  log Z (IS) %.4f  ESS %.4f", r.elbo, r.log_z_is, r.ess);
         if (r.has_log_z) printf("  Delta log Z %.4f  Delta log Z (IS) %.4f", r.delta_log_z, r.delta_log_z_is);
@@ -264,34 +365,20 @@ static int cmd_eval(int argc, char **argv)
 {
     const char *ckpt = take_option(&argc, argv, "--checkpoint");
     const char *gt = take_option(&argc, argv, "--ground-truth");
-    if (!ckpt || argc != 0)
-        ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "usage: diffsamp eval --checkpoint PATH [--ground-truth N]");
+    if (argc != 0) USAGE_DIE("eval: unexpected argument '%s' (see `diffsamp eval --help`)", argv[0]);
+    if (!ckpt) USAGE_DIE("eval needs --checkpoint PATH (see `diffsamp eval --help`)");
     long n_gt = -1;  /* default: the run's eval.ground_truth_samples */
     if (gt) {
         char *end;
         n_gt = strtol(gt, &end, 10);
         if (*end || n_gt < 0 || n_gt > 100000000)
-            ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "--ground-truth '%s': expected an integer >= 0", gt);
+            USAGE_DIE("--ground-truth '%s': expected an integer in [0, 100000000]", gt);
     }
     ds_trainer *t = trainer_from_checkpoint(ckpt, n_gt);
     ds_eval_result r;
     ds_status rc = ds_trainer_evaluate(t, 1, &r);
     if (rc != DS_OK) DIE(rc);
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank == 0) {
-        printf("iteration            %ld\n", r.iteration);
-        printf("ELBO                 %.6f\n", r.elbo);
-        printf("log Z (IS)           %.6f\n", r.log_z_is);
-        if (r.log_z_learned == r.log_z_learned) printf("log Z (learned)      %.6f\n", r.log_z_learned);
-        printf("ESS                  %.6f\n", r.ess);
-        if (r.has_log_z) {
-            printf("Delta log Z          %.6f\n", r.delta_log_z);
-            printf("Delta log Z (IS)     %.6f\n", r.delta_log_z_is);
-        }
-        if (r.mean_ll == r.mean_ll) printf("mean log-likelihood  %.6f\n", r.mean_ll);
-        if (r.modes >= 0) printf("modes with samples   %d of %d\n", r.modes, r.modes_total);
-    }
+    if (world_rank() == 0) ds_metrics_print(stdout, &r, DS_METRICS_REPORT);
     ds_trainer_destroy(&t);
     return 0;
 }
@@ -299,33 +386,57 @@ static int cmd_eval(int argc, char **argv)
 static int cmd_config(int argc, char **argv)
 {
     ds_settings s;
-    parse_settings(argc, argv, &s, 1);
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank == 0) ds_settings_write_yaml(&s, stdout, 1);
+    parse_settings("config", argc, argv, &s, 1);
+    if (world_rank() == 0) {
+        ds_status rc = ds_settings_write_yaml(&s, stdout, 1);
+        if (rc != DS_OK) DIE(rc);
+    }
     return 0;
+}
+
+/* Removes every --debug from argv; 1 when there was one. */
+static int take_debug(int *argc, char **argv)
+{
+    int found = 0, w = 1;
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--debug") == 0)
+            found = 1;
+        else
+            argv[w++] = argv[i];
+    }
+    *argc = w;
+    argv[w] = NULL;
+    return found;
 }
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
+    /* Before anything can fail: ds_die reads DS_DEBUG. */
+    if (take_debug(&argc, argv)) setenv("DS_DEBUG", "1", 1);
+    MPI_OR_DIE(MPI_Init(&argc, &argv));
     /* One BLAS thread per process unless the user chose otherwise: under MPI
      * the ranks already use the cores, and alone the products (64 columns)
      * are too small to gain from threads (measured: 31.4 ms/iteration with one
      * thread, 34.7 with two, 25gmm TB on 2 cores). Scale with ranks instead. */
-    int size = 1, rc = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    int rc = 0;
     if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
-    if (argc < 2) {
-        usage(stderr);
-        ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "no command given");
-    }
+    const int rank = world_rank();
+    if (argc < 2) USAGE_DIE("no command given; run `diffsamp --help` for the commands");
     const char *cmd = argv[1];
-    if (strcmp(cmd, "train") == 0) {
+    const int help = wants_help(argc - 2, argv + 2);
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        if (argc > 2 && print_help(argv[2], rank) == 0) {
+        } else if (rank == 0) {
+            usage(stdout);
+        }
+    } else if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        if (rank == 0) print_version();
+    } else if (help && print_help(cmd, rank) == 0) {
+        /* `diffsamp CMD --help` */
+    } else if (strcmp(cmd, "train") == 0) {
         rc = cmd_train(argc - 2, argv + 2);
     } else if (strcmp(cmd, "energies") == 0) {
-        int rank;
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        if (argc > 2) USAGE_DIE("energies: unexpected argument '%s' (see `diffsamp energies --help`)", argv[2]);
         if (rank == 0) ds_energy_list(stdout);
     } else if (strcmp(cmd, "sample") == 0) {
         rc = cmd_sample(argc - 2, argv + 2);
@@ -333,12 +444,11 @@ int main(int argc, char **argv)
         rc = cmd_eval(argc - 2, argv + 2);
     } else if (strcmp(cmd, "config") == 0) {
         rc = cmd_config(argc - 2, argv + 2);
-    } else if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-        usage(stdout);
     } else {
-        usage(stderr);
-        ds_die(DS_ERR_CONFIG, __FILE__, __LINE__, __func__, "unknown command '%s'", cmd);
+        USAGE_DIE("unknown command '%s'; the commands are train, sample, eval, energies and config "
+                  "(see `diffsamp --help`)", cmd);
     }
-    MPI_Finalize();
+    fflush(stdout);
+    MPI_OR_DIE(MPI_Finalize());
     return rc;
 }

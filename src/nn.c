@@ -159,25 +159,169 @@ void ds_linear_backward(ds_real *din, ds_real *dW, ds_real *db, const ds_real *d
     if (din) ds_linear_backward_input(din, dout, W, B, in_dim, out_dim, 1);
 }
 
-#define DS_SQRT1_2 0.70710678118654752440
-#define DS_INV_SQRT_2PI 0.39894228040143267794
-
-void ds_gelu_forward(ds_real *out, const ds_real *x, size_t n)
+#if defined(DS_REAL_DOUBLE)
+/* GELU forward that also stores GELU'(x) for the backward pass (libm, double). */
+void ds_gelu_forward_grad(ds_real *out, ds_real *gd, const ds_real *x, size_t n)
 {
+    const double s = 0.70710678118654752440, c = 0.39894228040143267794;
     for (size_t i = 0; i < n; i++) {
-        ds_real v = x[i];
-        out[i] = (ds_real)0.5 * v * ((ds_real)1 + DS_ERF(v * (ds_real)DS_SQRT1_2));
+        double v = x[i];
+        double cdf = 0.5 * (1.0 + erf(v * s));
+        out[i] = v * cdf;
+        gd[i] = cdf + v * c * exp(-0.5 * v * v);
+    }
+}
+#else
+/* In float, glibc's erff and expf are scalar calls that cost more than all
+ * the matrix products together (measured: 57% of an iteration). This version
+ * runs 8 lanes at a time with GCC/Clang vector extensions and no branches:
+ *   exp by Cody-Waite reduction and a degree-7 Taylor polynomial (relative
+ *   error < 1e-7; 0 below -80, so no result is denormal and GELU' is exactly
+ *   1 or 0 far out, where x exp(-x^2/2) would otherwise be x e^-80),
+ *   erfc(a) = t exp(-a^2) P(t), t = 1/(1 + p a), Abramowitz & Stegun 7.1.26
+ *   (absolute error < 1.5e-7), sharing exp(-x^2/2) with GELU'.
+ * GELU stays the exact erf form, evaluated to within ~4e-7 absolute
+ * (a few float ulps); the double build uses libm. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+static inline v8f vsel(v8i mask, v8f a, v8f b) { return (v8f)((mask & (v8i)a) | (~mask & (v8i)b)); }
+
+static inline v8f v8exp(v8f x)
+{
+    const v8f lo = {-80.f, -80.f, -80.f, -80.f, -80.f, -80.f, -80.f, -80.f};
+    const v8i under = x < lo; /* exp underflows: 0 (also where x*x overflowed to -inf) */
+    x = vsel(under, lo, x);
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    v8f k = (x * 1.44269504088896341f + shifter) - shifter;
+    v8f r = x - k * 0.693145751953125f - k * 1.428606765330187e-06f;
+    v8f p = r * (1.0f / 5040.0f) + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    v8i e = (__builtin_convertvector(k, v8i) + 127) << 23;
+    const v8f zero = {0};
+    return vsel(under, zero, p * (v8f)e);
+}
+
+static inline void gelu8(const float *x, float *out, float *gd)
+{
+    v8f v;
+    memcpy(&v, x, sizeof v);
+    v8f az = vsel(v < 0, -v, v) * 0.70710678118654752440f;
+    v8f E = v8exp(-0.5f * v * v);
+    v8f t = 1.0f / (1.0f + 0.3275911f * az);
+    v8f q = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+    v8f h = 0.5f * q * E;  /* 0.5 erfc(|x|/sqrt 2) */
+    v8f cdf = vsel(v < 0, h, 1.0f - h);
+    v8f o = v * cdf;
+    v8f g = cdf + v * 0.39894228040143267794f * E;
+    memcpy(out, &o, sizeof o);
+    memcpy(gd, &g, sizeof g);
+}
+
+void ds_gelu_forward_grad(ds_real *restrict out, ds_real *restrict gd, const ds_real *restrict x, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) gelu8(x + i, out + i, gd + i);
+    if (i < n) {  /* tail through the same lanes, so every element is computed identically */
+        float xb[8] = {0}, ob[8], gb[8];
+        memcpy(xb, x + i, sizeof(float) * (n - i));
+        gelu8(xb, ob, gb);
+        memcpy(out + i, ob, sizeof(float) * (n - i));
+        memcpy(gd + i, gb, sizeof(float) * (n - i));
+    }
+}
+#endif
+
+/* ------------------------------------------------------------------ MLP */
+
+ds_status ds_mlp_add(ds_mlp *m, ds_arena *a, int nlinear, const int *dims, const char *const *names, int group)
+{
+    memset(m, 0, sizeof *m);
+    DS_CHECK(nlinear >= 1 && nlinear <= DS_MLP_MAX_LINEAR, DS_ERR_INVALID, "an MLP has 1..%d Linear layers, got %d",
+             DS_MLP_MAX_LINEAR, nlinear);
+    m->nlinear = nlinear;
+    for (int l = 0; l <= nlinear; l++) {
+        DS_CHECK(dims[l] >= 1, DS_ERR_INVALID, "MLP width %d of layer %d", dims[l], l);
+        m->dims[l] = dims[l];
+    }
+    char name[2 * DS_TENSOR_NAME_MAX];  /* the arena refuses names that are too long */
+    for (int l = 0; l < nlinear; l++) {
+        snprintf(name, sizeof name, "%s.weight", names[l]);
+        DS_TRY(ds_arena_add(a, name, dims[l + 1], dims[l], group, &m->w[l]));
+        snprintf(name, sizeof name, "%s.bias", names[l]);
+        DS_TRY(ds_arena_add(a, name, 1, dims[l + 1], group, &m->b[l]));
+    }
+    return DS_OK;
+}
+
+size_t ds_mlp_workspace(const ds_mlp *m, size_t rows)
+{
+    size_t n = 0;
+    for (int l = 1; l < m->nlinear; l++) n += 2 * rows * (size_t)m->dims[l];
+    return n;
+}
+
+int ds_mlp_max_hidden(const ds_mlp *m)
+{
+    int w = 0;
+    for (int l = 1; l < m->nlinear; l++) w = m->dims[l] > w ? m->dims[l] : w;
+    return w;
+}
+
+void ds_mlp_bind(ds_mlp *m, ds_real *ws, size_t rows)
+{
+    for (int l = 1; l < m->nlinear; l++) {
+        m->act[l] = ws;
+        ws += rows * (size_t)m->dims[l];
+        m->gd[l] = ws;
+        ws += rows * (size_t)m->dims[l];
     }
 }
 
-void ds_gelu_backward(ds_real *din, const ds_real *dout, const ds_real *x, size_t n, int accumulate)
+void ds_mlp_forward(const ds_mlp *m, const ds_arena *a, ds_real *out, const ds_real *in, size_t r0, int n,
+                    ds_real *scratch)
 {
-    for (size_t i = 0; i < n; i++) {
-        ds_real v = x[i];
-        ds_real cdf = (ds_real)0.5 * ((ds_real)1 + DS_ERF(v * (ds_real)DS_SQRT1_2));
-        ds_real pdf = (ds_real)DS_INV_SQRT_2PI * DS_EXP((ds_real)-0.5 * v * v);
-        ds_real g = dout[i] * (cdf + v * pdf);
-        din[i] = accumulate ? din[i] + g : g;
+    // in: (n, dims[0]) -> [Linear, GELU] x (L-1) -> Linear -> out: (n, dims[L])
+    const int L = m->nlinear;
+    for (int l = 0; l < L; l++) {
+        const ds_real *x = l == 0 ? in : m->act[l] + r0 * m->dims[l];
+        if (l + 1 == L) {
+            ds_linear_forward(out, x, ds_arena_param(a, m->w[l]), ds_arena_param(a, m->b[l]), n, m->dims[l],
+                              m->dims[l + 1]);
+        } else {
+            const size_t o = r0 * m->dims[l + 1];
+            ds_linear_forward(scratch, x, ds_arena_param(a, m->w[l]), ds_arena_param(a, m->b[l]), n, m->dims[l],
+                              m->dims[l + 1]);
+            ds_gelu_forward_grad(m->act[l + 1] + o, m->gd[l + 1] + o, scratch, (size_t)n * m->dims[l + 1]);
+        }
+    }
+}
+
+void ds_mlp_backward(const ds_mlp *m, const ds_arena *a, ds_real *din, int accumulate, const ds_real *dout,
+                     const ds_real *in, size_t r0, int n, ds_real *s1, ds_real *s2)
+{
+    const int L = m->nlinear;
+    const ds_real *g = dout;  // d loss / d output of layer l
+    ds_real *cur = s1, *nxt = s2;
+    for (int l = L - 1; l >= 0; l--) {
+        const ds_real *x = l == 0 ? in : m->act[l] + r0 * m->dims[l];
+        ds_linear_backward_params(ds_arena_grad(a, m->w[l]), ds_arena_grad(a, m->b[l]), g, x, n, m->dims[l],
+                                  m->dims[l + 1]);
+        if (l == 0) {
+            if (din) ds_linear_backward_input(din, g, ds_arena_param(a, m->w[0]), n, m->dims[0], m->dims[1], accumulate);
+            break;
+        }
+        // d act_l, then through the GELU in front of it
+        ds_linear_backward_input(cur, g, ds_arena_param(a, m->w[l]), n, m->dims[l], m->dims[l + 1], 0);
+        const ds_real *gd = m->gd[l] + r0 * m->dims[l];
+        for (size_t k = 0; k < (size_t)n * m->dims[l]; k++) cur[k] *= gd[k];
+        g = cur;
+        ds_real *t = cur; cur = nxt; nxt = t;
     }
 }
 

@@ -5,7 +5,74 @@
 #include "diffsamp/objectives.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+
+/* ------------------------------------------------------------ the table */
+
+enum {
+    OFFP = DS_OBJF_IMPLEMENTED, /* off-policy, trainable here */
+    FWD = DS_OBJF_FORWARD,
+    BWD = DS_OBJF_BACKWARD,
+    LZ = DS_OBJF_LEARNS_LOG_Z
+};
+
+/* In enum order. The on-policy objectives are trained through the
+ * simulated path by onpolicy.c; the others by ds_objective_eval below. */
+#define ONP (DS_OBJF_IMPLEMENTED | DS_OBJF_FORWARD | DS_OBJF_ON_POLICY)
+static const ds_objective_info table[DS_OBJ_COUNT] = {
+    {DS_OBJ_TB, "tb", OFFP | FWD | BWD | LZ, DS_REF_BROWNIAN, "trajectory balance (Malkin et al. 2022)"},
+    {DS_OBJ_VARGRAD, "vargrad", OFFP | FWD | BWD, DS_REF_BROWNIAN,
+     "VarGrad: TB with the batch estimate of log Z (Richter et al. 2020)"},
+    {DS_OBJ_DB, "db", OFFP | FWD | DS_OBJF_FLOW | LZ, DS_REF_BROWNIAN, "detailed balance (Bengio et al. 2023)"},
+    {DS_OBJ_SUBTB, "subtb", OFFP | FWD | DS_OBJF_FLOW | LZ, DS_REF_BROWNIAN,
+     "sub-trajectory balance (Madan et al. 2023)"},
+    {DS_OBJ_FLSUBTB, "fl-subtb", OFFP | FWD | DS_OBJF_FLOW | DS_OBJF_PARTIAL_ENERGY | LZ, DS_REF_BROWNIAN,
+     "forward-looking SubTB (Zhang et al. 2023)"},
+    {DS_OBJ_MLE, "mle", OFFP | BWD, DS_REF_BROWNIAN, "maximum likelihood of backward trajectories from the buffer"},
+    {DS_OBJ_PIS, "pis", ONP, DS_REF_BROWNIAN, "path integral sampler (Zhang and Chen 2022)"},
+    {DS_OBJ_DDS, "dds", ONP, DS_REF_VP, "denoising diffusion sampler (Vargas et al. 2023)"},
+    {DS_OBJ_DIS, "dis", ONP, DS_REF_VP_EM, "time-reversed diffusion sampler (Berner et al. 2024)"},
+};
+#undef ONP
+
+const ds_objective_info *ds_objective_info_of(ds_objective kind)
+{
+    return (int)kind >= 0 && (int)kind < DS_OBJ_COUNT ? &table[kind] : NULL;
+}
+
+const ds_objective_info *ds_objective_lookup(const char *name)
+{
+    for (int i = 0; name && i < DS_OBJ_COUNT; i++)
+        if (strcmp(table[i].name, name) == 0) return &table[i];
+    return NULL;
+}
+
+const char *ds_objective_name(ds_objective kind)
+{
+    const ds_objective_info *o = ds_objective_info_of(kind);
+    return o ? o->name : "unknown";
+}
+
+int ds_objective_has(ds_objective kind, unsigned mask)
+{
+    const ds_objective_info *o = ds_objective_info_of(kind);
+    return o && (o->flags & mask) == mask;
+}
+
+void ds_objective_list(unsigned mask, char *buf, size_t n)
+{
+    size_t len = 0;
+    if (n) buf[0] = '\0';
+    for (int i = 0; i < DS_OBJ_COUNT; i++) {
+        if ((table[i].flags & (mask | DS_OBJF_IMPLEMENTED)) != (mask | DS_OBJF_IMPLEMENTED)) continue;
+        if (len + 1 >= n) break;
+        int w = snprintf(buf + len, n - len, "%s%s", len ? ", " : "", table[i].name);
+        if (w > 0) len += (size_t)w;
+    }
+}
+
+/* ------------------------------------------------------------- the losses */
 
 void ds_objective_log_weights(const ds_obj_input *in, double *lw)
 {
@@ -148,5 +215,5 @@ ds_status ds_objective_eval(ds_objective kind, const ds_obj_input *in, double *l
     default: break;
     }
     return ds_error_set(DS_ERR_INVALID, __FILE__, __LINE__, __func__,
-                        "objective '%s' is not an off-policy objective", ds_objective_name(kind));
+                        "objective '%s' is not an off-policy objective of this build", ds_objective_name(kind));
 }

@@ -16,134 +16,69 @@
 #define R_EXPF expf
 #endif
 
-#if defined(DS_REAL_DOUBLE)
-/* GELU forward that also stores GELU'(x) for the backward pass (libm, double). */
-static void gelu_fwd_grad(ds_real *out, ds_real *gd, const ds_real *x, size_t n)
-{
-    const double s = 0.70710678118654752440, c = 0.39894228040143267794;
-    for (size_t i = 0; i < n; i++) {
-        double v = x[i];
-        double cdf = 0.5 * (1.0 + erf(v * s));
-        out[i] = v * cdf;
-        gd[i] = cdf + v * c * exp(-0.5 * v * v);
-    }
-}
-#else
-/* In float, glibc's erff and expf are scalar calls that cost more than all
- * the matrix products together (measured: 57% of an iteration). This version
- * runs 8 lanes at a time with GCC/Clang vector extensions and no branches:
- *   exp by Cody-Waite reduction and a degree-7 Taylor polynomial (relative
- *   error < 1e-7; arguments clamped at -80 so no result is denormal),
- *   erfc(a) = t exp(-a^2) P(t), t = 1/(1 + p a), Abramowitz & Stegun 7.1.26
- *   (absolute error < 1.5e-7), sharing exp(-x^2/2) with GELU'.
- * GELU stays the exact erf form, evaluated to within ~4e-7 absolute
- * (a few float ulps); the double build uses libm. */
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-
-static inline v8f vsel(v8i mask, v8f a, v8f b) { return (v8f)((mask & (v8i)a) | (~mask & (v8i)b)); }
-
-static inline v8f v8exp(v8f x)
-{
-    const v8f lo = {-80.f, -80.f, -80.f, -80.f, -80.f, -80.f, -80.f, -80.f};
-    x = vsel(x < lo, lo, x);
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    v8f k = (x * 1.44269504088896341f + shifter) - shifter;
-    v8f r = x - k * 0.693145751953125f - k * 1.428606765330187e-06f;
-    v8f p = r * (1.0f / 5040.0f) + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    v8i e = (__builtin_convertvector(k, v8i) + 127) << 23;
-    return p * (v8f)e;
-}
-
-static inline void gelu8(const float *x, float *out, float *gd)
-{
-    v8f v;
-    memcpy(&v, x, sizeof v);
-    v8f az = vsel(v < 0, -v, v) * 0.70710678118654752440f;
-    v8f E = v8exp(-0.5f * v * v);
-    v8f t = 1.0f / (1.0f + 0.3275911f * az);
-    v8f q = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-    v8f h = 0.5f * q * E;  /* 0.5 erfc(|x|/sqrt 2) */
-    v8f cdf = vsel(v < 0, h, 1.0f - h);
-    v8f o = v * cdf;
-    v8f g = cdf + v * 0.39894228040143267794f * E;
-    memcpy(out, &o, sizeof o);
-    memcpy(gd, &g, sizeof g);
-}
-
-static void gelu_fwd_grad(ds_real *restrict out, ds_real *restrict gd, const ds_real *restrict x, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) gelu8(x + i, out + i, gd + i);
-    if (i < n) {  /* tail through the same lanes, so every element is computed identically */
-        float xb[8] = {0}, ob[8], gb[8];
-        memcpy(xb, x + i, sizeof(float) * (n - i));
-        gelu8(xb, ob, gb);
-        memcpy(out + i, ob, sizeof(float) * (n - i));
-        memcpy(gd + i, gb, sizeof(float) * (n - i));
-    }
-}
-#endif
-
 static void mul_inplace(ds_real *a, const ds_real *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) a[i] *= b[i];
 }
 
-static ds_status add_linear(ds_policy *p, const char *prefix, int in, int out, int group, int *w, int *b)
+/* Layer names of an MLP: fmt(l) for each Linear layer l. */
+typedef struct layer_names {
+    char buf[DS_MLP_MAX_LINEAR][DS_TENSOR_NAME_MAX];
+    const char *ptr[DS_MLP_MAX_LINEAR];
+} layer_names;
+
+/* gfn-diffusion's nn.Sequential numbering: hidden blocks "<prefix>.<l>.<sub>"
+ * for l = 1..n-1, the last Linear "<prefix>.<n>", the first "<first>". */
+static void sequential_names(layer_names *ln, int nlinear, const char *first, const char *prefix, int sub)
 {
-    char name[2 * DS_TENSOR_NAME_MAX];  /* the arena refuses names that are too long */
-    snprintf(name, sizeof name, "%s.weight", prefix);
-    DS_TRY(ds_arena_add(&p->arena, name, out, in, group, w));
-    snprintf(name, sizeof name, "%s.bias", prefix);
-    DS_TRY(ds_arena_add(&p->arena, name, 1, out, group, b));
-    return DS_OK;
+    for (int l = 0; l < nlinear; l++) {
+        if (l == 0 && first)
+            snprintf(ln->buf[l], DS_TENSOR_NAME_MAX, "%s", first);
+        else if (l + 1 == nlinear)
+            snprintf(ln->buf[l], DS_TENSOR_NAME_MAX, "%s.%d", prefix, nlinear);
+        else
+            snprintf(ln->buf[l], DS_TENSOR_NAME_MAX, "%s.%d.%d", prefix, first ? l : l + 1, sub);
+        ln->ptr[l] = ln->buf[l];
+    }
 }
 
+/* Registration order is the arena layout (and the checkpoint layout, and
+ * the initialisation streams, keyed by tensor index): never reorder. */
 static ds_status register_tensors(ds_policy *p)
 {
     const ds_policy_config *c = &p->c;
     const int H = c->hidden, d = c->dim, h2 = 2 * c->harmonics, L = c->joint_layers;
-    char name[DS_TENSOR_NAME_MAX];
     ds_arena *a = &p->arena;
+    layer_names ln;
     DS_TRY(ds_arena_add(a, "t_model.timestep_phase", 1, c->harmonics, DS_GROUP_POLICY, &p->t_phase));
-    DS_TRY(add_linear(p, "t_model.t_model.0", h2, H, DS_GROUP_POLICY, &p->t_w0, &p->t_b0));
-    DS_TRY(add_linear(p, "t_model.t_model.2", H, H, DS_GROUP_POLICY, &p->t_w2, &p->t_b2));
-    DS_TRY(add_linear(p, "s_model.x_model", d, H, DS_GROUP_POLICY, &p->s_w, &p->s_b));
-    for (int l = 1; l <= L; l++) {
-        snprintf(name, sizeof name, "joint_model.model.%d.0", l);
-        DS_TRY(add_linear(p, name, H, H, DS_GROUP_POLICY, &p->j_w[l - 1], &p->j_b[l - 1]));
-    }
-    snprintf(name, sizeof name, "joint_model.model.%d", L + 1);
-    DS_TRY(add_linear(p, name, H, 2 * d, DS_GROUP_POLICY, &p->j_w[L], &p->j_b[L]));
+    const int tdims[] = {h2, H, H};
+    ln.ptr[0] = "t_model.t_model.0";
+    ln.ptr[1] = "t_model.t_model.2";
+    DS_TRY(ds_mlp_add(&p->time, a, 2, tdims, ln.ptr, DS_GROUP_POLICY));
+    DS_TRY(ds_arena_add(a, "s_model.x_model.weight", H, d, DS_GROUP_POLICY, &p->s_w));
+    DS_TRY(ds_arena_add(a, "s_model.x_model.bias", 1, H, DS_GROUP_POLICY, &p->s_b));
+    int jdims[DS_MLP_MAX_LINEAR + 1];
+    for (int l = 0; l <= L; l++) jdims[l] = H;
+    jdims[L + 1] = 2 * d;
+    sequential_names(&ln, L + 1, NULL, "joint_model.model", 0);
+    DS_TRY(ds_mlp_add(&p->joint, a, L + 1, jdims, ln.ptr, DS_GROUP_POLICY));
     p->l_phase = -1;
     if (c->langevin) {
         const int K = c->lgv_layers;
         DS_TRY(ds_arena_add(a, "langevin_scaling_model.timestep_phase", 1, c->harmonics, DS_GROUP_POLICY,
                             &p->l_phase));
-        DS_TRY(add_linear(p, "langevin_scaling_model.lgv_model.0", h2, H, DS_GROUP_POLICY, &p->l_w[0],
-                          &p->l_b[0]));
-        for (int k = 1; k < K; k++) {
-            snprintf(name, sizeof name, "langevin_scaling_model.lgv_model.%d.1", k);
-            DS_TRY(add_linear(p, name, H, H, DS_GROUP_POLICY, &p->l_w[k], &p->l_b[k]));
-        }
-        snprintf(name, sizeof name, "langevin_scaling_model.lgv_model.%d", K + 1);
-        DS_TRY(add_linear(p, name, H, ds_policy_lgv_out(p), DS_GROUP_POLICY, &p->l_w[K], &p->l_b[K]));
+        int ldims[DS_MLP_MAX_LINEAR + 1];
+        ldims[0] = h2;
+        for (int k = 1; k <= K; k++) ldims[k] = H;
+        ldims[K + 1] = ds_policy_lgv_out(p);
+        sequential_names(&ln, K + 1, "langevin_scaling_model.lgv_model.0", "langevin_scaling_model.lgv_model", 1);
+        DS_TRY(ds_mlp_add(&p->lgv, a, K + 1, ldims, ln.ptr, DS_GROUP_POLICY));
     }
     p->log_z = -1;
     if (c->conditional_flow) {
-        for (int l = 1; l <= L; l++) {
-            snprintf(name, sizeof name, "flow_model.model.%d.0", l);
-            DS_TRY(add_linear(p, name, H, H, DS_GROUP_FLOW, &p->f_w[l - 1], &p->f_b[l - 1]));
-        }
-        snprintf(name, sizeof name, "flow_model.model.%d", L + 1);
-        DS_TRY(add_linear(p, name, H, 1, DS_GROUP_FLOW, &p->f_w[L], &p->f_b[L]));
+        jdims[L + 1] = 1;
+        sequential_names(&ln, L + 1, NULL, "flow_model.model", 0);
+        DS_TRY(ds_mlp_add(&p->flow, a, L + 1, jdims, ln.ptr, DS_GROUP_FLOW));
     } else {
         DS_TRY(ds_arena_add(a, "flow_model", 1, 1, DS_GROUP_FLOW, &p->log_z));
     }
@@ -174,12 +109,12 @@ static void init_params(ds_policy *p, uint64_t seed)
     }
     if (p->c.zero_init) {
         const int L = p->c.joint_layers;
-        memset(ds_arena_param(a, p->j_w[L]), 0, sizeof(ds_real) * (size_t)(2 * p->c.dim * p->c.hidden));
-        memset(ds_arena_param(a, p->j_b[L]), 0, sizeof(ds_real) * (size_t)(2 * p->c.dim));
+        memset(ds_arena_param(a, p->joint.w[L]), 0, sizeof(ds_real) * (size_t)(2 * p->c.dim * p->c.hidden));
+        memset(ds_arena_param(a, p->joint.b[L]), 0, sizeof(ds_real) * (size_t)(2 * p->c.dim));
         if (p->c.langevin) {
             const int K = p->c.lgv_layers, o = ds_policy_lgv_out(p);
-            memset(ds_arena_param(a, p->l_w[K]), 0, sizeof(ds_real) * (size_t)(o * p->c.hidden));
-            ds_real *b = ds_arena_param(a, p->l_b[K]);
+            memset(ds_arena_param(a, p->lgv.w[K]), 0, sizeof(ds_real) * (size_t)(o * p->c.hidden));
+            ds_real *b = ds_arena_param(a, p->lgv.b[K]);
             for (int i = 0; i < o; i++) b[i] = (ds_real)0.01;
         }
     }
@@ -187,13 +122,13 @@ static void init_params(ds_policy *p, uint64_t seed)
 
 int ds_policy_lgv_out(const ds_policy *p) { return p->c.lgv_per_dim ? p->c.dim : 1; }
 
-#define ALLOC(ptr, count)                                                 \
-    do {                                                                  \
-        (ptr) = ds_calloc((size_t)(count), sizeof(ds_real));              \
-        if (!(ptr)) { ds_policy_destroy(&p);                              \
-            return ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, \
-                                "out of memory for the policy workspace (%d rows)", max_rows); } \
-    } while (0)
+/* One entry of the workspace size table: a view and its length (0 = absent). */
+typedef struct ws_entry {
+    ds_real **view;
+    size_t count;
+} ws_entry;
+
+#define WS_ALIGN 16 /* floats per 64-byte line: every view starts on its own line */
 
 ds_status ds_policy_create(const ds_policy_config *c, int max_steps, int max_rows, uint64_t seed,
                            ds_policy **outp)
@@ -218,51 +153,47 @@ ds_status ds_policy_create(const ds_policy_config *c, int max_steps, int max_row
         ds_error_trace(__FILE__, __LINE__, __func__);
         return rc;
     }
-    const int H = c->hidden, d = c->dim, h2 = 2 * c->harmonics, L = c->joint_layers;
-    const size_t R = (size_t)max_rows, S = (size_t)max_steps;
-    const int wide = h2 > H ? h2 : H;
-    ALLOC(p->freq, c->harmonics);
-    ALLOC(p->slot_t, S);
-    ALLOC(p->tfeat, S * h2);
-    ALLOC(p->tgd, S * H);
-    ALLOC(p->ta, S * H);
-    ALLOC(p->temb, S * H);
-    ALLOC(p->dtemb, S * H);
-    ALLOC(p->tscratch1, S * wide);
-    ALLOC(p->tscratch2, S * wide);
-    if (c->langevin) {
-        ALLOC(p->lfeat, S * h2);
-        for (int k = 0; k < c->lgv_layers; k++) {
-            ALLOC(p->lgd[k], S * H);
-            ALLOC(p->la[k], S * H);
-        }
-        ALLOC(p->scale, S * (size_t)d);
-        ALLOC(p->dscale, S * (size_t)d);
-        ALLOC(p->g, R * d);
+    const size_t H = (size_t)c->hidden, d = (size_t)c->dim, h2 = 2 * (size_t)c->harmonics;
+    const size_t R = (size_t)max_rows, S = (size_t)max_steps, wide = h2 > H ? h2 : H;
+    const int lp = c->langevin, flow = c->conditional_flow;
+    const size_t o = (size_t)ds_policy_lgv_out(p);
+    ds_real *mlp_time = NULL, *mlp_joint = NULL, *mlp_flow = NULL, *mlp_lgv = NULL;
+    /* The size table: every workspace array of the policy, in one allocation. */
+    const ws_entry table[] = {
+        {&p->freq, (size_t)c->harmonics},  {&p->slot_t, S},        {&p->slot_lv, S},
+        {&p->slot_v, S},                   {&p->tfeat, S * h2},    {&p->temb, S * H},
+        {&p->dtemb, S * H},                {&p->tscratch1, S * wide}, {&p->tscratch2, S * wide},
+        {&p->tdfeat, S * h2},
+        {&mlp_time, ds_mlp_workspace(&p->time, S)},
+        {&p->lfeat, lp ? S * h2 : 0},      {&p->scale, lp ? S * o : 0}, {&p->dscale, lp ? S * o : 0},
+        {&mlp_lgv, lp ? ds_mlp_workspace(&p->lgv, S) : 0},
+        {&p->x, R * d},                    {&p->g, lp ? R * d : 0}, {&p->h0gd, R * H},
+        {&p->a0, R * H},                   {&mlp_joint, ds_mlp_workspace(&p->joint, R)},
+        {&mlp_flow, flow ? ds_mlp_workspace(&p->flow, R) : 0},
+        {&p->out, R * 2 * d},              {&p->dout, R * 2 * d},  {&p->mean, R * d},
+        {&p->logvar, R * d},               {&p->var, R * d},       {&p->logf, R},
+        {&p->d_mean, R * d},               {&p->d_logvar, R * d},  {&p->d_logf, R},
+        {&p->bw1, R * H},                  {&p->bw2, R * H},       {&p->bwa0, R * H},
+    };
+    const size_t nt = sizeof table / sizeof table[0];
+    size_t total = 0;
+    for (size_t i = 0; i < nt; i++) total += (table[i].count + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN;
+    p->ws = ds_calloc(total, sizeof(ds_real));
+    if (!p->ws) {
+        ds_policy_destroy(&p);
+        return ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__,
+                            "out of memory for the policy workspace (%zu MB for %d rows)",
+                            total * sizeof(ds_real) >> 20, max_rows);
     }
-    ALLOC(p->x, R * d);
-    ALLOC(p->h0gd, R * H);
-    ALLOC(p->a0, R * H);
-    for (int l = 0; l < L; l++) {
-        ALLOC(p->jgd[l], R * H);
-        ALLOC(p->ja[l], R * H);
-        if (c->conditional_flow) {
-            ALLOC(p->fgd[l], R * H);
-            ALLOC(p->fa[l], R * H);
-        }
+    size_t off = 0;
+    for (size_t i = 0; i < nt; i++) {
+        *table[i].view = table[i].count ? p->ws + off : NULL;
+        off += (table[i].count + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN;
     }
-    ALLOC(p->out, R * 2 * d);
-    ALLOC(p->mean, R * d);
-    ALLOC(p->logvar, R * d);
-    ALLOC(p->var, R * d);
-    ALLOC(p->logf, R);
-    ALLOC(p->d_mean, R * d);
-    ALLOC(p->d_logvar, R * d);
-    ALLOC(p->d_logf, R);
-    ALLOC(p->dout, R * 2 * d);
-    ALLOC(p->bw1, R * H);
-    ALLOC(p->bw2, R * H);
-    ALLOC(p->bwa0, R * H);
+    ds_mlp_bind(&p->time, mlp_time, S);
+    ds_mlp_bind(&p->joint, mlp_joint, R);
+    if (flow) ds_mlp_bind(&p->flow, mlp_flow, R);
+    if (lp) ds_mlp_bind(&p->lgv, mlp_lgv, S);
     /* torch.linspace(0.1, 100, harmonics) */
     for (int k = 0; k < c->harmonics; k++)
         p->freq[k] = (ds_real)(c->harmonics == 1 ? 0.1 : 0.1 + (100.0 - 0.1) * k / (c->harmonics - 1));
@@ -276,57 +207,37 @@ void ds_policy_destroy(ds_policy **pp)
     if (!pp || !*pp) return;
     ds_policy *p = *pp;
     ds_arena_free(&p->arena);
-    ds_real **bufs[] = {&p->freq, &p->slot_t, &p->tfeat, &p->tgd, &p->ta, &p->temb, &p->dtemb,
-                        &p->tscratch1, &p->tscratch2, &p->lfeat, &p->scale, &p->dscale, &p->g, &p->x,
-                        &p->h0gd, &p->a0, &p->out, &p->mean, &p->logvar, &p->var, &p->logf, &p->d_mean,
-                        &p->d_logvar, &p->d_logf, &p->dout, &p->bw1, &p->bw2, &p->bwa0};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) DS_FREE(*bufs[i]);
-    for (int l = 0; l < DS_MAX_LAYERS; l++) {
-        DS_FREE(p->lgd[l]);
-        DS_FREE(p->la[l]);
-        DS_FREE(p->jgd[l]);
-        DS_FREE(p->ja[l]);
-        DS_FREE(p->fgd[l]);
-        DS_FREE(p->fa[l]);
-    }
+    DS_FREE(p->ws);
     free(p);
     *pp = NULL;
 }
 
-ds_status ds_policy_begin(ds_policy *p, int nsteps, int rows, const double *t)
+ds_status ds_policy_begin(ds_policy *p, int nsteps, int rows, const ds_ref_step *steps)
 {
     DS_CHECK(nsteps >= 1 && nsteps <= p->max_steps, DS_ERR_INVALID, "nsteps %d outside 1..%d", nsteps,
              p->max_steps);
     DS_CHECK(rows >= 1 && (long)nsteps * rows <= p->max_rows, DS_ERR_INVALID,
              "pass of %d x %d rows exceeds the workspace of %d rows", nsteps, rows, p->max_rows);
+    DS_CHECK(steps, DS_ERR_INVALID, "a policy pass needs the reference process's steps");
     const ds_policy_config *c = &p->c;
     const ds_arena *a = &p->arena;
-    const int H = c->hidden, h = c->harmonics, S = nsteps;
+    const int h = c->harmonics, S = nsteps;
     p->nsteps = nsteps;
     p->rows = rows;
-    for (int s = 0; s < S; s++) p->slot_t[s] = (ds_real)(t ? t[s] : (double)s / nsteps);
+    for (int s = 0; s < S; s++) {
+        p->slot_t[s] = (ds_real)steps[s].t;
+        p->slot_lv[s] = (ds_real)log(steps[s].sigma2);
+        p->slot_v[s] = (ds_real)steps[s].sigma2;
+    }
     // time embedding: temb (S, H) = W2 gelu(W0 [sin, cos](t*w + phase) + b0) + b2
     for (int s = 0; s < S; s++)
         ds_fourier_forward(p->tfeat + (size_t)s * 2 * h, p->slot_t[s], p->freq, ds_arena_param(a, p->t_phase), h);
-    ds_linear_forward(p->tscratch1, p->tfeat, ds_arena_param(a, p->t_w0), ds_arena_param(a, p->t_b0), S, 2 * h, H);
-    gelu_fwd_grad(p->ta, p->tgd, p->tscratch1, (size_t)S * H);
-    ds_linear_forward(p->temb, p->ta, ds_arena_param(a, p->t_w2), ds_arena_param(a, p->t_b2), S, H, H);
+    ds_mlp_forward(&p->time, a, p->temb, p->tfeat, 0, S, p->tscratch1);
     if (c->langevin) {
-        const int K = c->lgv_layers, o = ds_policy_lgv_out(p);
         for (int s = 0; s < S; s++)
             ds_fourier_forward(p->lfeat + (size_t)s * 2 * h, p->slot_t[s], p->freq,
                                ds_arena_param(a, p->l_phase), h);
-        ds_linear_forward(p->tscratch1, p->lfeat, ds_arena_param(a, p->l_w[0]), ds_arena_param(a, p->l_b[0]),
-                          S, 2 * h, H);
-        for (int k = 1; k <= K; k++) {
-            gelu_fwd_grad(p->la[k - 1], p->lgd[k - 1], p->tscratch1, (size_t)S * H);
-            if (k < K)
-                ds_linear_forward(p->tscratch1, p->la[k - 1], ds_arena_param(a, p->l_w[k]),
-                                  ds_arena_param(a, p->l_b[k]), S, H, H);
-            else
-                ds_linear_forward(p->scale, p->la[k - 1], ds_arena_param(a, p->l_w[k]),
-                                  ds_arena_param(a, p->l_b[k]), S, H, o);
-        }
+        ds_mlp_forward(&p->lgv, a, p->scale, p->lfeat, 0, S, p->tscratch1);
     }
     return DS_OK;
 }
@@ -349,7 +260,7 @@ ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x
     DS_CHECK(!p->c.langevin || g != NULL, DS_ERR_INVALID, "LP needs grad log R");
     const ds_policy_config *c = &p->c;
     const ds_arena *a = &p->arena;
-    const int H = c->hidden, d = c->dim, L = c->joint_layers, rows = p->rows;
+    const int H = c->hidden, d = c->dim, rows = p->rows;
     const size_t r0 = (size_t)slot0 * rows;
     const int n = (slot1 - slot0) * rows;
     ds_real *X = p->x + r0 * d;
@@ -364,17 +275,10 @@ ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x
         for (int r = 1; r < rows; r++) memcpy(row0 + (size_t)r * H, row0, sizeof(ds_real) * (size_t)H);
     }
     ds_linear_forward_add(h0, X, ds_arena_param(a, p->s_w), n, d, H);
-    gelu_fwd_grad(p->a0 + r0 * H, p->h0gd + r0 * H, h0, (size_t)n * H);
+    ds_gelu_forward_grad(p->a0 + r0 * H, p->h0gd + r0 * H, h0, (size_t)n * H);
     // joint network: L x [Linear(H,H), GELU], Linear(H, 2d)
-    const ds_real *in = p->a0 + r0 * H;
-    for (int l = 0; l < L; l++) {
-        ds_real *z = p->bw2 + r0 * H;
-        ds_linear_forward(z, in, ds_arena_param(a, p->j_w[l]), ds_arena_param(a, p->j_b[l]), n, H, H);
-        gelu_fwd_grad(p->ja[l] + r0 * H, p->jgd[l] + r0 * H, z, (size_t)n * H);
-        in = p->ja[l] + r0 * H;
-    }
     ds_real *out = p->out + r0 * 2 * d;
-    ds_linear_forward(out, in, ds_arena_param(a, p->j_w[L]), ds_arena_param(a, p->j_b[L]), n, H, 2 * d);
+    ds_mlp_forward(&p->joint, a, out, p->a0 + r0 * H, r0, n, p->bw2 + r0 * H);
     if (c->langevin) {
         const int o = ds_policy_lgv_out(p);
         ds_real *G = p->g + r0 * d;
@@ -390,10 +294,11 @@ ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x
             }
         }
     }
-    // split and clip: mean = out[:d], logvar = tanh(out[d:]) * range (or 0), + log sigma^2
+    // split and clip: mean = out[:d], logvar = tanh(out[d:]) * range (or 0), + the slot's log sigma^2
     const ds_real lim = (ds_real)c->gfn_clip, range = (ds_real)c->log_var_range;
-    const ds_real log_s2 = (ds_real)log(c->t_scale), s2 = (ds_real)c->t_scale;
     for (int r = 0; r < n; r++) {
+        const int slot = slot0 + r / rows;
+        const ds_real log_s2 = p->slot_lv[slot], s2 = p->slot_v[slot];
         const ds_real *orow = out + (size_t)r * 2 * d;
         ds_real *mrow = p->mean + (r0 + r) * d, *vrow = p->logvar + (r0 + r) * d, *erow = p->var + (r0 + r) * d;
         for (int j = 0; j < d; j++) {
@@ -414,49 +319,12 @@ ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x
     }
     // flow: log F = flow net on the same a0, or the scalar log Z
     if (c->conditional_flow) {
-        in = p->a0 + r0 * H;
-        for (int l = 0; l < L; l++) {
-            ds_real *z = p->bw2 + r0 * H;
-            ds_linear_forward(z, in, ds_arena_param(a, p->f_w[l]), ds_arena_param(a, p->f_b[l]), n, H, H);
-            gelu_fwd_grad(p->fa[l] + r0 * H, p->fgd[l] + r0 * H, z, (size_t)n * H);
-            in = p->fa[l] + r0 * H;
-        }
-        ds_linear_forward(p->logf + r0, in, ds_arena_param(a, p->f_w[L]), ds_arena_param(a, p->f_b[L]), n, H, 1);
+        ds_mlp_forward(&p->flow, a, p->logf + r0, p->a0 + r0 * H, r0, n, p->bw2 + r0 * H);
     } else {
         const ds_real lz = ds_arena_param(a, p->log_z)[0];
         for (int r = 0; r < n; r++) p->logf[r0 + r] = lz;
     }
     return DS_OK;
-}
-
-/* Backward through L x [Linear, GELU] + Linear(H, out) whose output gradient
- * is dout (n, out); writes (accumulate = 0) or adds the gradient w.r.t. the
- * network input into da0. */
-static void mlp_backward(ds_policy *p, const int *w, const int *b, ds_real *const *acts,
-                         ds_real *const *gds, const ds_real *a0, size_t r0, int n, const ds_real *dout,
-                         int out_dim, ds_real *da0, int accumulate)
-{
-    const ds_arena *a = &p->arena;
-    const int H = p->c.hidden, L = p->c.joint_layers;
-    ds_real *cur = p->bw1 + r0 * H, *nxt = p->bw2 + r0 * H;
-    const ds_real *last_in = L > 0 ? acts[L - 1] + r0 * H : a0;
-    ds_linear_backward_params(ds_arena_grad(a, w[L]), ds_arena_grad(a, b[L]), dout, last_in, n, H, out_dim);
-    if (L == 0) {
-        ds_linear_backward_input(da0, dout, ds_arena_param(a, w[0]), n, H, out_dim, accumulate);
-        return;
-    }
-    ds_linear_backward_input(cur, dout, ds_arena_param(a, w[L]), n, H, out_dim, 0);
-    for (int l = L - 1; l >= 0; l--) {
-        mul_inplace(cur, gds[l] + r0 * H, (size_t)n * H);  // dz_l
-        const ds_real *lin = l > 0 ? acts[l - 1] + r0 * H : a0;
-        ds_linear_backward_params(ds_arena_grad(a, w[l]), ds_arena_grad(a, b[l]), cur, lin, n, H, H);
-        if (l > 0) {
-            ds_linear_backward_input(nxt, cur, ds_arena_param(a, w[l]), n, H, H, 0);
-        } else {
-            ds_linear_backward_input(da0, cur, ds_arena_param(a, w[l]), n, H, H, accumulate);
-        }
-        ds_real *t = cur; cur = nxt; nxt = t;
-    }
 }
 
 ds_status ds_policy_backward(ds_policy *p, int slot0, int slot1, ds_real *dx)
@@ -507,9 +375,10 @@ ds_status ds_policy_backward(ds_policy *p, int slot0, int slot1, ds_real *dx)
     // joint and flow networks back to a0, then through GELU(h0)
     ds_real *da0 = p->bwa0 + r0 * H;
     const ds_real *a0 = p->a0 + r0 * H;
-    mlp_backward(p, p->j_w, p->j_b, p->ja, p->jgd, a0, r0, n, dout, 2 * d, da0, 0);
+    ds_real *s1 = p->bw1 + r0 * H, *s2 = p->bw2 + r0 * H;
+    ds_mlp_backward(&p->joint, a, da0, 0, dout, a0, r0, n, s1, s2);
     if (c->conditional_flow) {
-        mlp_backward(p, p->f_w, p->f_b, p->fa, p->fgd, a0, r0, n, p->d_logf + r0, 1, da0, 1);
+        ds_mlp_backward(&p->flow, a, da0, 1, p->d_logf + r0, a0, r0, n, s1, s2);
     } else {
         ds_real *gz = ds_arena_grad(a, p->log_z);
         double acc = 0;
@@ -530,39 +399,19 @@ ds_status ds_policy_backward(ds_policy *p, int slot0, int slot1, ds_real *dx)
             for (int j = 0; j < H; j++) acc[j] += row[j];
         }
     }
-    ds_real *t1 = p->tscratch1, *t2 = p->tscratch2;
-    memset(t1, 0, sizeof(ds_real) * (size_t)S * H);
-    ds_linear_backward(t1, ds_arena_grad(a, p->t_w2), ds_arena_grad(a, p->t_b2), dte,
-                       p->ta + (size_t)slot0 * H, ds_arena_param(a, p->t_w2), S, H, H);
-    mul_inplace(t1, p->tgd + (size_t)slot0 * H, (size_t)S * H);
-    memset(t2, 0, sizeof(ds_real) * (size_t)S * 2 * h);
-    ds_linear_backward(t2, ds_arena_grad(a, p->t_w0), ds_arena_grad(a, p->t_b0), t1,
-                       p->tfeat + (size_t)slot0 * 2 * h, ds_arena_param(a, p->t_w0), S, 2 * h, H);
+    // time network back to its Fourier features, then their phases
+    ds_real *t1 = p->tscratch1, *t2 = p->tscratch2, *dfeat = p->tdfeat;
+    ds_mlp_backward(&p->time, a, dfeat, 0, dte, p->tfeat + (size_t)slot0 * 2 * h, slot0, S, t1, t2);
     for (int s = 0; s < S; s++)
-        ds_fourier_backward(ds_arena_grad(a, p->t_phase), t2 + (size_t)s * 2 * h, p->slot_t[slot0 + s],
+        ds_fourier_backward(ds_arena_grad(a, p->t_phase), dfeat + (size_t)s * 2 * h, p->slot_t[slot0 + s],
                             p->freq, ds_arena_param(a, p->t_phase), h);
     if (c->langevin) {
-        const int K = c->lgv_layers, o = ds_policy_lgv_out(p);
-        memset(t1, 0, sizeof(ds_real) * (size_t)S * H);
-        ds_linear_backward(t1, ds_arena_grad(a, p->l_w[K]), ds_arena_grad(a, p->l_b[K]),
-                           p->dscale + (size_t)slot0 * o, p->la[K - 1] + (size_t)slot0 * H,
-                           ds_arena_param(a, p->l_w[K]), S, H, o);
-        for (int k = K - 1; k >= 0; k--) {
-            mul_inplace(t1, p->lgd[k] + (size_t)slot0 * H, (size_t)S * H);
-            if (k > 0) {
-                memset(t2, 0, sizeof(ds_real) * (size_t)S * H);
-                ds_linear_backward(t2, ds_arena_grad(a, p->l_w[k]), ds_arena_grad(a, p->l_b[k]), t1,
-                                   p->la[k - 1] + (size_t)slot0 * H, ds_arena_param(a, p->l_w[k]), S, H, H);
-                ds_real *t = t1; t1 = t2; t2 = t;
-            } else {
-                memset(t2, 0, sizeof(ds_real) * (size_t)S * 2 * h);
-                ds_linear_backward(t2, ds_arena_grad(a, p->l_w[0]), ds_arena_grad(a, p->l_b[0]), t1,
-                                   p->lfeat + (size_t)slot0 * 2 * h, ds_arena_param(a, p->l_w[0]), S, 2 * h, H);
-                for (int s = 0; s < S; s++)
-                    ds_fourier_backward(ds_arena_grad(a, p->l_phase), t2 + (size_t)s * 2 * h,
-                                        p->slot_t[slot0 + s], p->freq, ds_arena_param(a, p->l_phase), h);
-            }
-        }
+        const int o = ds_policy_lgv_out(p);
+        ds_mlp_backward(&p->lgv, a, dfeat, 0, p->dscale + (size_t)slot0 * o, p->lfeat + (size_t)slot0 * 2 * h,
+                        slot0, S, t1, t2);
+        for (int s = 0; s < S; s++)
+            ds_fourier_backward(ds_arena_grad(a, p->l_phase), dfeat + (size_t)s * 2 * h, p->slot_t[slot0 + s],
+                                p->freq, ds_arena_param(a, p->l_phase), h);
     }
     return DS_OK;
 }

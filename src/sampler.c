@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LOG_2PI 1.8378770664093454836
 
 ds_status ds_traj_init(ds_traj *tr, int T, int B, int d, int with_grad, int with_pe)
 {
@@ -47,36 +46,39 @@ void ds_traj_free(ds_traj *tr)
     DS_FREE(tr->lr_scratch);
 }
 
-static ds_status check_batch(const ds_sim *s, const ds_traj *tr, int B)
+ds_status ds_sim_check_batch(const ds_sim *s, const ds_traj *tr, int B)
 {
     DS_CHECK(B >= 1 && B <= tr->B, DS_ERR_INVALID, "batch %d outside the trajectory store of %d", B, tr->B);
-    DS_CHECK(s->T == tr->T && s->energy->dim == tr->d, DS_ERR_INVALID,
-             "trajectory store is T %d d %d, simulation T %d d %d", tr->T, tr->d, s->T, s->energy->dim);
+    DS_CHECK(s->ref && s->ref->T == tr->T && s->energy->dim == tr->d, DS_ERR_INVALID,
+             "trajectory store is T %d d %d, simulation T %d d %d", tr->T, tr->d, s->ref ? s->ref->T : 0,
+             s->energy->dim);
     DS_CHECK(!s->policy->c.langevin || tr->grad, DS_ERR_INVALID, "LP needs a trajectory store with gradients");
     DS_CHECK(!s->partial_energy || tr->pe, DS_ERR_INVALID, "partial energy needs its store");
-    DS_CHECK((long)s->T * B <= s->policy->max_rows, DS_ERR_INVALID,
-             "batch of %d x %d steps exceeds the policy workspace (%d rows)", B, s->T, s->policy->max_rows);
+    DS_CHECK((long)tr->T * B <= s->policy->max_rows, DS_ERR_INVALID,
+             "batch of %d x %d steps exceeds the policy workspace (%d rows)", B, tr->T, s->policy->max_rows);
     return DS_OK;
 }
 
+/* Starts the policy pass: one slot per step at the reference's times, with
+ * the reference's variance for a fixed-variance policy. */
 static ds_status begin_pass(const ds_sim *s, int B)
 {
-    DS_TRY(ds_policy_begin(s->policy, s->T, B, NULL));  /* t_i = i / T */
+    DS_TRY(ds_policy_begin(s->policy, s->ref->T, B, s->ref->step));
     return DS_OK;
 }
 
-/* Partial energy of step i: (1 - t_i) log N(x; 0, sigma^2 max(1, i) dt) + t_i log R(x). */
+/* Partial energy of step i: (1 - t_mix) log N(x; 0, v) + t_mix log R(x). */
 static void partial_energy_rows(const ds_sim *s, int i, int B, const ds_real *x, const ds_real *log_r,
                                 ds_real *pe)
 {
     const int d = s->energy->dim;
-    const double dt = 1.0 / s->T, t = i * dt;
-    const double ref_var = s->t_scale * (i > 1 ? i : 1) * dt;
+    const ds_ref_step *st = &s->ref->step[i];
+    const double t = st->t_mix, ref_var = st->v;
     for (int b = 0; b < B; b++) {
         double sq = 0;
         for (int j = 0; j < d; j++) sq += (double)x[(size_t)b * d + j] * x[(size_t)b * d + j];
-        double log_ref = -0.5 * (d * (LOG_2PI + log(ref_var)) + sq / ref_var);
-        pe[b] = (ds_real)((1.0 - t) * log_ref + (i > 0 ? t * (double)log_r[b] : 0.0));
+        double log_ref = -0.5 * (d * (DS_LOG_2PI + log(ref_var)) + sq / ref_var);
+        pe[b] = (ds_real)((1.0 - t) * log_ref + (t > 0 ? t * (double)log_r[b] : 0.0));
     }
 }
 
@@ -98,40 +100,60 @@ static ds_status state_terms(const ds_sim *s, ds_traj *tr, int B, int i0, int i1
     return DS_OK;
 }
 
-/* log p_F from the policy outputs of the pass, log p_B from the bridge,
- * log F (+ partial energy) and log R: everything but the states is derived. */
+void ds_sim_score_step(const ds_sim *s, ds_traj *tr, int B, int i, int slot)
+{
+    const int d = tr->d;
+    const ds_policy *p = s->policy;
+    const ds_ref_step *st = &s->ref->step[i];
+    const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
+    const double a = st->a, h = st->h, sv = st->s, c = st->c;
+    const int random_pb = st->r > 0;
+    const double inv_r = random_pb ? 1.0 / st->r : 0;
+    /* the constant terms of the d Gaussian log-densities, added once */
+    const double cpf = d * (DS_LOG_2PI + log(sv)), cpb = random_pb ? d * (DS_LOG_2PI + log(st->r)) : 0;
+    for (int b = 0; b < B; b++) {
+        const size_t row = (size_t)i * B + b, prow = (size_t)slot * B + b;
+        const ds_real *mu = p->mean + prow * d, *lv = p->logvar + prow * d, *var = p->var + prow * d;
+        const ds_real *xa = x0 + (size_t)b * d, *xc = x1 + (size_t)b * d;
+        double lpf = cpf, lpb = 0;
+        for (int j = 0; j < d; j++) {
+            double res = ((double)xc[j] - a * (double)xa[j]) - h * (double)mu[j];
+            lpf += res * res / (sv * (double)var[j]) + (double)lv[j];
+        }
+        if (random_pb) {
+            lpb = cpb;
+            for (int j = 0; j < d; j++) {
+                double rb = (double)xa[j] - (double)xc[j] * c;
+                lpb += rb * rb * inv_r;
+            }
+        }
+        tr->log_pf[row] = (ds_real)(-0.5 * lpf);
+        tr->log_pb[row] = (ds_real)(-0.5 * lpb);
+        tr->log_f[row] = p->logf[prow] + (s->partial_energy ? tr->pe[row] : 0);
+    }
+}
+
+void ds_sim_score_initial(const ds_sim *s, ds_traj *tr, int B)
+{
+    if (!(s->ref->init_var > 0)) return;
+    /* x_0 ~ N(0, init_var): its log-density is part of the forward path's */
+    const int d = tr->d;
+    const double v0 = s->ref->init_var, c0 = d * (DS_LOG_2PI + log(v0));
+    for (int b = 0; b < B; b++) {
+        double sq = 0;
+        for (int j = 0; j < d; j++) sq += (double)tr->states[(size_t)b * d + j] * tr->states[(size_t)b * d + j];
+        tr->log_pf[b] = (ds_real)((double)tr->log_pf[b] - 0.5 * (c0 + sq / v0));
+    }
+}
+
+/* log p_F from the policy outputs of the pass, log p_B from the reference's
+ * backward kernel, log F (+ partial energy) and log R: everything but the
+ * states is derived. */
 static ds_status score_from_policy(const ds_sim *s, ds_traj *tr, int B, const ds_real *log_r)
 {
-    const int T = s->T, d = tr->d;
-    const double dt = 1.0 / T, log_dt = log(dt);
-    const ds_policy *p = s->policy;
-    for (int i = 0; i < T; i++) {
-        const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
-        const double shrink = i / (i + 1.0), bridge_var = s->t_scale * dt * shrink;
-        const double inv_bridge = i > 0 ? 1.0 / bridge_var : 0;
-        /* the constant terms of the d Gaussian log-densities, added once */
-        const double cpf = d * (LOG_2PI + log_dt), cpb = i > 0 ? d * (LOG_2PI + log(bridge_var)) : 0;
-        for (int b = 0; b < B; b++) {
-            const size_t row = (size_t)i * B + b;
-            const ds_real *mu = p->mean + row * d, *lv = p->logvar + row * d, *var = p->var + row * d;
-            const ds_real *a = x0 + (size_t)b * d, *c = x1 + (size_t)b * d;
-            double lpf = cpf, lpb = 0;
-            for (int j = 0; j < d; j++) {
-                double res = ((double)c[j] - (double)a[j]) - dt * (double)mu[j];
-                lpf += res * res / (dt * (double)var[j]) + (double)lv[j];
-            }
-            if (i > 0) {
-                lpb = cpb;
-                for (int j = 0; j < d; j++) {
-                    double rb = (double)a[j] - (double)c[j] * shrink;
-                    lpb += rb * rb * inv_bridge;
-                }
-            }
-            tr->log_pf[row] = (ds_real)(-0.5 * lpf);
-            tr->log_pb[row] = (ds_real)(-0.5 * lpb);
-            tr->log_f[row] = p->logf[row] + (s->partial_energy ? tr->pe[row] : 0);
-        }
-    }
+    const int T = s->ref->T, d = tr->d;
+    for (int i = 0; i < T; i++) ds_sim_score_step(s, tr, B, i, i);
+    ds_sim_score_initial(s, tr, B);
     if (log_r) {
         memcpy(tr->log_r, log_r, sizeof(ds_real) * (size_t)B);
     } else {
@@ -141,31 +163,54 @@ static ds_status score_from_policy(const ds_sim *s, ds_traj *tr, int B, const ds
     return DS_OK;
 }
 
+void ds_sim_init_states(const ds_sim *s, ds_traj *tr, int B, ds_rng r, uint64_t iteration, uint64_t first)
+{
+    const int d = tr->d;
+    const size_t n = (size_t)B * d;
+    if (!(s->ref->init_var > 0)) {
+        memset(tr->states, 0, sizeof(ds_real) * n);
+        return;
+    }
+    /* N(0, init_var) on the generator's step T, which no transition uses */
+    ds_rng_normal_batch(r, iteration, first, B, (uint32_t)s->ref->T, d, tr->states);
+    const double std0 = sqrt(s->ref->init_var);
+    for (size_t k = 0; k < n; k++) tr->states[k] = (ds_real)(std0 * (double)tr->states[k]);
+}
+
+void ds_sim_step(const ds_sim *s, ds_traj *tr, int B, int i, int slot, double expl_std, const ds_real *eps)
+{
+    const int d = tr->d;
+    const ds_policy *p = s->policy;
+    const ds_ref_step *st = &s->ref->step[i];
+    const double a = st->a, h = st->h, sv = st->s, ex2 = expl_std * expl_std;
+    const ds_real *x = tr->states + (size_t)i * B * d;
+    ds_real *xn = tr->states + (size_t)(i + 1) * B * d;
+    for (int b = 0; b < B; b++) {
+        const size_t prow = (size_t)slot * B + b;
+        const ds_real *mu = p->mean + prow * d, *var = p->var + prow * d;
+        for (int j = 0; j < d; j++) {
+            double std = sqrt(sv * (double)var[j] + ex2);
+            xn[(size_t)b * d + j] = (ds_real)(a * (double)x[(size_t)b * d + j] + h * (double)mu[j] +
+                                              std * (double)eps[(size_t)b * d + j]);
+        }
+    }
+}
+
 ds_status ds_sim_forward(const ds_sim *s, ds_traj *tr, int B, double expl_std, ds_rng r, uint64_t iteration,
                          uint64_t first, const ds_real *noise)
 {
-    DS_TRY(check_batch(s, tr, B));
-    const int T = s->T, d = tr->d;
-    const double dt = 1.0 / T, ex2 = expl_std * expl_std;
+    DS_TRY(ds_sim_check_batch(s, tr, B));
+    const int T = s->ref->T, d = tr->d;
     ds_policy *p = s->policy;
     DS_TRY(begin_pass(s, B));
-    memset(tr->states, 0, sizeof(ds_real) * (size_t)B * d);
+    ds_sim_init_states(s, tr, B, r, iteration, first);
     for (int i = 0; i < T; i++) {
         const ds_real *x = tr->states + (size_t)i * B * d;
-        ds_real *xn = tr->states + (size_t)(i + 1) * B * d;
         DS_TRY(state_terms(s, tr, B, i, i + 1));
         DS_TRY(ds_policy_forward(p, i, i + 1, x, p->c.langevin ? tr->grad + (size_t)i * B * d : NULL));
         const ds_real *eps = noise ? noise + (size_t)i * B * d : tr->noise + (size_t)i * B * d;
         if (!noise) ds_rng_normal_batch(r, iteration, first, B, (uint32_t)i, d, tr->noise + (size_t)i * B * d);
-        for (int b = 0; b < B; b++) {
-            const size_t row = (size_t)i * B + b;
-            const ds_real *mu = p->mean + row * d, *var = p->var + row * d;
-            for (int j = 0; j < d; j++) {
-                double std = sqrt(dt * (double)var[j] + ex2);
-                xn[(size_t)b * d + j] = (ds_real)((double)x[(size_t)b * d + j] + dt * (double)mu[j] +
-                                                  std * (double)eps[(size_t)b * d + j]);
-            }
-        }
+        ds_sim_step(s, tr, B, i, i, expl_std, eps);
     }
     DS_TRY(score_from_policy(s, tr, B, NULL));
     return DS_OK;
@@ -173,8 +218,8 @@ ds_status ds_sim_forward(const ds_sim *s, ds_traj *tr, int B, double expl_std, d
 
 ds_status ds_sim_score(const ds_sim *s, ds_traj *tr, int B, const ds_real *log_r)
 {
-    DS_TRY(check_batch(s, tr, B));
-    const int T = s->T;
+    DS_TRY(ds_sim_check_batch(s, tr, B));
+    const int T = s->ref->T;
     DS_TRY(begin_pass(s, B));
     DS_TRY(state_terms(s, tr, B, 0, T));
     DS_TRY(ds_policy_forward(s->policy, 0, T, tr->states, s->policy->c.langevin ? tr->grad : NULL));
@@ -185,24 +230,30 @@ ds_status ds_sim_score(const ds_sim *s, ds_traj *tr, int B, const ds_real *log_r
 ds_status ds_sim_backward(const ds_sim *s, ds_traj *tr, int B, const ds_real *x_T, const ds_real *log_r,
                           ds_rng r, uint64_t iteration, uint64_t first, const ds_real *noise)
 {
-    DS_TRY(check_batch(s, tr, B));
-    const int T = s->T, d = tr->d;
-    const double dt = 1.0 / T;
-    memcpy(tr->states + (size_t)T * B * d, x_T, sizeof(ds_real) * (size_t)B * d);
-    for (int j = T; j >= 2; j--) {
-        /* x_{j-1} ~ N(x_j (j-1)/j, sigma^2 dt (j-1)/j) */
-        const ds_real *xj = tr->states + (size_t)j * B * d;
-        ds_real *xp = tr->states + (size_t)(j - 1) * B * d;
-        const double shrink = (j - 1.0) / j, std = sqrt(s->t_scale * dt * shrink);
-        ds_real *eps = tr->noise + (size_t)(T - j) * B * d;
+    DS_TRY(ds_sim_check_batch(s, tr, B));
+    const int T = s->ref->T, d = tr->d;
+    const size_t n = (size_t)B * d;
+    memcpy(tr->states + (size_t)T * n, x_T, sizeof(ds_real) * n);
+    for (int j = T; j >= 1; j--) {
+        /* x_{j-1} ~ N(c x_j, r) under the reference's backward kernel of step j-1 */
+        const ds_ref_step *st = &s->ref->step[j - 1];
+        const ds_real *xj = tr->states + (size_t)j * n;
+        ds_real *xp = tr->states + (size_t)(j - 1) * n;
+        const double c = st->c;
+        if (!(st->r > 0)) {  /* certain: x_0 = 0 of the Brownian bridge */
+            if (c == 0) memset(xp, 0, sizeof(ds_real) * n);
+            else for (size_t k = 0; k < n; k++) xp[k] = (ds_real)((double)xj[k] * c);
+            continue;
+        }
+        const double std = sqrt(st->r);
+        ds_real *eps = tr->noise + (size_t)(T - j) * n;
         if (noise) {
-            memcpy(eps, noise + (size_t)(T - j) * B * d, sizeof(ds_real) * (size_t)B * d);
+            memcpy(eps, noise + (size_t)(T - j) * n, sizeof(ds_real) * n);
         } else {
             ds_rng_normal_batch(r, iteration, first, B, (uint32_t)(j - 1), d, eps);
         }
-        for (size_t k = 0; k < (size_t)B * d; k++) xp[k] = (ds_real)((double)xj[k] * shrink + std * (double)eps[k]);
+        for (size_t k = 0; k < n; k++) xp[k] = (ds_real)((double)xj[k] * c + std * (double)eps[k]);
     }
-    memset(tr->states, 0, sizeof(ds_real) * (size_t)B * d);
     DS_TRY(ds_sim_score(s, tr, B, log_r));
     return DS_OK;
 }
@@ -210,8 +261,7 @@ ds_status ds_sim_backward(const ds_sim *s, ds_traj *tr, int B, const ds_real *x_
 ds_status ds_sim_backprop(const ds_sim *s, const ds_traj *tr, int B, const ds_real *d_log_pf,
                           const ds_real *d_log_f)
 {
-    const int T = s->T, d = tr->d;
-    const double dt = 1.0 / T;
+    const int T = s->ref->T, d = tr->d;
     ds_policy *p = s->policy;
     DS_CHECK(p->nsteps == T && p->rows == B, DS_ERR_INVALID,
              "policy pass is %d x %d, trajectories %d x %d: simulate before back-propagating", p->nsteps,
@@ -224,6 +274,8 @@ ds_status ds_sim_backprop(const ds_sim *s, const ds_traj *tr, int B, const ds_re
     for (int i0 = 0; i0 < T; i0 += block) {
         const int i1 = i0 + block < T ? i0 + block : T;
         for (int i = i0; i < i1; i++) {
+            const ds_ref_step *st = &s->ref->step[i];
+            const double a = st->a, h = st->h, sv = st->s;
             const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
             for (int b = 0; b < B; b++) {
                 const size_t row = (size_t)i * B + b;
@@ -231,11 +283,11 @@ ds_status ds_sim_backprop(const ds_sim *s, const ds_traj *tr, int B, const ds_re
                 ds_real *dm = p->d_mean + row * d, *dv = p->d_logvar + row * d;
                 const double g = (double)d_log_pf[row];
                 for (int j = 0; j < d; j++) {
-                    /* log p_F = -0.5 (res^2 / (dt e^lv) + log 2 pi + log dt + lv), res = dx - dt mu */
-                    double res =
-                        ((double)x1[(size_t)b * d + j] - (double)x0[(size_t)b * d + j]) - dt * (double)mu[j];
-                    double inv_var = 1.0 / (dt * (double)var[j]);
-                    dm[j] = (ds_real)(g * res * dt * inv_var);
+                    /* log p_F = -0.5 (res^2 / (s e^lv) + log 2 pi + log s + lv), res = x1 - a x0 - h mu */
+                    double res = ((double)x1[(size_t)b * d + j] - a * (double)x0[(size_t)b * d + j]) -
+                                 h * (double)mu[j];
+                    double inv_var = 1.0 / (sv * (double)var[j]);
+                    dm[j] = (ds_real)(g * res * h * inv_var);
                     dv[j] = (ds_real)(g * 0.5 * (res * res * inv_var - 1.0));
                 }
                 p->d_logf[row] = d_log_f[row];

@@ -6,6 +6,8 @@
  * (ds_settings_write_yaml of the defaults, with docs). */
 #define _POSIX_C_SOURCE 200809L
 #include "diffsamp/config.h"
+#include "diffsamp/local_search.h"
+#include "diffsamp/policy.h"
 #include "testutil.h"
 
 #include <stdarg.h>
@@ -27,7 +29,23 @@
     X(eval_gt_samples) X(eval_paths) X(checkpoint_every)
 #define DS_STRING_FIELDS(X) X(energy_name) X(out_dir)
 
-/* Name of the first field where a and b differ, or NULL when all are equal. */
+/* The effective value of family key k in s: the one set, else the default. */
+static ds_energy_arg effective_arg(const ds_settings *s, const ds_energy_key *k)
+{
+    ds_energy_arg v;
+    memset(&v, 0, sizeof v);
+    v.num = k->def;
+    snprintf(v.text, sizeof v.text, "%s", k->def_text ? k->def_text : "");
+    for (int j = 0; j < s->energy_args.count; j++)
+        if (strcmp(s->energy_args.v[j].key, k->name) == 0) {
+            v.num = s->energy_args.v[j].num;
+            memcpy(v.text, s->energy_args.v[j].text, sizeof v.text);
+        }
+    return v;
+}
+
+/* Name of the first field where a and b differ, or NULL when all are equal
+ * (the energy family's keys compared by effective value). */
 static const char *first_difference(const ds_settings *a, const ds_settings *b)
 {
 #define NUM_DIFF(f) if (a->f != b->f) return #f;
@@ -36,6 +54,11 @@ static const char *first_difference(const ds_settings *a, const ds_settings *b)
     DS_STRING_FIELDS(STR_DIFF)
 #undef NUM_DIFF
 #undef STR_DIFF
+    const ds_energy_vtable *vt = ds_energy_lookup(a->energy_name);
+    for (int i = 0; vt && i < vt->nkeys; i++) {
+        ds_energy_arg x = effective_arg(a, &vt->keys[i]), y = effective_arg(b, &vt->keys[i]);
+        if (x.num != y.num || strcmp(x.text, y.text) != 0) return vt->keys[i].name;
+    }
     return NULL;
 }
 
@@ -90,8 +113,13 @@ static void expect_file_error(const char *yaml, ds_status code, const char *wher
     ds_status rc = load_text(&s, yaml, path);
     const char *msg = ds_error_message();
     ck_assert_msg(rc == code, "status %d, want %d for:\n%s\nmessage: %s", rc, code, yaml, msg);
-    char want[256];
-    snprintf(want, sizeof want, "%s%s", path, where);
+    /* ":2:6: key ..." is reported as "FILE:2:6: error: key ...". */
+    char want[512];
+    const char *rest = strstr(where, ": ");
+    if (rest)
+        snprintf(want, sizeof want, "%s%.*s: error: %s", path, (int)(rest - where), where, rest + 2);
+    else
+        snprintf(want, sizeof want, "%s%s", path, where);
     ck_assert_msg(strstr(msg, want), "message lacks '%s':\n%s", want, msg);
     va_list ap;
     va_start(ap, where);
@@ -127,8 +155,9 @@ static void expect_set_error(const char *a, ds_status code, ...)
 static const char *full_yaml =
     "# a full config\n"
     "energy:\n"
-    "  name: funnel\n"
-    "  dim: 10\n"
+    "  x0_std: 2.5          # a key of the family named below\n"
+    "  name: easy_funnel\n"
+    "  dim: 12\n"
     "objective: {name: subtb, backward: mle, both_ways: true, subtb_lambda: 1.5}\n"
     "train:\n"
     "  iterations: 1e3      # an integral number is an integer\n"
@@ -197,7 +226,7 @@ START_TEST(defaults_are_the_reference_defaults)
     ck_assert_str_eq(s.energy_name, "25gmm");
     ck_assert_int_eq(s.energy_dim, 0);
     ck_assert_int_eq(s.objective, DS_OBJ_TB);
-    ck_assert_int_eq(s.backward, DS_BWD_TB);
+    ck_assert_int_eq(s.backward, DS_OBJ_TB);
     ck_assert_int_eq(s.both_ways, 0);
     ck_assert(s.subtb_lambda == 2.0);
     ck_assert(s.iterations == 25000);
@@ -266,9 +295,13 @@ START_TEST(full_file_sets_every_key)
     /* The file sets every field to something else than its default. */
     const char *same = first_equal(&s, &d);
     ck_assert_msg(same == NULL, "full file leaves %s at its default", same ? same : "");
-    ck_assert_str_eq(s.energy_name, "funnel");
+    ck_assert_str_eq(s.energy_name, "easy_funnel");
+    ck_assert_int_eq(s.energy_dim, 12);
+    ck_assert_int_eq(s.energy_args.count, 1);
+    ck_assert_str_eq(s.energy_args.v[0].key, "x0_std");
+    ck_assert(s.energy_args.v[0].num == 2.5);
     ck_assert_int_eq(s.objective, DS_OBJ_SUBTB);
-    ck_assert_int_eq(s.backward, DS_BWD_MLE);
+    ck_assert_int_eq(s.backward, DS_OBJ_MLE);
     ck_assert(s.iterations == 1000);
     ck_assert(s.seed == UINT64_MAX);
     ck_assert(s.lr_policy == 5e-4);
@@ -325,10 +358,19 @@ START_TEST(value_errors_name_file_line_col_key_found_allowed)
                       ":2:9: key 'train.seed'", NULL);
     expect_file_error("objective:\n  name: tbb\n", DS_ERR_CONFIG,
                       ":2:9: key 'objective.name': found 'tbb', allowed: tb, vargrad, db, subtb, "
-                      "fl-subtb, mle, pis, dds, dis",
+                      "fl-subtb, pis, dds, dis",
+                      NULL);
+    /* A forward-only objective as the backward one: refused when read, at the value. */
+    expect_file_error("\nobjective: {backward: pis}\n", DS_ERR_CONFIG,
+                      ":2:23: key 'objective.backward': found 'pis' ('pis' cannot train on backward trajectories",
+                      NULL);
+    expect_file_error("objective:\n  name: mle\n", DS_ERR_CONFIG,
+                      ":2:9: key 'objective.name': found 'mle' ('mle' is only a backward objective: "
+                      "set objective.backward: mle",
                       NULL);
     expect_file_error("objective:\n  backward: db\n", DS_ERR_CONFIG,
-                      ":2:13: key 'objective.backward': found 'db', allowed: tb, vargrad, mle",
+                      ":2:13: key 'objective.backward': found 'db' ('db' cannot train on backward trajectories "
+                      "from the buffer), allowed: tb, vargrad, mle",
                       NULL);
     expect_file_error("exploration:\n  schedule: cosine\n", DS_ERR_CONFIG,
                       ":2:13: key 'exploration.schedule': found 'cosine', allowed: constant, "
@@ -340,7 +382,7 @@ START_TEST(value_errors_name_file_line_col_key_found_allowed)
     expect_file_error("sampler:\n  langevin: maybe\n", DS_ERR_CONFIG,
                       ":2:13: key 'sampler.langevin': found 'maybe', allowed: a boolean", NULL);
     expect_file_error("energy:\n  name: \"\"\n", DS_ERR_CONFIG,
-                      ":2:9: key 'energy.name': found '', allowed: a string of 1 to 63 characters",
+                      ":2:9: key 'energy.name': found '', allowed: 9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian",
                       NULL);
     expect_file_error("energy:\n  name: "
                       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
@@ -420,7 +462,7 @@ START_TEST(file_errors)
     /* load_string names its source in messages. */
     ck_assert_int_eq(ds_settings_load_string(&s, "eval:\n  every: 0\n", "inline.yaml"),
                      DS_ERR_CONFIG);
-    ck_assert(strstr(ds_error_message(), "inline.yaml:2:10: key 'eval.every': found '0'"));
+    ck_assert(strstr(ds_error_message(), "inline.yaml:2:10: error: key 'eval.every': found '0'"));
 }
 END_TEST
 
@@ -439,8 +481,8 @@ START_TEST(set_overrides)
     ck_assert_int_eq(s.objective, DS_OBJ_FLSUBTB);
     ck_assert(ds_settings_set(&s, "output.dir=runs/a b=c") == DS_OK);
     ck_assert_str_eq(s.out_dir, "runs/a b=c");
-    ck_assert(ds_settings_set(&s, "energy.name='many well'") == DS_OK);
-    ck_assert_str_eq(s.energy_name, "many well");
+    ck_assert(ds_settings_set(&s, "energy.name='many_well'") == DS_OK);
+    ck_assert_str_eq(s.energy_name, "many_well");
     ck_assert(ds_settings_set(&s, "train.seed=18446744073709551615") == DS_OK);
     ck_assert(s.seed == UINT64_MAX);
     /* --set applies on top of a file. */
@@ -465,8 +507,9 @@ START_TEST(set_overrides)
                      NULL);
     expect_set_error("sampler.T", DS_ERR_CONFIG, "expected section.key=value", NULL);
     expect_set_error("objective.name=tbb", DS_ERR_CONFIG,
-                     "found 'tbb', allowed: tb, vargrad, db, subtb, fl-subtb, mle, pis, dds, dis",
-                     NULL);
+                     "found 'tbb', allowed: tb, vargrad, db, subtb, fl-subtb, pis, dds, dis", NULL);
+    expect_set_error("objective.backward=dds", DS_ERR_CONFIG, "--set objective.backward=dds",
+                     "'dds' cannot train on backward trajectories", NULL);
     expect_set_error("sampler.clipping=maybe", DS_ERR_CONFIG, "allowed: a boolean", NULL);
 }
 END_TEST
@@ -475,7 +518,9 @@ END_TEST
 static void tricky_settings(ds_settings *s)
 {
     load_full(s);
-    snprintf(s->energy_name, sizeof s->energy_name, "yes");
+    s->energy_dim = 0;
+    ck_assert(ds_settings_set(s, "energy.name=9gmm") == DS_OK);
+    ck_assert(ds_settings_set(s, "energy.std=0.3333333333333333") == DS_OK);
     snprintf(s->out_dir, sizeof s->out_dir, "runs/\"q\" \\ : # - x\ty/\xc3\xa9");
     s->lr_policy = 1.0 / 3.0;
     s->lr_flow = 1e-300;
@@ -528,7 +573,7 @@ START_TEST(write_then_load_round_trips)
     ds_settings_defaults(&s);
     char *text = NULL;
     ck_assert(ds_settings_to_yaml(&s, &text) == DS_OK);
-    const char *head = "energy:\n  name: 25gmm\n  dim: 0\nobjective:\n  name: tb\n";
+    const char *head = "energy:\n  name: 25gmm\n  dim: 0\n  spacing: 5.0\n  variance: 0.3\nobjective:\n  name: tb\n";
     ck_assert_msg(strncmp(text, head, strlen(head)) == 0, "%s", text);
     ck_assert(strstr(text, "\n  t_scale: 5.0\n"));
     ck_assert(strstr(text, "\n  lr_policy: 0.001\n"));
@@ -537,7 +582,8 @@ START_TEST(write_then_load_round_trips)
     free(text);
     tricky_settings(&s);
     ck_assert(ds_settings_to_yaml(&s, &text) == DS_OK);
-    ck_assert(strstr(text, "\n  name: \"yes\"\n"));
+    ck_assert_msg(strstr(text, "energy:\n  name: 9gmm\n  dim: 0\n  spacing: 5.0\n  std: 0.3333333333333333\n"),
+                  "%s", text);
     ck_assert(strstr(text, "\n  lr_flow: 1.0e-300\n"));
     free(text);
 
@@ -551,7 +597,14 @@ START_TEST(write_then_load_round_trips)
     ck_assert(strstr(text, "# number of diffusion steps (dt = 1/T); an integer in [1, 10000]; "
                            "default 100\n"));
     ck_assert(strstr(text, "# training objective; mle is only a backward objective"));
-    ck_assert(strstr(text, "one of tb, vargrad, db, subtb, fl-subtb, mle, pis, dds, dis\n"));
+    ck_assert(strstr(text, "one of tb, vargrad, db, subtb, fl-subtb, pis, dds, dis\n"));
+    ck_assert(strstr(text, "one of tb, vargrad, mle\n"));
+    /* The chosen family's keys, and the others' names. */
+    ck_assert_msg(strstr(text, "  variance: 0.3                      # (25gmm) variance of each mixture "
+                               "component; a number in (0, 1e+12]\n"), "%s", text);
+    ck_assert(strstr(text, "# energy keys of the other families (valid with their energy.name): 9gmm: "
+                           "spacing, std; easy_funnel: x0_std; hard_funnel: x0_std; many_well: none;"));
+    ck_assert(strstr(text, "one of 9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian\n"));
     free(text);
 
     ck_assert_str_eq(ds_objective_name(DS_OBJ_FLSUBTB), "fl-subtb");
@@ -604,21 +657,160 @@ START_TEST(validate_cross_checks)
     expect_validate("local_search.burn_in (200) must be smaller than local_search.max_iter (200)",
                     "local_search.burn_in=200", NULL);
     expect_validate(NULL, "local_search.burn_in=0", "local_search.max_iter=1", NULL);
-    expect_validate("objective.name 'mle' is only a backward objective: set objective.backward: "
-                    "mle",
-                    "objective.name=mle", NULL);
     expect_validate(NULL, "objective.backward=mle", "objective.both_ways=true", NULL);
-    expect_validate("objective.name 'pis' is on-policy", "objective.name=pis",
-                    "exploration.factor=0.1", NULL);
-    expect_validate("set exploration.factor: 0", "objective.name=dds", "exploration.factor=0.1",
-                    NULL);
-    expect_validate("cannot train both ways", "objective.name=dis", "objective.both_ways=yes",
-                    NULL);
-    expect_validate("cannot train both ways", "objective.name=pis", "local_search.enabled=yes",
-                    NULL);
+    /* on-policy objectives: no exploration, no buffer, no flow; the VP schedule ordered */
     expect_validate(NULL, "objective.name=pis", "sampler.langevin=true", NULL);
+    expect_validate(NULL, "objective.name=dds", "objective.recompute_every=10", NULL);
+    expect_validate("objective.name 'pis' is on-policy", "objective.name=pis", "exploration.factor=0.1", NULL);
+    expect_validate("set exploration.factor: 0", "objective.name=dds", "exploration.factor=0.1", NULL);
+    expect_validate("cannot train both ways", "objective.name=dis", "objective.both_ways=yes", NULL);
+    expect_validate("cannot train both ways", "objective.name=pis", "local_search.enabled=yes", NULL);
+    expect_validate("learns no flow", "objective.name=pis", "sampler.conditional_flow=true", NULL);
+    expect_validate("sampler.beta_min (20) must not exceed sampler.beta_max (10)", "objective.name=dds",
+                    "sampler.beta_min=20", NULL);
+    expect_validate("objective.recompute_every applies to the on-policy objectives", "objective.recompute_every=5",
+                    NULL);
+    /* Settings built in code get the reader's answer from validation. */
+    ds_settings s;
+    ds_settings_defaults(&s);
+    s.objective = DS_OBJ_MLE;
+    ck_assert_int_eq(ds_settings_validate(&s), DS_ERR_CONFIG);
+    ck_assert(strstr(ds_error_message(), "objective.name 'mle' cannot be the forward objective"));
+    ds_settings_defaults(&s);
+    s.backward = DS_OBJ_DB;
+    ck_assert_int_eq(ds_settings_validate(&s), DS_ERR_CONFIG);
+    ck_assert(strstr(ds_error_message(), "objective.backward 'db' cannot train on backward"));
     /* Local search without both_ways is valid: the trainer turns both ways on. */
     expect_validate(NULL, "local_search.enabled=true", "exploration.factor=0.1", NULL);
+}
+END_TEST
+
+/* The energy section: energy.name checked against the registry, energy.dim
+ * against the family, and the family's own keys, all with file:line:col. */
+START_TEST(energy_section_is_the_family_s)
+{
+    expect_file_error("energy:\n  name: nope\n", DS_ERR_CONFIG,
+                      ":2:9: key 'energy.name': found 'nope', allowed: 9gmm, 25gmm, easy_funnel, "
+                      "hard_funnel, many_well, gaussian", NULL);
+    expect_file_error("energy:\n  dim: 3\n", DS_ERR_CONFIG,
+                      ":2:8: key 'energy.dim': found '3', allowed for energy '25gmm': 0 (its default, 2) or 2",
+                      NULL);
+    expect_file_error("energy:\n  dim: 7\n  name: many_well\n", DS_ERR_CONFIG,
+                      ":2:8: key 'energy.dim': found '7', allowed for energy 'many_well': 0 (its default, "
+                      "32) or even, 2 to 65536", NULL);
+    /* A key of another family, and an unknown one, name the family and its keys. */
+    expect_file_error("energy:\n  std: 0.7\n", DS_ERR_CONFIG,
+                      ":2:3: unknown key 'energy.std' for energy '25gmm' (a key of energy 9gmm: set "
+                      "energy.name to use it); allowed keys: name, dim, spacing, variance", NULL);
+    expect_file_error("energy:\n  name: gaussian\n  variance: 2\n", DS_ERR_CONFIG,
+                      ":3:3: unknown key 'energy.variance' for energy 'gaussian' (a key of energy 25gmm",
+                      "allowed keys: name, dim\n", NULL);
+    expect_file_error("energy:\n  name: 25gmm\n  spacng: 2\n", DS_ERR_CONFIG,
+                      ":3:3: unknown key 'energy.spacng' for energy '25gmm' (did you mean 'energy.spacing'?)",
+                      NULL);
+    expect_file_error("energy:\n  name: 9gmm\n  std: -1\n", DS_ERR_CONFIG,
+                      ":3:8: key 'energy.std': found '-1', allowed: a number in (0, 1e+06]", NULL);
+    expect_file_error("energy:\n  name: 9gmm\n  std: [1]\n", DS_ERR_CONFIG,
+                      ":3:8: key 'energy.std': found a sequence", NULL);
+    expect_file_error("energy:\n  name: 9gmm\n  std: 1\n  std: 2\n", DS_ERR_CONFIG,
+                      ":4:3: duplicate key 'energy.std' (first at line 3:3)", NULL);
+
+    /* Keys apply to the family named in the same document, wherever the name is. */
+    ds_settings s;
+    ds_settings_defaults(&s);
+    ck_assert_int_eq(s.energy_args.count, 0);
+    ck_assert(ds_settings_load_string(&s, "energy: {std: 0.7, name: 9gmm}\n", "e.yaml") == DS_OK);
+    ck_assert_int_eq(s.energy_args.count, 1);
+    ck_assert(s.energy_args.v[0].num == 0.7);
+    ck_assert(ds_settings_set(&s, "energy.std=0.8") == DS_OK); /* replaces, does not add */
+    ck_assert_int_eq(s.energy_args.count, 1);
+    ck_assert(s.energy_args.v[0].num == 0.8);
+    ck_assert(ds_settings_set(&s, "energy.spacing=4") == DS_OK);
+    ck_assert_int_eq(s.energy_args.count, 2);
+    ck_assert_msg(ds_settings_validate(&s) == DS_OK, "%s", ds_error_message());
+    /* The trainer gets them: the energy built from the settings has them. */
+    ds_energy *e = NULL;
+    ck_assert_msg(ds_energy_create(s.energy_name, s.energy_dim, &s.energy_args, &e) == DS_OK, "%s",
+                  ds_error_message());
+    int per_axis = 0;
+    double spacing = 0;
+    ck_assert(ds_energy_mode_grid(e, &per_axis, &spacing));
+    ck_assert(per_axis == 3 && spacing == 4.0);
+    ds_energy_destroy(&e);
+    /* The same family again keeps them; another family drops them. */
+    ck_assert(ds_settings_set(&s, "energy.name=9gmm") == DS_OK);
+    ck_assert_int_eq(s.energy_args.count, 2);
+    ck_assert(ds_settings_set(&s, "energy.name=25gmm") == DS_OK);
+    ck_assert_int_eq(s.energy_args.count, 0);
+    expect_set_error("energy.std=0.5", DS_ERR_CONFIG,
+                     "unknown key 'energy.std' for energy '25gmm' (a key of energy 9gmm", NULL);
+    expect_set_error("energy.variance=0", DS_ERR_CONFIG,
+                     "--set energy.variance=0: key 'energy.variance': found '0', allowed: a number in (0, 1e+12]",
+                     NULL);
+    expect_set_error("energy.variance=", DS_ERR_CONFIG, "key 'energy.variance': found ''", NULL);
+    expect_set_error("energy.name=nope", DS_ERR_CONFIG, "found 'nope', allowed: 9gmm, 25gmm", NULL);
+    expect_set_error("energy.dim=3", DS_ERR_CONFIG, "allowed for energy '25gmm': 0 (its default, 2) or 2",
+                     NULL);
+    /* A family chosen after energy.dim was set must accept that dim. */
+    ds_settings_defaults(&s);
+    ck_assert(ds_settings_set(&s, "energy.name=gaussian") == DS_OK);
+    ck_assert(ds_settings_set(&s, "energy.dim=5") == DS_OK);
+    ds_error_clear();
+    ck_assert_int_eq(ds_settings_set(&s, "energy.name=many_well"), DS_ERR_CONFIG);
+    ck_assert_msg(strstr(ds_error_message(), "found 'many_well', but energy.dim is 5 and energy "
+                                             "'many_well' allows 0 (its default, 32) or even"),
+                  "%s", ds_error_message());
+    ck_assert_str_eq(s.energy_name, "gaussian");
+
+    /* Settings built in code: validation gives the reader's answers. */
+    ds_settings_defaults(&s);
+    snprintf(s.energy_name, sizeof s.energy_name, "nope");
+    ck_assert_int_eq(ds_settings_validate(&s), DS_ERR_CONFIG);
+    ck_assert(strstr(ds_error_message(), "energy.name 'nope' is not a registered energy; allowed: 9gmm"));
+    ds_settings_defaults(&s);
+    s.energy_dim = 3;
+    ck_assert_int_eq(ds_settings_validate(&s), DS_ERR_CONFIG);
+    ck_assert(strstr(ds_error_message(), "energy.dim is 3, but energy '25gmm' allows 0 (its default, 2) or 2"));
+    ds_settings_defaults(&s);
+    s.energy_args.count = 1;
+    snprintf(s.energy_args.v[0].key, sizeof s.energy_args.v[0].key, "std");
+    ck_assert_int_eq(ds_settings_validate(&s), DS_ERR_CONFIG);
+    ck_assert(strstr(ds_error_message(), "energy.std is not a key of energy '25gmm'; its keys: spacing, variance"));
+    ds_error_clear();
+}
+END_TEST
+
+/* Documented bounds are the enforced ones, and defaults have one source. */
+START_TEST(bounds_and_defaults_match_the_modules)
+{
+    char y[128];
+    snprintf(y, sizeof y, "sampler:\n  joint_layers: %d\n", DS_MAX_LAYERS + 1);
+    char want[128];
+    snprintf(want, sizeof want, ":2:17: key 'sampler.joint_layers': found '%d', allowed: an integer in [0, %d]",
+             DS_MAX_LAYERS + 1, DS_MAX_LAYERS);
+    expect_file_error(y, DS_ERR_CONFIG, want, NULL);
+    snprintf(y, sizeof y, "sampler:\n  lgv_layers: %d\n", DS_MAX_LAYERS + 1);
+    snprintf(want, sizeof want, ":2:15: key 'sampler.lgv_layers': found '%d', allowed: an integer in [1, %d]",
+             DS_MAX_LAYERS + 1, DS_MAX_LAYERS);
+    expect_file_error(y, DS_ERR_CONFIG, want, NULL);
+    snprintf(y, sizeof y, "local_search:\n  max_iter: %d\n", DS_LS_UNIFORM_STEP + 1);
+    snprintf(want, sizeof want, ":2:13: key 'local_search.max_iter': found '%d', allowed: an integer in [1, %d]",
+             DS_LS_UNIFORM_STEP + 1, DS_LS_UNIFORM_STEP);
+    expect_file_error(y, DS_ERR_CONFIG, want, NULL);
+    expect_file_error("replay:\n  capacity: 4294967295\n", DS_ERR_CONFIG,
+                      ":2:13: key 'replay.capacity': found '4294967295', allowed: an integer in [1, 4294967294]",
+                      NULL);
+    /* The largest allowed values load. */
+    ds_settings s;
+    ds_settings_defaults(&s);
+    snprintf(y, sizeof y, "sampler: {joint_layers: %d, lgv_layers: %d}\n", DS_MAX_LAYERS, DS_MAX_LAYERS);
+    ck_assert_msg(ds_settings_load_string(&s, y, "max.yaml") == DS_OK, "%s", ds_error_message());
+    /* local_search.ld_step and ds_ls_params_init share one default. */
+    ds_settings_defaults(&s);
+    ds_ls_params p;
+    ds_ls_params_init(&p);
+    ck_assert(s.ls_step == p.step);
+    ck_assert(s.ls_step == 0.1);
 }
 END_TEST
 
@@ -690,6 +882,8 @@ int main(int argc, char **argv)
     tcase_add_test(tc, set_overrides);
     tcase_add_test(tc, write_then_load_round_trips);
     tcase_add_test(tc, validate_cross_checks);
+    tcase_add_test(tc, energy_section_is_the_family_s);
+    tcase_add_test(tc, bounds_and_defaults_match_the_modules);
     tcase_add_test(tc, reference_yaml_documents_every_default);
     suite_add_tcase(s, tc);
     return ds_test_run(s);

@@ -19,12 +19,11 @@
 #include <string.h>
 
 #define IS_DOUBLE (sizeof(ds_real) == sizeof(double))
-#define LOG_2PI 1.8378770664093454835606594728112
 
 static ds_energy *make(const char *name, int dim)
 {
     ds_energy *e = NULL;
-    ds_status rc = ds_energy_create(name, dim, &e);
+    ds_status rc = ds_energy_create(name, dim, NULL, &e);
     ck_assert_msg(rc == DS_OK && e != NULL, "create %s (dim %d): %s", name, dim, ds_error_message());
     return e;
 }
@@ -609,7 +608,7 @@ END_TEST
 START_TEST(registry_refuses_bad_names_and_dims)
 {
     ds_energy *e = (ds_energy *)1;
-    ck_assert_int_eq(ds_energy_create("nope", 0, &e), DS_ERR_CONFIG);
+    ck_assert_int_eq(ds_energy_create("nope", 0, NULL, &e), DS_ERR_CONFIG);
     ck_assert(e == NULL);
     const char *msg = ds_error_message();
     ck_assert_msg(strstr(msg, "nope") != NULL, "message should name the bad energy: %s", msg);
@@ -618,16 +617,16 @@ START_TEST(registry_refuses_bad_names_and_dims)
                       ds_energy_registry_get(i)->name, msg);
     ds_error_clear();
 
-    ck_assert_int_eq(ds_energy_create("many_well", 5, &e), DS_ERR_CONFIG);
+    ck_assert_int_eq(ds_energy_create("many_well", 5, NULL, &e), DS_ERR_CONFIG);
     ck_assert(e == NULL);
     ck_assert_msg(strstr(ds_error_message(), "even") != NULL, "%s", ds_error_message());
-    ck_assert_int_eq(ds_energy_create("25gmm", 3, &e), DS_ERR_CONFIG);
-    ck_assert_int_eq(ds_energy_create("9gmm", 10, &e), DS_ERR_CONFIG);
-    ck_assert_int_eq(ds_energy_create("easy_funnel", 1, &e), DS_ERR_CONFIG);
-    ck_assert_int_eq(ds_energy_create("gaussian", -3, &e), DS_ERR_CONFIG);
+    ck_assert_int_eq(ds_energy_create("25gmm", 3, NULL, &e), DS_ERR_CONFIG);
+    ck_assert_int_eq(ds_energy_create("9gmm", 10, NULL, &e), DS_ERR_CONFIG);
+    ck_assert_int_eq(ds_energy_create("easy_funnel", 1, NULL, &e), DS_ERR_CONFIG);
+    ck_assert_int_eq(ds_energy_create("gaussian", -3, NULL, &e), DS_ERR_CONFIG);
     ck_assert(e == NULL);
-    ck_assert_int_eq(ds_energy_create(NULL, 0, &e), DS_ERR_INVALID);
-    ck_assert_int_eq(ds_energy_create("gaussian", 0, NULL), DS_ERR_INVALID);
+    ck_assert_int_eq(ds_energy_create(NULL, 0, NULL, &e), DS_ERR_INVALID);
+    ck_assert_int_eq(ds_energy_create("gaussian", 0, NULL, NULL), DS_ERR_INVALID);
     ds_error_clear();
     /* Odd-looking but valid dims work. */
     e = make("hard_funnel", 2);
@@ -637,8 +636,8 @@ START_TEST(registry_refuses_bad_names_and_dims)
 }
 END_TEST
 
-static ds_status stub_log_reward(const void *state, int dim, int n, const ds_real *x, ds_real *log_r,
-                                 ds_real *grad)
+static ds_status stub_log_reward(const void *state, int dim, int n, const ds_real *x,
+                                 const ds_real *cond, ds_real *log_r, ds_real *grad)
 {
     for (int k = 0; k < n; k++) log_r[k] = 0;
     if (grad)
@@ -672,6 +671,199 @@ START_TEST(wrappers_check_arguments)
     ck_assert_msg(strstr(ds_error_message(), "stub") != NULL, "%s", ds_error_message());
     ck_assert_int_eq(ds_energy_sample(&s, ds_rng_make(1, DS_RNG_TEST), 0, 2, x), DS_ERR_INVALID);
     ck_assert(!ds_energy_has_sampler(&s));
+    ds_error_clear();
+}
+END_TEST
+
+/* ------------------------------------------------ the family interface */
+
+/* One key value for ds_energy_create. */
+static ds_energy_args one_arg(const char *key, double num)
+{
+    ds_energy_args a;
+    memset(&a, 0, sizeof a);
+    a.count = 1;
+    snprintf(a.v[0].key, sizeof a.v[0].key, "%s", key);
+    a.v[0].num = num;
+    return a;
+}
+
+/* log R of e at the n points x, in double. */
+static void eval_points(const ds_energy *e, int n, const double *x, double *out)
+{
+    ds_real xr[16], lr[8];
+    for (int i = 0; i < n * e->dim; i++) xr[i] = (ds_real)x[i];
+    ck_assert_int_eq(ds_energy_log_reward(e, n, xr, lr, NULL), DS_OK);
+    for (int k = 0; k < n; k++) out[k] = (double)lr[k];
+}
+
+START_TEST(every_family_declares_the_interface)
+{
+    for (int i = 0; i < ds_energy_registry_count(); i++) {
+        const ds_energy_vtable *vt = ds_energy_registry_get(i);
+        ck_assert_int_eq(vt->abi_version, DS_ENERGY_ABI_VERSION);
+        ck_assert_msg(vt->dims && vt->dims[0], "%s has no dims text", vt->name);
+        ck_assert_int_eq(vt->cond_dim, 0); /* every built-in is unconditional */
+        ck_assert(vt->nkeys >= 0 && vt->nkeys <= DS_ENERGY_MAX_ARGS);
+        ck_assert(ds_energy_lookup(vt->name) == vt);
+        for (int k = 0; k < vt->nkeys; k++) {
+            const ds_energy_key *key = &vt->keys[k];
+            ck_assert(strlen(key->name) < DS_ENERGY_KEY_MAX && key->doc && key->doc[0]);
+            ck_assert(ds_energy_find_key(vt, key->name) == key);
+        }
+    }
+    ck_assert(ds_energy_lookup("nope") == NULL && ds_energy_lookup(NULL) == NULL);
+    char buf[256];
+    ck_assert_str_eq(ds_energy_key_names(ds_energy_lookup("9gmm"), buf, sizeof buf), "spacing, std");
+    ck_assert_str_eq(ds_energy_key_names(ds_energy_lookup("gaussian"), buf, sizeof buf), "none");
+    ck_assert_str_eq(ds_energy_names(buf, sizeof buf),
+                     "9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian");
+    ck_assert_str_eq(ds_energy_names(buf, 12), "9gmm, 25...");
+}
+END_TEST
+
+START_TEST(family_keys_reach_create)
+{
+    /* Explicit defaults give the same numbers, bit for bit, as no keys. */
+    const double x[6] = {0.3, -4.2, 5.1, 4.9, -7.5, 0.0};
+    double a[3], b[3];
+    ds_energy *e0 = make("25gmm", 0), *e1 = NULL;
+    ds_energy_args v = one_arg("variance", 0.3);
+    ck_assert_int_eq(ds_energy_create("25gmm", 0, &v, &e1), DS_OK);
+    eval_points(e0, 3, x, a);
+    eval_points(e1, 3, x, b);
+    for (int k = 0; k < 3; k++) ck_assert(a[k] == b[k]);
+    ds_energy_destroy(&e1);
+    /* A wider mixture is flatter at a mode, and its grid moves with spacing. */
+    v = one_arg("variance", 1.2);
+    ck_assert_int_eq(ds_energy_create("25gmm", 0, &v, &e1), DS_OK);
+    eval_points(e1, 3, x, b);
+    ck_assert(b[1] < a[1] && b[2] > a[2]); /* (5.1, 4.9) is near a mode, (-7.5, 0) halfway between two */
+    ds_energy_destroy(&e1);
+    v = one_arg("spacing", 4.0);
+    ck_assert_int_eq(ds_energy_create("25gmm", 0, &v, &e1), DS_OK);
+    int per_axis = 0;
+    double spacing = 0;
+    ck_assert(ds_energy_mode_grid(e1, &per_axis, &spacing));
+    ck_assert(per_axis == 5 && spacing == 4.0);
+    const double at_modes[4] = {4.0, 4.0, 5.0, 5.0};
+    eval_points(e1, 1, at_modes, b);
+    eval_points(e0, 1, at_modes + 2, a);
+    ck_assert_msg(fabs(a[0] - b[0]) < 1e-6, "%g vs %g", a[0], b[0]);
+    ds_energy_destroy(&e1);
+    ds_energy_destroy(&e0);
+    /* easy_funnel with x0_std 3 is hard_funnel, bit for bit. */
+    const double xf[10] = {1.5, 0.2, -0.3, 0.4, 0.1, 0.0, -2.0, 0.7, 0.05, 1.0};
+    v = one_arg("x0_std", 3.0);
+    ck_assert_int_eq(ds_energy_create("easy_funnel", 10, &v, &e1), DS_OK);
+    e0 = make("hard_funnel", 10);
+    eval_points(e1, 1, xf, a);
+    eval_points(e0, 1, xf, b);
+    ck_assert(a[0] == b[0]);
+    ds_energy_destroy(&e0);
+    ds_energy_destroy(&e1);
+
+    /* Unknown keys and values out of bounds name the family and the key. */
+    v = one_arg("std", 0.5);
+    ck_assert_int_eq(ds_energy_create("25gmm", 0, &v, &e1), DS_ERR_CONFIG);
+    ck_assert_msg(strstr(ds_error_message(), "energy '25gmm' has no key 'energy.std'; its keys are: "
+                                             "spacing, variance"), "%s", ds_error_message());
+    v = one_arg("variance", 0.0);
+    ck_assert_int_eq(ds_energy_create("25gmm", 0, &v, &e1), DS_ERR_CONFIG);
+    ck_assert(strstr(ds_error_message(), "energy '25gmm': key 'energy.variance' = 0 is out of its bounds (0, 1e+12]"));
+    v = one_arg("x0_std", NAN);
+    ck_assert_int_eq(ds_energy_create("hard_funnel", 0, &v, &e1), DS_ERR_CONFIG);
+    v.count = DS_ENERGY_MAX_ARGS + 1;
+    ck_assert_int_eq(ds_energy_create("hard_funnel", 0, &v, &e1), DS_ERR_INVALID);
+    ck_assert_ptr_null(e1);
+    /* No grid for the other families. */
+    e0 = make("gaussian", 2);
+    ck_assert(!ds_energy_mode_grid(e0, &per_axis, &spacing));
+    ds_energy_destroy(&e0);
+    ck_assert(!ds_energy_mode_grid(NULL, NULL, NULL));
+    ds_error_clear();
+}
+END_TEST
+
+/* A conditional family: log R(x | c) = -|x - c|^2 / 2, cond_dim = dim = 2. */
+static ds_status cond_check_dim(int dim)
+{
+    DS_CHECK(dim == 2, DS_ERR_CONFIG, "cond test family: dim 2 only");
+    return DS_OK;
+}
+static ds_status cond_create(int dim, const ds_energy_args *args, void **state)
+{
+    (void)dim;
+    (void)args;
+    *state = NULL;
+    return DS_OK;
+}
+static void cond_destroy(void *state) { (void)state; }
+static ds_status cond_log_reward(const void *state, int dim, int n, const ds_real *x,
+                                 const ds_real *cond, ds_real *log_r, ds_real *grad)
+{
+    (void)state;
+    for (int k = 0; k < n; k++) {
+        double acc = 0;
+        for (int j = 0; j < dim; j++) {
+            double z = (double)x[k * dim + j] - (double)cond[k * 2 + j];
+            acc += z * z;
+            if (grad) grad[k * dim + j] = (ds_real)-z;
+        }
+        log_r[k] = (ds_real)(-0.5 * acc);
+    }
+    return DS_OK;
+}
+static ds_status cond_hvp(const void *state, int dim, int n, const ds_real *x, const ds_real *cond,
+                          const ds_real *v, ds_real *hv)
+{
+    (void)state;
+    (void)x;
+    (void)cond;
+    for (int i = 0; i < n * dim; i++) hv[i] = -v[i];
+    return DS_OK;
+}
+static const ds_energy_vtable cond_vt = {
+    .abi_version = DS_ENERGY_ABI_VERSION, .name = "cond-test", .doc = "conditional test family",
+    .default_dim = 2, .dims = "2", .cond_dim = 2, .check_dim = cond_check_dim,
+    .create = cond_create, .destroy = cond_destroy, .log_reward = cond_log_reward, .hvp = cond_hvp,
+};
+
+START_TEST(conditions_and_abi_version)
+{
+    ds_energy *e = NULL;
+    ck_assert_int_eq(ds_energy_create_from(&cond_vt, 0, NULL, &e), DS_OK);
+    ds_real x[4] = {1, 2, 3, 4}, c[4] = {1, 0, 3, 5}, lr[2], g[4], v[4] = {1, -1, 2, 0}, hv[4];
+    ck_assert_int_eq(ds_energy_log_reward_cond(e, 2, x, c, lr, g), DS_OK);
+    ck_assert(lr[0] == (ds_real)-2.0 && lr[1] == (ds_real)-0.5); /* each row its own condition */
+    ck_assert(g[1] == (ds_real)-2.0 && g[3] == (ds_real)1.0);
+    ck_assert_int_eq(ds_energy_hvp_cond(e, 2, x, c, v, hv), DS_OK);
+    ck_assert(hv[0] == -1 && hv[2] == -2);
+    /* A conditional energy needs the condition; an unconditional one refuses it. */
+    ck_assert_int_eq(ds_energy_log_reward(e, 2, x, lr, g), DS_ERR_INVALID);
+    ck_assert(strstr(ds_error_message(), "conditional (cond_dim 2)"));
+    ck_assert_int_eq(ds_energy_hvp(e, 2, x, v, hv), DS_ERR_INVALID);
+    ds_energy_destroy(&e);
+    e = make("gaussian", 2);
+    ck_assert_int_eq(ds_energy_log_reward_cond(e, 2, x, c, lr, g), DS_ERR_INVALID);
+    ck_assert(strstr(ds_error_message(), "unconditional; pass cond = NULL"));
+    ck_assert_int_eq(ds_energy_log_reward_cond(e, 2, x, NULL, lr, g), DS_OK);
+    ds_energy_destroy(&e);
+
+    /* A table built against another ABI version is refused, naming both. */
+    ds_energy_vtable old = cond_vt;
+    old.abi_version = DS_ENERGY_ABI_VERSION + 1;
+    ck_assert_int_eq(ds_energy_create_from(&old, 0, NULL, &e), DS_ERR_FORMAT);
+    ck_assert_ptr_null(e);
+    char want[128];
+    snprintf(want, sizeof want, "built for energy ABI version %d; this diffsamp has version %d",
+             DS_ENERGY_ABI_VERSION + 1, DS_ENERGY_ABI_VERSION);
+    ck_assert_msg(strstr(ds_error_message(), want), "%s", ds_error_message());
+    /* A table without the required entries is refused. */
+    old = cond_vt;
+    old.create = NULL;
+    ck_assert_int_eq(ds_energy_create_from(&old, 0, NULL, &e), DS_ERR_INVALID);
+    ck_assert_int_eq(ds_energy_create_from(NULL, 0, NULL, &e), DS_ERR_INVALID);
     ds_error_clear();
 }
 END_TEST
@@ -733,6 +925,9 @@ int main(void)
     tcase_add_test(tr, registry_refuses_bad_names_and_dims);
     tcase_add_test(tr, wrappers_check_arguments);
     tcase_add_test(tr, list_has_one_line_per_energy);
+    tcase_add_test(tr, every_family_declares_the_interface);
+    tcase_add_test(tr, family_keys_reach_create);
+    tcase_add_test(tr, conditions_and_abi_version);
     suite_add_tcase(s, tr);
     return ds_test_run(s);
 }

@@ -2,7 +2,8 @@
  * the same, fewer and more ranks with uneven and empty buffer shards, every
  * refusal (energy, dim, parameter count, missing or misshapen dataset,
  * truncated file, newer format, wrong format), the atomic write with .prev
- * fallback, and streamed sample sets.
+ * fallback, streamed sample sets, and a sample set with a column added to
+ * the table (/condition).
  *
  * Checks never skip a collective call: a failed check counts and goes on, and
  * the count is reduced over the ranks at the end (every rank returns nonzero
@@ -10,6 +11,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "diffsamp/config.h"
 #include "diffsamp/h5io.h"
+#include "diffsamp/restart.h"
 #include "testutil.h"
 
 #include <hdf5.h>
@@ -77,117 +79,227 @@ static double logr_value(int b, long g) { return -(double)g - 0.25 - 100.0 * b; 
 static double metric_value(int r, int c) { return r * 10.0 + c + 0.125; }
 static const char *metric_cols[NCOLS] = {"iteration", "loss", "elbo", "log_z_is"};
 
-typedef struct shard {
-    ds_real x[64 * DIM], log_r[64];
-} shard;
-
+/* The state a checkpoint of this test holds: an arena with Adam, two replay
+ * buffers (this rank's shards), the /state scalars and a metrics table. */
 typedef struct fixture {
-    ds_real params[NPARAMS], m[NPARAMS], v[NPARAMS];
+    ds_arena a;
+    ds_adam adam;
+    ds_buffer *buf[2];
     double metrics[NROWS * NCOLS];
-    shard sh[2];
+    int64_t iteration;
+    int ncols;     /* metrics columns written (NCOLS or 0) */
+    size_t nrows;  /* metrics rows written */
+    int nbuffers;  /* buffers written */
     char *yaml;
-    ds_ckpt c;
 } fixture;
+
+static const char *const buffer_names[2] = {"buffer", "buffer_ls"};
+
+static void arena_make(ds_arena *a, int n)
+{
+    ds_arena_init(a);
+    ds_arena_add(a, "w", 1, n, 0, NULL);
+    ds_arena_alloc(a);
+}
 
 /* A checkpoint where this rank holds counts[b] rows of buffer b starting at
  * global row first[b]. */
 static void fixture_make(fixture *f, const long counts[2], const long first[2], int64_t iteration)
 {
     memset(f, 0, sizeof *f);
+    arena_make(&f->a, NPARAMS);
     for (int i = 0; i < NPARAMS; i++) {
-        f->params[i] = (ds_real)param_value(i);
-        f->m[i] = (ds_real)m_value(i);
-        f->v[i] = (ds_real)v_value(i);
+        f->a.params[i] = (ds_real)param_value(i);
+        f->a.m[i] = (ds_real)m_value(i);
+        f->a.v[i] = (ds_real)v_value(i);
     }
+    ds_adam_init(&f->adam, 1e-3, 1e-1);
+    f->adam.step = 1234567890123L;
     for (int r = 0; r < NROWS; r++)
         for (int c = 0; c < NCOLS; c++) f->metrics[r * NCOLS + c] = metric_value(r, c);
+    f->iteration = iteration;
+    f->ncols = NCOLS;
+    f->nrows = NROWS;
+    f->nbuffers = 2;
     ds_settings s;
     ds_settings_defaults(&s);
     s.seed = 4242;
     s.batch_size = 77;
     if (ds_settings_to_yaml(&s, &f->yaml) != DS_OK) f->yaml = NULL;
-    static const char *names[2] = {"buffer", "buffer_ls"};
-    f->c.meta.energy = "25gmm";
-    f->c.meta.dim = DIM;
-    f->c.meta.config_yaml = f->yaml;
-    f->c.n_params = NPARAMS;
-    f->c.params = f->params;
-    f->c.m = f->m;
-    f->c.v = f->v;
-    f->c.adam_step = 1234567890123LL;
-    f->c.iteration = iteration;
-    f->c.ls_step = 0.0125;
-    f->c.exploration = 0.5;
-    f->c.rng_seed = 0xfedcba9876543210ULL;
-    f->c.metrics_ncols = NCOLS;
-    f->c.metrics_columns = metric_cols;
-    f->c.metrics_rows = NROWS;
-    f->c.metrics = f->metrics;
-    f->c.nbuffers = 2;
     for (int b = 0; b < 2; b++) {
+        ds_buffer_create((size_t)(5000 + b), DIM, DS_PRIO_RANK, 1.0, 0.01, &f->buf[b]);
         for (long i = 0; i < counts[b]; i++) {
-            for (int j = 0; j < DIM; j++) f->sh[b].x[i * DIM + j] = (ds_real)x_value(b, first[b] + i, j);
-            f->sh[b].log_r[i] = (ds_real)logr_value(b, first[b] + i);
+            ds_real x[DIM], lr = (ds_real)logr_value(b, first[b] + i);
+            for (int j = 0; j < DIM; j++) x[j] = (ds_real)x_value(b, first[b] + i, j);
+            ds_buffer_add(f->buf[b], 1, x, &lr);
         }
-        f->c.buffers[b] = (ds_ckpt_buffer){names[b], 5000 + b, (size_t)counts[b], f->sh[b].x, f->sh[b].log_r};
     }
 }
 
-static void fixture_free(fixture *f) { free(f->yaml); }
+static void fixture_free(fixture *f)
+{
+    free(f->yaml);
+    ds_arena_free(&f->a);
+    for (int b = 0; b < 2; b++) ds_buffer_destroy(&f->buf[b]);
+}
 
-/* Checks everything but the buffers' row split; totals[b] rows expected in
- * buffer b, counts[b] the writer's count table. */
-static void check_data(MPI_Comm comm, const ds_ckpt_data *d, int64_t iteration, int writer_ranks,
-                       const long totals[2], const long *const counts[2])
+/* What the trainer writes, module by module, on one handle. */
+static ds_status fixture_write(MPI_Comm comm, const char *path, const fixture *fx)
+{
+    ds_h5_meta meta = {"25gmm", DIM, fx->yaml};
+    int size;
+    MPI_Comm_size(comm, &size);
+    int32_t ws = size;
+    double ls_step = 0.0125, expl = 0.5;
+    uint64_t seed = 0xfedcba9876543210ULL;
+    ds_ckpt_file *f = NULL;
+    ds_status rc = ds_ckpt_create(comm, path, &meta, &f);
+    if (rc == DS_OK) rc = ds_arena_write(f, &fx->a, &fx->adam);
+    if (rc == DS_OK) rc = ds_ckpt_write_scalar(f, "/state/iteration", DS_H5_I64, &fx->iteration, "Iterations.");
+    if (rc == DS_OK) rc = ds_ckpt_write_scalar(f, "/state/world_size", DS_H5_I32, &ws, "Ranks.");
+    if (rc == DS_OK) rc = ds_ckpt_write_scalar(f, "/state/ls_step", DS_H5_F64, &ls_step, "Step.");
+    if (rc == DS_OK) rc = ds_ckpt_write_scalar(f, "/state/exploration", DS_H5_F64, &expl, "Exploration.");
+    if (rc == DS_OK) rc = ds_ckpt_write_scalar(f, "/state/rng_seed", DS_H5_U64, &seed, "Seed.");
+    if (rc == DS_OK)
+        rc = ds_ckpt_write_table(f, "/metrics", fx->ncols, metric_cols, fx->nrows, fx->nrows ? fx->metrics : NULL,
+                                 "Metrics.");
+    if (rc == DS_OK) rc = ds_ckpt_write_group(f, "/replay");
+    for (int b = 0; b < fx->nbuffers && rc == DS_OK; b++) rc = ds_buffer_write(f, buffer_names[b], fx->buf[b]);
+    if (rc == DS_OK) rc = ds_ckpt_commit(&f);
+    else ds_ckpt_close(&f);
+    return rc;
+}
+
+/* Everything a reader of the fixture restores. */
+typedef struct loaded {
+    ds_arena a;
+    ds_adam adam;
+    int64_t iteration;
+    int32_t world_size;
+    double ls_step, exploration;
+    uint64_t rng_seed;
+    ds_ckpt_table metrics;
+    int nbuffers;
+    ds_buffer *buf[2];
+    ds_buffer_share share[2];
+    int64_t counts[2][8];
+    int64_t capacity[2];
+    ds_ckpt_data hdr;
+    int n_params; /* of the arena to read into */
+} loaded;
+
+static void loaded_init(loaded *l, int n_params)
+{
+    memset(l, 0, sizeof *l);
+    l->n_params = n_params;
+    arena_make(&l->a, n_params);
+    ds_adam_init(&l->adam, 1e-3, 1e-1);
+    for (int b = 0; b < 2; b++) ds_buffer_create(100, DIM, DS_PRIO_RANK, 1.0, 0.01, &l->buf[b]);
+}
+
+static void loaded_free(loaded *l)
+{
+    ds_arena_free(&l->a);
+    ds_ckpt_table_free(&l->metrics);
+    ds_ckpt_data_free(&l->hdr);
+    for (int b = 0; b < 2; b++) ds_buffer_destroy(&l->buf[b]);
+}
+
+/* A ds_ckpt_load_fn: reads every part into a loaded (ctx). */
+static ds_status load_all(ds_ckpt_file *f, void *ctx)
+{
+    loaded *l = ctx;
+    const ds_ckpt_data *h = ds_ckpt_header(f);
+    ds_ckpt_data_free(&l->hdr);
+    l->hdr = *h;
+    l->hdr.config_yaml = h->config_yaml ? strdup(h->config_yaml) : NULL;
+    l->hdr.code_version = h->code_version ? strdup(h->code_version) : NULL;
+    DS_TRY(ds_arena_read(f, &l->a, &l->adam));
+    DS_TRY(ds_ckpt_read_scalar(f, "/state/iteration", DS_H5_I64, &l->iteration));
+    DS_TRY(ds_ckpt_read_scalar(f, "/state/world_size", DS_H5_I32, &l->world_size));
+    DS_TRY(ds_ckpt_read_scalar(f, "/state/ls_step", DS_H5_F64, &l->ls_step));
+    DS_TRY(ds_ckpt_read_scalar(f, "/state/exploration", DS_H5_F64, &l->exploration));
+    DS_TRY(ds_ckpt_read_scalar(f, "/state/rng_seed", DS_H5_U64, &l->rng_seed));
+    ds_ckpt_table_free(&l->metrics);
+    DS_TRY(ds_ckpt_read_table(f, "/metrics", -1, &l->metrics));
+    l->nbuffers = 0;
+    for (int b = 0; b < 2; b++) {
+        char g[128], c[160];
+        snprintf(g, sizeof g, "/replay/%s", buffer_names[b]);
+        snprintf(c, sizeof c, "%s/counts", g);
+        if (!ds_ckpt_has(f, g)) continue;
+        l->nbuffers++;
+        DS_TRY(ds_buffer_read(f, buffer_names[b], l->buf[b], &l->share[b]));
+        DS_TRY(ds_ckpt_read_attr(f, g, "capacity", DS_H5_I64, &l->capacity[b]));
+        if (l->share[b].writer_ranks <= 8)
+            DS_TRY(ds_ckpt_read_array(f, c, DS_H5_I64, (size_t)l->share[b].writer_ranks, l->counts[b]));
+    }
+    return DS_OK;
+}
+
+/* ds_ckpt_open + load_all + ds_ckpt_close. */
+static ds_status read_all(MPI_Comm comm, const char *path, const ds_ckpt_expect *e, loaded *l)
+{
+    ds_ckpt_file *f = NULL;
+    DS_TRY(ds_ckpt_open(comm, path, e, &f));
+    ds_status rc = load_all(f, l);
+    ds_status crc = ds_ckpt_close(&f);
+    return rc != DS_OK ? rc : crc;
+}
+
+/* Checks everything read back; totals[b] rows expected in buffer b,
+ * counts[b] the writer's count table. */
+static void check_data(MPI_Comm comm, const loaded *d, int64_t iteration, int writer_ranks, const long totals[2],
+                       const long *const counts[2])
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    EXPECT(strcmp(d->energy, "25gmm") == 0, "energy '%s'", d->energy);
-    EXPECT(d->dim == DIM, "dim %d", d->dim);
-    EXPECT(d->format_version == DS_H5_FORMAT_VERSION, "format_version %d", d->format_version);
-    EXPECT(strcmp(d->precision, DS_REAL_NAME) == 0, "precision '%s'", d->precision);
-    EXPECT(d->code_version && strncmp(d->code_version, "diffsamp ", 9) == 0, "code_version '%s'",
-           d->code_version ? d->code_version : "(null)");
-    EXPECT(d->n_params == NPARAMS, "n_params %zu", d->n_params);
+    EXPECT(strcmp(d->hdr.energy, "25gmm") == 0, "energy '%s'", d->hdr.energy);
+    EXPECT(d->hdr.dim == DIM, "dim %d", d->hdr.dim);
+    EXPECT(d->hdr.format_version == DS_H5_FORMAT_VERSION, "format_version %d", d->hdr.format_version);
+    EXPECT(strcmp(d->hdr.precision, DS_REAL_NAME) == 0, "precision '%s'", d->hdr.precision);
+    EXPECT(d->hdr.code_version && strncmp(d->hdr.code_version, "diffsamp ", 9) == 0, "code_version '%s'",
+           d->hdr.code_version ? d->hdr.code_version : "(null)");
     int bad = 0;
-    for (int i = 0; i < NPARAMS && d->params && d->m && d->v; i++)
-        bad += d->params[i] != (ds_real)param_value(i) || d->m[i] != (ds_real)m_value(i) ||
-               d->v[i] != (ds_real)v_value(i);
-    EXPECT(d->params && d->m && d->v && bad == 0, "%d parameter/moment mismatches", bad);
-    EXPECT(d->adam_step == 1234567890123LL, "adam_step %lld", (long long)d->adam_step);
+    for (int i = 0; i < NPARAMS; i++)
+        bad += d->a.params[i] != (ds_real)param_value(i) || d->a.m[i] != (ds_real)m_value(i) ||
+               d->a.v[i] != (ds_real)v_value(i);
+    EXPECT(bad == 0, "%d parameter/moment mismatches", bad);
+    EXPECT(d->adam.step == 1234567890123L, "adam step %ld", d->adam.step);
     EXPECT(d->iteration == iteration, "iteration %lld", (long long)d->iteration);
-    EXPECT(d->world_size == writer_ranks, "world_size %d", d->world_size);
+    EXPECT(d->world_size == writer_ranks, "world_size %d", (int)d->world_size);
     EXPECT(d->ls_step == 0.0125 && d->exploration == 0.5, "ls_step %g exploration %g", d->ls_step, d->exploration);
     EXPECT(d->rng_seed == 0xfedcba9876543210ULL, "rng_seed %llx", (unsigned long long)d->rng_seed);
-    EXPECT(d->metrics_ncols == NCOLS && d->metrics_rows == NROWS, "metrics (%zu, %d)", d->metrics_rows,
-           d->metrics_ncols);
-    for (int c = 0; c < d->metrics_ncols && c < NCOLS; c++)
-        EXPECT(strcmp(d->metrics_columns[c], metric_cols[c]) == 0, "column %d '%s'", c, d->metrics_columns[c]);
+    EXPECT(d->metrics.ncols == NCOLS && d->metrics.rows == NROWS, "metrics (%zu, %d)", d->metrics.rows,
+           d->metrics.ncols);
+    for (int c = 0; c < d->metrics.ncols && c < NCOLS; c++)
+        EXPECT(strcmp(d->metrics.columns[c], metric_cols[c]) == 0, "column %d '%s'", c, d->metrics.columns[c]);
     bad = 0;
-    for (int i = 0; i < NROWS * NCOLS && d->metrics && d->metrics_rows == NROWS; i++)
-        bad += d->metrics[i] != metric_value(i / NCOLS, i % NCOLS);
+    for (int i = 0; i < NROWS * NCOLS && d->metrics.rows == NROWS; i++)
+        bad += d->metrics.v[i] != metric_value(i / NCOLS, i % NCOLS);
     EXPECT(bad == 0, "%d metric mismatches", bad);
+    EXPECT(ds_ckpt_table_column(&d->metrics, "elbo") == 2 && ds_ckpt_table_column(&d->metrics, "nope") == -1,
+           "table column lookup");
 
     /* The config round-trips through the YAML loader. */
     ds_settings s;
     ds_settings_defaults(&s);
-    EXPECT(d->config_yaml && ds_settings_load_string(&s, d->config_yaml, "checkpoint config") == DS_OK,
+    EXPECT(d->hdr.config_yaml && ds_settings_load_string(&s, d->hdr.config_yaml, "checkpoint config") == DS_OK,
            "config does not load: %s", ds_error_message());
     EXPECT(s.seed == 4242 && s.batch_size == 77, "config seed %llu batch %d", (unsigned long long)s.seed,
            s.batch_size);
 
     EXPECT(d->nbuffers == 2, "nbuffers %d", d->nbuffers);
-    static const char *names[2] = {"buffer", "buffer_ls"};
     for (int b = 0; b < 2 && b < d->nbuffers; b++) {
-        const ds_ckpt_data_buffer *B = &d->buffers[b];
-        EXPECT(strcmp(B->name, names[b]) == 0, "buffer %d name '%s'", b, B->name);
-        EXPECT(B->capacity == 5000 + b, "capacity %ld", B->capacity);
-        EXPECT(B->n_total == (size_t)totals[b], "buffer %s n_total %zu, expected %ld", B->name, B->n_total, totals[b]);
+        const ds_buffer_share *B = &d->share[b];
+        const char *name = buffer_names[b];
+        EXPECT(d->capacity[b] == 5000 + b, "capacity %lld", (long long)d->capacity[b]);
+        EXPECT(B->n_total == (size_t)totals[b], "buffer %s n_total %zu, expected %ld", name, B->n_total, totals[b]);
         EXPECT(B->writer_ranks == writer_ranks, "writer_ranks %d", B->writer_ranks);
         for (int r = 0; r < B->writer_ranks && r < writer_ranks; r++)
-            EXPECT(B->counts[r] == counts[b][r], "buffer %s count[%d] = %lld, expected %ld", B->name, r,
-                   (long long)B->counts[r], counts[b][r]);
+            EXPECT(d->counts[b][r] == counts[b][r], "buffer %s count[%d] = %lld, expected %ld", name, r,
+                   (long long)d->counts[b][r], counts[b][r]);
         /* Read on as many ranks as wrote: each rank gets its own shard back
          * (exact resume); else the even split. Either way the union of the
          * shares is every row in order. */
@@ -200,21 +312,25 @@ static void check_data(MPI_Comm comm, const ds_ckpt_data *d, int64_t iteration, 
             lo = (size_t)totals[b] * (size_t)rank / (size_t)size;
             hi = (size_t)totals[b] * (size_t)(rank + 1) / (size_t)size;
         }
-        EXPECT(B->first == lo && B->n_local == hi - lo, "buffer %s share [%zu, +%zu), expected [%zu, %zu)", B->name,
+        EXPECT(B->first == lo && B->n_local == hi - lo, "buffer %s share [%zu, +%zu), expected [%zu, %zu)", name,
                B->first, B->n_local, lo, hi);
+        EXPECT(ds_buffer_size(d->buf[b]) == B->n_local, "buffer %s holds %zu rows, share %zu", name,
+               ds_buffer_size(d->buf[b]), B->n_local);
         bad = 0;
-        for (size_t i = 0; i < B->n_local && B->n_local == hi - lo; i++) {
+        for (size_t i = 0; i < B->n_local && i < ds_buffer_size(d->buf[b]); i++) {
             long g = (long)(B->first + i);
-            for (int j = 0; j < DIM; j++) bad += B->x[i * DIM + j] != (ds_real)x_value(b, g, j);
-            bad += B->log_r[i] != (ds_real)logr_value(b, g);
+            ds_real x[DIM], lr;
+            ds_buffer_get(d->buf[b], i, x, &lr);
+            for (int j = 0; j < DIM; j++) bad += x[j] != (ds_real)x_value(b, g, j);
+            bad += lr != (ds_real)logr_value(b, g);
         }
-        EXPECT(bad == 0, "buffer %s: %d row mismatches", B->name, bad);
+        EXPECT(bad == 0, "buffer %s: %d row mismatches", name, bad);
         unsigned long long mine = B->n_local, sum = 0, before = 0;
         MPI_Allreduce(&mine, &sum, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, comm);
         MPI_Exscan(&mine, &before, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, comm);
         if (rank == 0) before = 0;
         EXPECT(sum == (unsigned long long)totals[b] && before == B->first, "buffer %s: union %llu rows, first %zu",
-               B->name, sum, B->first);
+               name, sum, B->first);
     }
 }
 
@@ -347,7 +463,7 @@ static void write_two(const char *path, int64_t iteration)
     long first[2] = {world_rank ? two_counts0[0] : 0, world_rank ? two_counts1[0] : 0};
     fixture f;
     fixture_make(&f, counts, first, iteration);
-    EXPECT_OK(ds_ckpt_write(MPI_COMM_WORLD, path, &f.c));
+    EXPECT_OK(fixture_write(MPI_COMM_WORLD, path, &f));
     fixture_free(&f);
 }
 
@@ -358,22 +474,23 @@ static void test_same_ranks_and_one_rank(void)
     if (world_rank == 0) check_file_attrs(path, DS_H5_FORMAT_CHECKPOINT);
     EXPECT(access(file_in_dir("two.h5.tmp"), F_OK) != 0, "temporary file left behind");
 
-    ds_ckpt_expect e = {"25gmm", DIM, NPARAMS};
-    ds_ckpt_data d;
-    EXPECT_OK(ds_ckpt_read(MPI_COMM_WORLD, path, &e, &d));
+    ds_ckpt_expect e = {"25gmm", DIM};
+    loaded d;
+    loaded_init(&d, NPARAMS);
+    EXPECT_OK(read_all(MPI_COMM_WORLD, path, &e, &d));
     check_data(MPI_COMM_WORLD, &d, 42, 2, two_totals, two_counts);
-    ds_ckpt_data_free(&d);
-    EXPECT(d.params == NULL && d.nbuffers == 0, "ds_ckpt_data_free left data");
+    loaded_free(&d);
 
     /* 2 -> 1: rank 0 alone gets every row. */
     MPI_Comm sub;
     MPI_Comm_split(MPI_COMM_WORLD, world_rank == 0 ? 0 : MPI_UNDEFINED, 0, &sub);
     if (sub != MPI_COMM_NULL) {
-        EXPECT_OK(ds_ckpt_read(sub, path, NULL, &d));
+        loaded_init(&d, NPARAMS);
+        EXPECT_OK(read_all(sub, path, NULL, &d));
         check_data(sub, &d, 42, 2, two_totals, two_counts);
-        EXPECT(d.buffers[0].n_local == 8 && d.buffers[1].n_local == 2, "1 rank holds %zu and %zu rows",
-               d.buffers[0].n_local, d.buffers[1].n_local);
-        ds_ckpt_data_free(&d);
+        EXPECT(d.share[0].n_local == 8 && d.share[1].n_local == 2, "1 rank holds %zu and %zu rows",
+               d.share[0].n_local, d.share[1].n_local);
+        loaded_free(&d);
         MPI_Comm_free(&sub);
     }
     MPI_Barrier(MPI_COMM_WORLD);
@@ -391,15 +508,16 @@ static void test_one_rank_to_two(void)
         long n[2] = {7, 0}, first[2] = {0, 0};
         fixture f;
         fixture_make(&f, n, first, 9);
-        EXPECT_OK(ds_ckpt_write(sub, path, &f.c));
+        EXPECT_OK(fixture_write(sub, path, &f));
         fixture_free(&f);
         MPI_Comm_free(&sub);
     }
     MPI_Barrier(MPI_COMM_WORLD);
-    ds_ckpt_data d;
-    EXPECT_OK(ds_ckpt_read(MPI_COMM_WORLD, path, NULL, &d));
+    loaded d;
+    loaded_init(&d, NPARAMS);
+    EXPECT_OK(read_all(MPI_COMM_WORLD, path, NULL, &d));
     check_data(MPI_COMM_WORLD, &d, 9, 1, totals, counts);
-    ds_ckpt_data_free(&d);
+    loaded_free(&d);
 }
 
 /* No metrics yet (rows 0, and no columns at all) and no buffers. */
@@ -410,37 +528,41 @@ static void test_empty_tables(void)
     for (int ncols = NCOLS; ncols >= 0; ncols -= NCOLS) {
         fixture f;
         fixture_make(&f, n, first, 0);
-        f.c.metrics_rows = 0;
-        f.c.metrics = NULL;
-        f.c.metrics_ncols = ncols;
-        f.c.nbuffers = 0;
-        EXPECT_OK(ds_ckpt_write(MPI_COMM_WORLD, path, &f.c));
+        f.nrows = 0;
+        f.ncols = ncols;
+        f.nbuffers = 0;
+        EXPECT_OK(fixture_write(MPI_COMM_WORLD, path, &f));
         fixture_free(&f);
-        ds_ckpt_data d;
-        EXPECT_OK(ds_ckpt_read(MPI_COMM_WORLD, path, NULL, &d));
-        EXPECT(d.metrics_rows == 0 && d.metrics_ncols == ncols && d.nbuffers == 0 && d.n_params == NPARAMS,
-               "empty tables: metrics (%zu, %d), %d buffers", d.metrics_rows, d.metrics_ncols, d.nbuffers);
-        for (int c = 0; c < d.metrics_ncols; c++)
-            EXPECT(strcmp(d.metrics_columns[c], metric_cols[c]) == 0, "column %d '%s'", c, d.metrics_columns[c]);
-        ds_ckpt_data_free(&d);
+        loaded d;
+        loaded_init(&d, NPARAMS);
+        EXPECT_OK(read_all(MPI_COMM_WORLD, path, NULL, &d));
+        EXPECT(d.metrics.rows == 0 && d.metrics.ncols == ncols && d.nbuffers == 0,
+               "empty tables: metrics (%zu, %d), %d buffers", d.metrics.rows, d.metrics.ncols, d.nbuffers);
+        for (int c = 0; c < d.metrics.ncols; c++)
+            EXPECT(strcmp(d.metrics.columns[c], metric_cols[c]) == 0, "column %d '%s'", c, d.metrics.columns[c]);
+        loaded_free(&d);
     }
 }
 
 static void test_refusals(void)
 {
     const char *path = file_in_dir("two.h5");
-    ds_ckpt_data d;
+    loaded d;
+    loaded_init(&d, NPARAMS);
     char want[64], found[64];
 
-    ds_ckpt_expect e = {"manywell", DIM, NPARAMS};
-    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, path, &e, &d), DS_ERR_CONFIG, "'25gmm'", "'manywell'", path);
-    e = (ds_ckpt_expect){"25gmm", 32, NPARAMS};
-    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, path, &e, &d), DS_ERR_CONFIG, "dimension 3", "dimension 32");
-    e = (ds_ckpt_expect){"25gmm", DIM, NPARAMS + 5};
+    ds_ckpt_expect e = {"manywell", DIM};
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, path, &e, &d), DS_ERR_CONFIG, "'25gmm'", "'manywell'", path);
+    e = (ds_ckpt_expect){"25gmm", 32};
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, path, &e, &d), DS_ERR_CONFIG, "dimension 3", "dimension 32");
+    /* Another model shape: the arena reader refuses, naming both shapes. */
+    loaded big;
+    loaded_init(&big, NPARAMS + 5);
     snprintf(want, sizeof want, "(%d)", NPARAMS + 5);
     snprintf(found, sizeof found, "(%d)", NPARAMS);
-    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, path, &e, &d), DS_ERR_CONFIG, "/model/params", want, found);
-    EXPECT(d.params == NULL, "data left after a refusal");
+    e = (ds_ckpt_expect){"25gmm", DIM};
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, path, &e, &big), DS_ERR_CONFIG, "/model/params", want, found);
+    loaded_free(&big);
 
     const char *miss = file_in_dir("missing.h5"), *shape = file_in_dir("shape.h5"), *trunc = file_in_dir("trunc.h5");
     const char *newer = file_in_dir("newer.h5"), *flt = file_in_dir("float.h5"), *junk = file_in_dir("junk.h5");
@@ -457,50 +579,81 @@ static void test_refusals(void)
     }
     MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
     EXPECT(ok, "could not prepare the damaged copies");
-    e = (ds_ckpt_expect){"25gmm", DIM, NPARAMS};
-    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, miss, &e, &d), DS_ERR_FORMAT, "/optimizer/v", "missing", miss);
-    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, shape, &e, &d), DS_ERR_FORMAT, "/state/iteration", "shape (3)",
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, miss, &e, &d), DS_ERR_FORMAT, "/optimizer/v", "missing", miss);
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, shape, &e, &d), DS_ERR_FORMAT, "/state/iteration", "shape (3)",
                 "expected ()");
-    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, trunc, &e, &d), DS_ERR_FORMAT, "cannot open checkpoint", trunc,
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, trunc, &e, &d), DS_ERR_FORMAT, "cannot open checkpoint", trunc,
                 "not an HDF5 file or truncated");
-    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, junk, &e, &d), DS_ERR_FORMAT, "not an HDF5 file or truncated");
-    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, newer, &e, &d), DS_ERR_FORMAT, "format_version 2", "newer");
-    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, file_in_dir("absent.h5"), &e, &d), DS_ERR_IO, "no such file");
-    EXPECT(d.params == NULL && d.config_yaml == NULL, "data left after a refusal");
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, junk, &e, &d), DS_ERR_FORMAT, "not an HDF5 file or truncated");
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, newer, &e, &d), DS_ERR_FORMAT, "format_version 2", "newer");
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, file_in_dir("absent.h5"), &e, &d), DS_ERR_IO, "no such file");
+    /* A missing replay count table is named. */
+    ds_ckpt_file *f = NULL;
+    EXPECT_OK(ds_ckpt_open(MPI_COMM_WORLD, path, &e, &f));
+    EXPECT(f && ds_ckpt_has(f, "/replay/buffer") && !ds_ckpt_has(f, "/replay/nope") && !ds_ckpt_has(f, "/no/such"),
+           "ds_ckpt_has");
+    if (f) EXPECT_FAIL(ds_buffer_read(f, "nope", d.buf[0], NULL), DS_ERR_FORMAT, "/replay/nope");
+    /* A read handle refuses writes. */
+    if (f) EXPECT_FAIL(ds_ckpt_write_group(f, "/x"), DS_ERR_INVALID, "not open for writing");
+    EXPECT_OK(ds_ckpt_close(&f));
+    EXPECT(f == NULL, "close left the handle");
 
     /* float32 parameters (a float run's file) load converted. */
-    EXPECT_OK(ds_ckpt_read(MPI_COMM_WORLD, flt, &e, &d));
+    loaded_free(&d);
+    loaded_init(&d, NPARAMS);
+    EXPECT_OK(read_all(MPI_COMM_WORLD, flt, &e, &d));
     check_data(MPI_COMM_WORLD, &d, 42, 2, two_totals, two_counts);
-    ds_ckpt_data_free(&d);
+    loaded_free(&d);
 
     /* A sample set is not a checkpoint. */
     ds_h5_meta meta = {"25gmm", DIM, "a: 1\n"};
     const char *samples = file_in_dir("notckpt.h5");
     EXPECT_OK(ds_samples_write(MPI_COMM_WORLD, samples, &meta, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0));
-    EXPECT_FAIL(ds_ckpt_read(MPI_COMM_WORLD, samples, &e, &d), DS_ERR_FORMAT, "not a diffsamp checkpoint",
+    EXPECT_FAIL(ds_ckpt_open(MPI_COMM_WORLD, samples, &e, &f), DS_ERR_FORMAT, "not a diffsamp checkpoint",
                 "diffsamp-samples");
+    EXPECT(f == NULL, "a refused open left a handle");
 
-    /* Bad arguments fail on every rank, without a file. */
-    fixture f;
+    /* Bad arguments on one rank fail on every rank, and leave no file. */
+    fixture fx;
     long n[2] = {1, 1}, first[2] = {world_rank, world_rank};
-    fixture_make(&f, n, first, 1);
-    f.c.buffers[1].name = world_rank == 1 ? "bad/name" : "buffer_ls";
-    EXPECT_FAIL(ds_ckpt_write(MPI_COMM_WORLD, file_in_dir("bad.h5"), &f.c), DS_ERR_INVALID, "bad/name");
-    f.c.buffers[1].name = "buffer_ls";
-    f.c.n_params = world_rank == 1 ? NPARAMS - 1 : NPARAMS;
-    EXPECT_FAIL(ds_ckpt_write(MPI_COMM_WORLD, file_in_dir("bad.h5"), &f.c), DS_ERR_INVALID, "n_params differs");
-    EXPECT(access(file_in_dir("bad.h5"), F_OK) != 0 && access(file_in_dir("bad.h5.tmp"), F_OK) != 0,
-           "a refused write left a file");
-    fixture_free(&f);
+    fixture_make(&fx, n, first, 1);
+    const char *bad = file_in_dir("bad.h5");
+    EXPECT_OK(ds_ckpt_create(MPI_COMM_WORLD, bad, &meta, &f));
+    if (f) EXPECT_FAIL(ds_buffer_write(f, world_rank == 1 ? "bad/name" : "buffer_ls", fx.buf[1]), DS_ERR_INVALID,
+                       "bad/name");
+    if (f) EXPECT_FAIL(ds_ckpt_write_array(f, "/model/params", DS_H5_REAL, world_rank == 1 ? NPARAMS - 1 : NPARAMS,
+                                           fx.a.params, "Parameters."), DS_ERR_INVALID, "differs across ranks");
+    int64_t it = world_rank;
+    if (f) EXPECT_FAIL(ds_ckpt_write_scalar(f, "/state/iteration", DS_H5_I64, &it, "Iteration."), DS_ERR_INVALID,
+                       "/state/iteration", "differs across ranks");
+    EXPECT_OK(ds_ckpt_close(&f));
     MPI_Barrier(MPI_COMM_WORLD);
+    EXPECT(access(bad, F_OK) != 0 && access(file_in_dir("bad.h5.tmp"), F_OK) != 0, "a refused write left a file");
+    fixture_free(&fx);
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
+/* The iteration of the newest loadable checkpoint, through ds_ckpt_find_load. */
+static ds_status find_all(const char *path, const ds_ckpt_expect *e, char *found, size_t found_len, loaded *l,
+                          char *warning, size_t warning_len)
+{
+    ds_ckpt_data hdr;
+    ds_status rc = ds_ckpt_find_load(MPI_COMM_WORLD, path, e, load_all, l, found, found_len, &hdr, warning,
+                                     warning_len);
+    if (rc == DS_OK) {
+        EXPECT(strcmp(hdr.energy, "25gmm") == 0 && hdr.config_yaml, "header of the found file");
+        ds_ckpt_data_free(&hdr);
+    }
+    return rc;
 }
 
 static void test_atomic_and_find(void)
 {
     const char *path = file_in_dir("run.h5"), *prev = file_in_dir("run.h5.prev");
     char found[1280], warning[8192];
-    ds_ckpt_data d;
-    ds_ckpt_expect e = {"25gmm", DIM, NPARAMS};
+    loaded d;
+    loaded_init(&d, NPARAMS);
+    ds_ckpt_expect e = {"25gmm", DIM};
 
     EXPECT_FAIL(ds_ckpt_find(MPI_COMM_WORLD, path, &e, found, sizeof found, NULL, warning, sizeof warning),
                 DS_ERR_IO, "no checkpoint");
@@ -509,18 +662,15 @@ static void test_atomic_and_find(void)
     write_two(path, 200);
     EXPECT(access(path, F_OK) == 0 && access(prev, F_OK) == 0, "path and .prev after two writes");
     EXPECT(access(file_in_dir("run.h5.tmp"), F_OK) != 0, "temporary file left behind");
-    EXPECT_OK(ds_ckpt_read(MPI_COMM_WORLD, path, &e, &d));
+    EXPECT_OK(read_all(MPI_COMM_WORLD, path, &e, &d));
     EXPECT(d.iteration == 200, "newest holds iteration %lld", (long long)d.iteration);
-    ds_ckpt_data_free(&d);
-    EXPECT_OK(ds_ckpt_read(MPI_COMM_WORLD, prev, &e, &d));
+    EXPECT_OK(read_all(MPI_COMM_WORLD, prev, &e, &d));
     EXPECT(d.iteration == 100, ".prev holds iteration %lld", (long long)d.iteration);
     check_data(MPI_COMM_WORLD, &d, 100, 2, two_totals, two_counts);
-    ds_ckpt_data_free(&d);
 
-    EXPECT_OK(ds_ckpt_find(MPI_COMM_WORLD, path, &e, found, sizeof found, &d, warning, sizeof warning));
+    EXPECT_OK(find_all(path, &e, found, sizeof found, &d, warning, sizeof warning));
     EXPECT(strcmp(found, path) == 0 && warning[0] == '\0' && d.iteration == 200, "found %s (it %lld), warning '%s'",
            found, (long long)d.iteration, warning);
-    ds_ckpt_data_free(&d);
 
     /* A torn newest file: find falls back to .prev and says why. */
     if (world_rank == 0) {
@@ -528,12 +678,21 @@ static void test_atomic_and_find(void)
         copy_bytes(file_in_dir("whole.h5"), path, 0.5);
     }
     MPI_Barrier(MPI_COMM_WORLD);
-    EXPECT_OK(ds_ckpt_find(MPI_COMM_WORLD, path, &e, found, sizeof found, &d, warning, sizeof warning));
+    EXPECT_OK(find_all(path, &e, found, sizeof found, &d, warning, sizeof warning));
     EXPECT(strcmp(found, prev) == 0 && d.iteration == 100, "found %s (it %lld)", found, (long long)d.iteration);
     EXPECT(strstr(warning, path) && strstr(warning, "truncated"), "warning '%s'", warning);
-    ds_ckpt_data_free(&d);
     EXPECT_OK(ds_ckpt_find(MPI_COMM_WORLD, path, NULL, found, sizeof found, NULL, NULL, 0));
     EXPECT(strcmp(found, prev) == 0, "found %s without data", found);
+
+    /* A newest file whose root attributes read but whose body does not: the
+     * header-only find takes it, a full load falls back to .prev. */
+    if (world_rank == 0) operate(file_in_dir("whole.h5"), path, DELETE_V);
+    MPI_Barrier(MPI_COMM_WORLD);
+    EXPECT_OK(ds_ckpt_find(MPI_COMM_WORLD, path, &e, found, sizeof found, NULL, warning, sizeof warning));
+    EXPECT(strcmp(found, path) == 0, "header-only find: %s", found);
+    EXPECT_OK(find_all(path, &e, found, sizeof found, &d, warning, sizeof warning));
+    EXPECT(strcmp(found, prev) == 0 && d.iteration == 100 && strstr(warning, "/optimizer/v"),
+           "found %s (it %lld), warning '%s'", found, (long long)d.iteration, warning);
 
     /* A crash between the two renames leaves only .prev. */
     if (world_rank == 0) remove(path);
@@ -547,16 +706,15 @@ static void test_atomic_and_find(void)
         copy_bytes(file_in_dir("whole.h5"), prev, 0.6);
     }
     MPI_Barrier(MPI_COMM_WORLD);
-    EXPECT_FAIL(ds_ckpt_find(MPI_COMM_WORLD, path, &e, found, sizeof found, &d, warning, sizeof warning),
-                DS_ERR_FORMAT, "no loadable checkpoint", path, prev);
-    EXPECT(d.params == NULL, "data left after a failed find");
+    EXPECT_FAIL(find_all(path, &e, found, sizeof found, &d, warning, sizeof warning), DS_ERR_FORMAT,
+                "no loadable checkpoint", path, prev);
 
     /* The next write after a good one replaces a damaged path: write twice. */
     write_two(path, 300);
     write_two(path, 400);
-    EXPECT_OK(ds_ckpt_find(MPI_COMM_WORLD, path, &e, found, sizeof found, &d, warning, sizeof warning));
+    EXPECT_OK(find_all(path, &e, found, sizeof found, &d, warning, sizeof warning));
     EXPECT(strcmp(found, path) == 0 && d.iteration == 400, "found %s (it %lld)", found, (long long)d.iteration);
-    ds_ckpt_data_free(&d);
+    loaded_free(&d);
 }
 
 /* Streamed sample set: 3 appends of uneven chunks per rank. */
@@ -672,6 +830,60 @@ static void test_samples(void)
     MPI_Barrier(MPI_COMM_WORLD);
 }
 
+/* A sample set with one more column from the table (a conditional run's
+ * /condition, one int per row), written and read back like the others. */
+static void test_samples_extra_column(void)
+{
+    ds_samples_column cols[DS_SAMPLES_NCOLUMNS + 1];
+    memcpy(cols, ds_samples_columns, sizeof ds_samples_columns);
+    cols[DS_SAMPLES_NCOLUMNS] = (ds_samples_column){"condition", DS_H5_I32, 0, "Index of the condition of each sample."};
+    const char *path = file_in_dir("conditional.h5");
+    ds_h5_meta meta = {"25gmm", DIM, "a: 1\n"};
+    /* rank 0: rows 0..2, rank 1: rows 3..4 */
+    const long n = world_rank == 0 ? 3 : 2, first = world_rank == 0 ? 0 : 3;
+    ds_real x[3 * DIM];
+    double lr[3], pf[3], pb[3], lw[3];
+    int32_t cond[3];
+    for (long i = 0; i < n; i++) {
+        for (int j = 0; j < DIM; j++) x[i * DIM + j] = (ds_real)sample_value(first + i, j);
+        lr[i] = pf[i] = pb[i] = lw[i] = (double)(first + i);
+        cond[i] = (int32_t)(100 + first + i);
+    }
+    const void *data[DS_SAMPLES_NCOLUMNS + 1] = {x, lr, pf, pb, lw, cond};
+    ds_samples_writer *w = NULL;
+    EXPECT_OK(ds_samples_open_columns(MPI_COMM_WORLD, path, &meta, cols, DS_SAMPLES_NCOLUMNS + 1, 5, &w));
+    /* The five-array append refuses a writer with other columns. */
+    if (w) EXPECT_FAIL(ds_samples_append(w, (size_t)n, x, lr, pf, pb, lw), DS_ERR_INVALID, "ds_samples_append_columns");
+    if (w) EXPECT_OK(ds_samples_append_columns(w, (size_t)n, data));
+    if (w) EXPECT_OK(ds_samples_close(&w, NULL, 0));
+    if (world_rank == 0) {
+        check_file_attrs(path, DS_H5_FORMAT_SAMPLES);
+        size_t cnt = 0, dims[4];
+        int nd = 0;
+        double *c = ds_test_read(path, "/condition", &cnt, dims, &nd);
+        int bad = !c || nd != 1 || cnt != 5;
+        for (size_t i = 0; c && i < cnt && i < 5; i++) bad += c[i] != 100.0 + (double)i;
+        EXPECT(bad == 0, "/condition read back wrong (%zu rows)", cnt);
+        free(c);
+        double *v = ds_test_read(path, "/log_reward", &cnt, NULL, NULL);
+        EXPECT(v && cnt == 5 && v[4] == 4.0, "/log_reward beside /condition");
+        free(v);
+        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, "/condition", H5P_DEFAULT);
+        hid_t t = H5Dget_type(d);
+        EXPECT(H5Tget_class(t) == H5T_INTEGER && H5Tget_size(t) == 4, "/condition is not int32");
+        H5Tclose(t);
+        H5Dclose(d);
+        H5Fclose(f);
+    }
+    /* A table naming one column twice is refused on every rank. */
+    cols[DS_SAMPLES_NCOLUMNS].name = "log_pf";
+    EXPECT_FAIL(ds_samples_open_columns(MPI_COMM_WORLD, file_in_dir("twice.h5"), &meta, cols, DS_SAMPLES_NCOLUMNS + 1,
+                                        5, &w),
+                DS_ERR_INVALID, "'log_pf' appears twice");
+    EXPECT(w == NULL, "a refused open left a writer");
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
 static void remove_dir(void)
 {
     char cmd[1400];
@@ -706,6 +918,7 @@ int main(int argc, char **argv)
         test_refusals();
         test_atomic_and_find();
         test_samples();
+        test_samples_extra_column();
         if (world_rank == 0) printf("test_h5io: %.2f s\n", MPI_Wtime() - t0);
         /* Every file, group, dataset and attribute opened is closed again. */
         ssize_t open_objects = H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
@@ -722,3 +935,4 @@ int main(int argc, char **argv)
     MPI_Finalize();
     return total == 0 ? 0 : 1;
 }
+

@@ -20,8 +20,8 @@ typedef struct gauss {
     long calls;
 } gauss;
 
-static ds_status gauss_log_reward(const void *state, int dim, int n, const ds_real *x, ds_real *log_r,
-                                  ds_real *grad)
+static ds_status gauss_log_reward(const void *state, int dim, int n, const ds_real *x,
+                                  const ds_real *cond, ds_real *log_r, ds_real *grad)
 {
     gauss *g = (gauss *)state;  /* the call counter is the only thing written */
     g->calls++;
@@ -48,8 +48,8 @@ static ds_energy make_gauss(gauss *g, int dim)
 
 /* A 1-D target that is -x^2/2 on (-1, 0.5), NaN on [0.5, 1), +inf on
  * [1, inf) and -inf on (-inf, -1]; the gradient is -x everywhere. */
-static ds_status bad_log_reward(const void *state, int dim, int n, const ds_real *x, ds_real *log_r,
-                                ds_real *grad)
+static ds_status bad_log_reward(const void *state, int dim, int n, const ds_real *x,
+                                const ds_real *cond, ds_real *log_r, ds_real *grad)
 {
     for (int k = 0; k < n; k++) {
         double v = (double)x[k];
@@ -101,7 +101,7 @@ START_TEST(params_defaults_and_checks)
     ds_ls_params_init(&p);
     ck_assert_int_eq(p.max_iter, 200);
     ck_assert_int_eq(p.burn_in, 100);
-    ck_assert(p.step == 0.001 && p.target_acceptance == 0.574 && p.adapt_up == 1.01 &&
+    ck_assert(p.step == DS_LS_DEFAULT_STEP && p.target_acceptance == 0.574 && p.adapt_up == 1.01 &&
               p.adapt_down == 0.99 && p.beta == 1.0 && p.adapt_every == 5 && p.reduce == NULL);
     ck_assert_int_eq(ds_ls_params_check(&p), DS_OK);
     ds_ls_params q = p;
@@ -145,8 +145,8 @@ START_TEST(log_accept_ratio_matches_direct_computation)
         for (int c = 0; c < 3; c++) {
             const ds_real *x = pts[c][0], *xp = pts[c][1];
             ds_real lr, lrp, gx[4], gxp[4];
-            gauss_log_reward(&g, dim, 1, x, &lr, gx);
-            gauss_log_reward(&g, dim, 1, xp, &lrp, gxp);
+            gauss_log_reward(&g, dim, 1, x, NULL, &lr, gx);
+            gauss_log_reward(&g, dim, 1, xp, NULL, &lrp, gxp);
             double h = steps[c], beta = betas[c];
             double xd[4], xpd[4], mf[4], mb[4];
             for (int j = 0; j < dim; j++) {
@@ -195,11 +195,11 @@ START_TEST(one_step_follows_the_documented_streams)
     for (int k = 0; k < n; k++) {
         ds_real *xk = want + k * d, xp[2], lr, lrp, gx[2], gxp[2];
         double xi[2], u;
-        gauss_log_reward(&g, d, 1, xk, &lr, gx);
+        gauss_log_reward(&g, d, 1, xk, NULL, &lr, gx);
         ds_rng_normal_d(r, it, first + (uint64_t)k, 0, d, xi);
         for (int j = 0; j < d; j++)
             xp[j] = (ds_real)((double)xk[j] + p.step * p.beta * gx[j] + sqrt(2.0 * p.step) * xi[j]);
-        gauss_log_reward(&g, d, 1, xp, &lrp, gxp);
+        gauss_log_reward(&g, d, 1, xp, NULL, &lrp, gxp);
         double la = ds_ls_log_accept_ratio(d, p.step, p.beta, xk, lr, gx, xp, lrp, gxp);
         ds_rng_uniform_d(r, it, first + (uint64_t)k, DS_LS_UNIFORM_STEP, 1, &u);
         if (u < exp(la < 0.0 ? la : 0.0)) {
@@ -232,10 +232,10 @@ static void accepted_law(gauss *g, int dim, double beta, double h, int m, double
         ds_rng_normal_d(r, 1, (uint64_t)k, 0, 2 * dim, z);
         ds_real x[GMAX], xp[GMAX], gx[GMAX], gxp[GMAX], lr, lrp;
         for (int j = 0; j < dim; j++) x[j] = (ds_real)(g->mu[j] + sqrt(g->var[j] / beta) * z[j]);
-        gauss_log_reward(g, dim, 1, x, &lr, gx);
+        gauss_log_reward(g, dim, 1, x, NULL, &lr, gx);
         for (int j = 0; j < dim; j++)
             xp[j] = (ds_real)((double)x[j] + h * beta * gx[j] + sqrt(2.0 * h) * z[dim + j]);
-        gauss_log_reward(g, dim, 1, xp, &lrp, gxp);
+        gauss_log_reward(g, dim, 1, xp, NULL, &lrp, gxp);
         double la = ds_ls_log_accept_ratio(dim, h, beta, x, lr, gx, xp, lrp, gxp);
         double w = exp(la < 0.0 ? la : 0.0);
         sw += w;

@@ -34,12 +34,15 @@ static void base_settings(ds_settings *s, const char *objective)
     ds_settings_defaults(s);
     snprintf(s->energy_name, sizeof s->energy_name, "25gmm");
     char set[64];
-    snprintf(set, sizeof set, "objective.name=%s", objective);
+    const int lp = strcmp(objective, "pis+lp") == 0; /* PIS with the Langevin parametrisation */
+    snprintf(set, sizeof set, "objective.name=%s", lp ? "pis" : objective);
     ds_settings_set(s, set);
+    s->langevin = lp;
     s->T = 10;
     s->batch_size = 37; /* uneven split over 2 ranks: 19 + 18 */
     s->expl_factor = 0.2;
     if (strcmp(objective, "subtb") == 0) s->conditional_flow = 1;
+    if (ds_objective_has(s->objective, DS_OBJF_ON_POLICY)) s->expl_factor = 0; /* simulation-based: no exploration */
     s->eval_samples = 101;
     s->eval_gt_samples = 20;
     s->eval_paths = 3;
@@ -141,7 +144,7 @@ static void test_exchange(void)
         ds_buffer_add(b, 1, x, &lr);
     }
     long got = 0;
-    EXPECT(ds_dist_exchange(MPI_COMM_WORLD, b, 3, DS_EXCHANGE_BEST, ds_rng_make(1, DS_RNG_EXCHANGE), 0, &got) == DS_OK,
+    EXPECT(ds_dist_exchange(MPI_COMM_WORLD, b, 3, DS_EXCH_BEST, ds_rng_make(1, DS_RNG_EXCHANGE), 0, &got) == DS_OK,
            "exchange: %s", ds_error_message());
     EXPECT(got == 3L * (size - 1), "received %ld, expected %d", got, 3 * (size - 1));
     EXPECT((long)ds_buffer_size(b) == mine + got, "size %zu", ds_buffer_size(b));
@@ -161,7 +164,7 @@ static void test_exchange(void)
     }
     /* random mode sends min(count, size) samples drawn from the shard */
     size_t before = ds_buffer_size(b);
-    EXPECT(ds_dist_exchange(MPI_COMM_WORLD, b, 2, DS_EXCHANGE_RANDOM, ds_rng_make(1, DS_RNG_EXCHANGE), 1, &got) ==
+    EXPECT(ds_dist_exchange(MPI_COMM_WORLD, b, 2, DS_EXCH_RANDOM, ds_rng_make(1, DS_RNG_EXCHANGE), 1, &got) ==
            DS_OK, "random exchange");
     EXPECT(got == 2L * (size - 1) && ds_buffer_size(b) == before + (size_t)got, "random exchange received %ld", got);
     ds_buffer_destroy(&b);
@@ -182,7 +185,7 @@ static void test_reductions(void)
     memset(&b, 0, sizeof b);
     a.has_log_z = b.has_log_z = 1;
     EXPECT(ds_dist_eval_weights(MPI_COMM_WORLD, all + lo, hi - lo, &a) == DS_OK, "eval weights");
-    ds_eval_weights(all, 40, &b);
+    EXPECT(ds_dist_eval_weights(MPI_COMM_SELF, all, 40, &b) == DS_OK, "eval weights on one rank");
     EXPECT(fabs(a.elbo - b.elbo) < 1e-12 && fabs(a.log_z_is - b.log_z_is) < 1e-12 && fabs(a.ess - b.ess) < 1e-12,
            "distributed elbo/log_z_is/ess %g %g %g vs %g %g %g", a.elbo, a.log_z_is, a.ess, b.elbo, b.log_z_is, b.ess);
     int any = 0;
@@ -220,6 +223,12 @@ int main(int argc, char **argv)
     compare_world_and_self("tb", 0, 50, 1e-6, 1e-6);
     compare_world_and_self("tb", 1, 50, 1e-6, 1e-6);
     compare_world_and_self("subtb", 0, 20, 1e-6, 1e-6);
+    /* On-policy objectives: the gradient through the simulated path is
+     * summed over the ranks' trajectories like any other. */
+    compare_world_and_self("pis", 0, 1, 1e-9, 1e-9);
+    compare_world_and_self("pis+lp", 0, 1, 1e-9, 1e-9);
+    compare_world_and_self("dds", 0, 10, 1e-6, 1e-6);
+    compare_world_and_self("dis", 0, 10, 1e-6, 1e-6);
     int total = 0;
     MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0) printf("%s: %d failure(s) over %d ranks\n", total ? "FAILED" : "passed", total, size);

@@ -145,31 +145,93 @@ START_TEST(gelu_forward_and_backward)
     /* Known values: GELU(x) = x Phi(x), Phi(1) = 0.841344746068543, Phi(2) = 0.977249868051821. */
     const ds_real xs[] = {-3.0, -1.0, -0.5, 0.0, 0.3, 1.0, 2.0, 4.5};
     enum { N = sizeof xs / sizeof xs[0] };
-    ds_real out[N], want[N];
-    ds_gelu_forward(out, xs, N);
+    ds_real out[N], gd[N], want[N];
+    ds_gelu_forward_grad(out, gd, xs, N);
     for (int i = 0; i < N; i++) want[i] = 0.5 * xs[i] * (1 + erf(xs[i] / sqrt(2.0)));
     expect_close("gelu forward", out, want, N, 1e-15, 1e-14);
     ck_assert_double_eq_tol(out[5], 0.841344746068543, 1e-14);
     ck_assert_double_eq_tol(out[1], -(1 - 0.841344746068543), 1e-14);
     ck_assert_double_eq_tol(out[6], 2 * 0.977249868051821, 1e-14);
     ck_assert(out[3] == 0.0);
-
-    ds_real dout[N], din[N], fd[N], pre[N];
-    randn(dout, N, 11, 1.0);
+    /* GELU' against central differences of GELU */
+    ds_real fd[N];
     for (int i = 0; i < N; i++) {
-        ds_real xp = xs[i] + FD_H, xm = xs[i] - FD_H, yp, ym;
-        ds_gelu_forward(&yp, &xp, 1);
-        ds_gelu_forward(&ym, &xm, 1);
-        fd[i] = dout[i] * (yp - ym) / (2 * FD_H);
+        ds_real xp = xs[i] + FD_H, xm = xs[i] - FD_H, yp, ym, g;
+        ds_gelu_forward_grad(&yp, &g, &xp, 1);
+        ds_gelu_forward_grad(&ym, &g, &xm, 1);
+        fd[i] = (yp - ym) / (2 * FD_H);
     }
-    for (int i = 0; i < N; i++) din[i] = 1e3;  /* overwritten when accumulate == 0 */
-    ds_gelu_backward(din, dout, xs, N, 0);
-    expect_close("gelu backward", din, fd, N, 1e-9, 1e-6);
-    randn(pre, N, 12, 1.0);
+    expect_close("gelu derivative", gd, fd, N, 1e-9, 1e-6);
+}
+END_TEST
+
+/* The MLP against central differences: parameters and input, with an
+ * offset row range (the policy evaluates passes in blocks of rows). */
+START_TEST(mlp_forward_and_backward)
+{
+    enum { MR = 7, M0 = 2, MN = 4, MI = 3, MO = 2 };
+    const int dims[] = {MI, 5, 4, MO};
+    const char *names[] = {"m.0", "m.1", "m.2"};
+    ds_arena a;
+    ds_arena_init(&a);
+    ds_mlp m;
+    ck_assert_int_eq(ds_mlp_add(&m, &a, 3, dims, names, DS_GROUP_POLICY), DS_OK);
+    ck_assert_int_eq(ds_arena_alloc(&a), DS_OK);
+    ck_assert_int_eq(a.ntensors, 6);
+    ck_assert_int_eq(ds_arena_find(&a, "m.2.bias"), 5);
+    ck_assert_int_eq(ds_mlp_max_hidden(&m), 5);
+    randn(a.params, a.n, 41, 0.7);
+    ds_real *ws = alloc_real(ds_mlp_workspace(&m, MR));
+    ds_mlp_bind(&m, ws, MR);
+    ds_real in[MN * MI], out[MN * MO], c[MN * MO], din[MN * MI], s1[MN * 5], s2[MN * 5];
+    randn(in, MN * MI, 42, 1.0);
+    randn(c, MN * MO, 43, 1.0);
+    ds_mlp_forward(&m, &a, out, in, M0, MN, s1);
+    ds_arena_zero_grad(&a);
+    for (int i = 0; i < MN * MI; i++) din[i] = 1e3;  /* overwritten */
+    ds_mlp_backward(&m, &a, din, 0, c, in, M0, MN, s1, s2);
+    ds_real *fdp = alloc_real(a.n), fdx[MN * MI];
+    for (size_t k = 0; k < a.n; k++) {
+        ds_real keep = a.params[k], yp[MN * MO], ym[MN * MO];
+        a.params[k] = keep + FD_H;
+        ds_mlp_forward(&m, &a, yp, in, M0, MN, s1);
+        a.params[k] = keep - FD_H;
+        ds_mlp_forward(&m, &a, ym, in, M0, MN, s1);
+        a.params[k] = keep;
+        fdp[k] = (dot(c, yp, MN * MO) - dot(c, ym, MN * MO)) / (2 * FD_H);
+    }
+    expect_close("mlp parameter gradient", a.grads, fdp, a.n, 1e-8, 1e-6);
+    for (int k = 0; k < MN * MI; k++) {
+        ds_real keep = in[k], yp[MN * MO], ym[MN * MO];
+        in[k] = keep + FD_H;
+        ds_mlp_forward(&m, &a, yp, in, M0, MN, s1);
+        in[k] = keep - FD_H;
+        ds_mlp_forward(&m, &a, ym, in, M0, MN, s1);
+        in[k] = keep;
+        fdx[k] = (dot(c, yp, MN * MO) - dot(c, ym, MN * MO)) / (2 * FD_H);
+    }
+    expect_close("mlp input gradient", din, fdx, MN * MI, 1e-8, 1e-6);
+    /* accumulate = 1 adds */
+    ds_real pre[MN * MI];
+    randn(pre, MN * MI, 44, 1.0);
     memcpy(din, pre, sizeof din);
-    ds_gelu_backward(din, dout, xs, N, 1);
-    for (int i = 0; i < N; i++) din[i] -= pre[i];
-    expect_close("gelu backward (accumulate)", din, fd, N, 1e-9, 1e-6);
+    ds_mlp_forward(&m, &a, out, in, M0, MN, s1);
+    ds_mlp_backward(&m, &a, din, 1, c, in, M0, MN, s1, s2);
+    for (int i = 0; i < MN * MI; i++) din[i] -= pre[i];
+    expect_close("mlp input gradient (accumulate)", din, fdx, MN * MI, 1e-8, 1e-6);
+    /* a single Linear is an MLP too */
+    ds_mlp one;
+    const char *n1[] = {"one"};
+    ds_arena b;
+    ds_arena_init(&b);
+    ck_assert_int_eq(ds_mlp_add(&one, &b, 1, dims, n1, DS_GROUP_FLOW), DS_OK);
+    ck_assert_int_eq(ds_mlp_workspace(&one, 100), 0);
+    ck_assert_int_eq(ds_mlp_add(&one, &b, DS_MLP_MAX_LINEAR + 1, dims, n1, DS_GROUP_FLOW), DS_ERR_INVALID);
+    ds_error_clear();
+    ds_arena_free(&b);
+    free(fdp);
+    free(ws);
+    ds_arena_free(&a);
 }
 END_TEST
 
@@ -307,6 +369,17 @@ END_TEST
 /* ---------------------------------------------------------------- policy */
 
 enum { PS = 4, PR = 3, PN = PS * PR, PD = 3 };
+#define P_SIGMA2 2.0 /* reference variance of the policy tests */
+
+/* The policy's slots are the steps of a Brownian reference on PS steps. */
+static ds_status begin_brownian(ds_policy *p, int nsteps, int rows)
+{
+    ds_reference ref;
+    ds_status rc = ds_reference_init_brownian(&ref, nsteps, P_SIGMA2);
+    if (rc == DS_OK) rc = ds_policy_begin(p, nsteps, rows, ref.step);
+    ds_reference_free(&ref);
+    return rc;
+}
 
 static ds_policy_config base_config(void)
 {
@@ -317,7 +390,6 @@ static ds_policy_config base_config(void)
     c.harmonics = 4;
     c.joint_layers = 2;
     c.lgv_layers = 2;
-    c.t_scale = 2.0;
     c.log_var_range = 4.0;
     c.lgv_clip = 100.0;
     c.gfn_clip = 1e4;
@@ -345,7 +417,7 @@ static double policy_outputs_loss(const ds_policy *p, const policy_case *pc)
 
 static double policy_loss(ds_policy *p, const policy_case *pc, const ds_real *x)
 {
-    ck_assert_int_eq(ds_policy_begin(p, PS, PR, NULL), DS_OK);
+    ck_assert_int_eq(begin_brownian(p, PS, PR), DS_OK);
     ck_assert_int_eq(ds_policy_forward(p, 0, PS, x, p->c.langevin ? pc->g : NULL), DS_OK);
     return policy_outputs_loss(p, pc);
 }
@@ -424,7 +496,7 @@ static void check_policy(const ds_policy_config *c, const char *label, uint64_t 
     expect_close(what, dx2, dx, PN * PD, 1e-13, 1e-11);
 
     /* Forward over [0,2) then [2,4) equals one forward; its activations give the same gradient. */
-    ck_assert_int_eq(ds_policy_begin(p, PS, PR, NULL), DS_OK);
+    ck_assert_int_eq(begin_brownian(p, PS, PR), DS_OK);
     for (int i = 0; i < PN * PD; i++) p->mean[i] = p->logvar[i] = NAN;
     for (int i = 0; i < PN; i++) p->logf[i] = NAN;
     ck_assert_int_eq(ds_policy_forward(p, 0, 2, pc.x, c->langevin ? pc.g : NULL), DS_OK);
@@ -582,7 +654,7 @@ START_TEST(policy_lp_input_is_cleaned_and_clipped)
     }
     ds_policy *p = NULL;
     ck_assert_int_eq(ds_policy_create(&c, PS, PN, 21, &p), DS_OK);
-    ck_assert_int_eq(ds_policy_begin(p, PS, PR, NULL), DS_OK);
+    ck_assert_int_eq(begin_brownian(p, PS, PR), DS_OK);
     ck_assert_int_eq(ds_policy_forward(p, 0, PS, pc.x, clean), DS_OK);
     memcpy(mean, p->mean, sizeof mean);
     ck_assert_int_eq(ds_policy_forward(p, 0, PS, pc.x, g), DS_OK);
@@ -593,9 +665,88 @@ START_TEST(policy_lp_input_is_cleaned_and_clipped)
     ck_assert(fabs(p->mean[1] - mean[1]) > 1e-6);
     ck_assert_int_eq(ds_policy_forward(p, 0, PS, pc.x, NULL), DS_ERR_INVALID);
     ck_assert_int_eq(ds_policy_forward(p, 2, 2, pc.x, g), DS_ERR_INVALID);
-    ck_assert_int_eq(ds_policy_begin(p, PS + 1, PR, NULL), DS_ERR_INVALID);
+    ck_assert_int_eq(begin_brownian(p, PS + 1, PR), DS_ERR_INVALID);
     ds_error_clear();
     ds_policy_destroy(&p);
+}
+END_TEST
+
+/* ------------------------------------------------------------ reference */
+
+/* The interface's contract (reference.h): the backward kernel is the Bayes
+ * reversal of the reference chain, so a zero-drift, fixed-variance policy
+ * IS the reference and every path has
+ *   sum log p_F + log mu_0(x_0) - sum log p_B = log N(x_T; 0, v_T).
+ * Checked for Brownian motion and the variance-preserving process, with the
+ * Brownian coefficients also against the bridge of DESIGN.md 1 directly. */
+static void check_reference(const ds_reference *ref, const char *label)
+{
+    enum { RB = 5, RD = 2 };
+    const int T = ref->T;
+    double v = ref->init_var;
+    for (int i = 0; i < T; i++) {
+        const ds_ref_step *st = &ref->step[i];
+        const double q = st->s * st->sigma2, vn = st->a * st->a * v + q;
+        ck_assert_msg(fabs(st->c - st->a * v / vn) < 1e-14, "%s: c of step %d", label, i);
+        ck_assert_msg(fabs(st->r - v * q / vn) < 1e-14 * (1 + st->r), "%s: r of step %d", label, i);
+        v = vn;
+    }
+    ck_assert_msg(fabs(v - ref->final_var) < 1e-12, "%s: v_T %g, final_var %g", label, v, ref->final_var);
+    ds_energy *e = NULL;
+    ck_assert_int_eq(ds_energy_create("gaussian", RD, NULL, &e), DS_OK);
+    ds_policy_config c = base_config();
+    c.dim = RD;
+    c.zero_init = 1;  /* drift 0 */
+    ds_policy *p = NULL;
+    ck_assert_int_eq(ds_policy_create(&c, T, T * RB, 5, &p), DS_OK);
+    ds_sim sim = {.policy = p, .energy = e, .ref = ref};
+    ds_traj tr;
+    ck_assert_int_eq(ds_traj_init(&tr, T, RB, RD, 0, 0), DS_OK);
+    ck_assert_int_eq(ds_sim_forward(&sim, &tr, RB, 0.0, ds_rng_make(3, DS_RNG_TEST), 0, 0, NULL), DS_OK);
+    for (int pass = 0; pass < 2; pass++) {  /* forward paths, then backward paths from the same x_T */
+        for (int b = 0; b < RB; b++) {
+            double sum = 0, sq = 0;
+            for (int i = 0; i < T; i++) sum += tr.log_pf[i * RB + b] - tr.log_pb[i * RB + b];
+            for (int j = 0; j < RD; j++) sq += tr.states[((size_t)T * RB + b) * RD + j] * tr.states[((size_t)T * RB + b) * RD + j];
+            const double want = -0.5 * (RD * (DS_LOG_2PI + log(ref->final_var)) + sq / ref->final_var);
+            ck_assert_msg(fabs(sum - want) < 1e-10 * (1 + fabs(want)), "%s (%s paths): %.15g vs %.15g", label,
+                          pass ? "backward" : "forward", sum, want);
+            if (ref->init_var == 0)
+                for (int j = 0; j < RD; j++) ck_assert(tr.states[b * RD + j] == 0);
+            else
+                ck_assert(tr.states[b * RD] != 0);
+        }
+        ds_real xT[RB * RD];
+        memcpy(xT, tr.states + (size_t)T * RB * RD, sizeof xT);
+        ck_assert_int_eq(ds_sim_backward(&sim, &tr, RB, xT, NULL, ds_rng_make(3, DS_RNG_TEST), 1, 0, NULL), DS_OK);
+    }
+    ds_traj_free(&tr);
+    ds_policy_destroy(&p);
+    ds_energy_destroy(&e);
+}
+
+START_TEST(reference_processes)
+{
+    ds_reference ref;
+    ck_assert_int_eq(ds_reference_init_brownian(&ref, 6, 3.0), DS_OK);
+    ck_assert_str_eq(ds_reference_name(&ref), "brownian");
+    for (int i = 0; i < 6; i++) {  /* DESIGN.md 1: the bridge N(x_{i+1} i/(i+1), sigma2 dt i/(i+1)) */
+        ck_assert(ref.step[i].c == i / (i + 1.0));
+        ck_assert_double_eq_tol(ref.step[i].r, 3.0 / 6 * i / (i + 1.0), 1e-15);
+        ck_assert(ref.step[i].a == 1.0 && ref.step[i].h == 1.0 / 6 && ref.step[i].s == 1.0 / 6);
+    }
+    check_reference(&ref, "brownian");
+    ds_reference_free(&ref);
+    ck_assert_int_eq(ds_reference_init_vp(&ref, 8, 1.5, 0.1, 10.0), DS_OK);
+    ck_assert_str_eq(ds_reference_name(&ref), "vp");
+    /* vp_10: beta from 10 at t = 0 to 0.1 at t = 1; the first step shrinks most */
+    ck_assert_double_eq_tol(ref.step[0].a, exp(-0.25 * (10.0 + 10.0 - 9.9 / 8) / 8), 1e-15);
+    ck_assert(ref.step[0].a < ref.step[7].a);
+    check_reference(&ref, "vp");
+    ds_reference_free(&ref);
+    ck_assert_int_eq(ds_reference_init_brownian(&ref, 0, 1.0), DS_ERR_INVALID);
+    ck_assert_int_eq(ds_reference_init_vp(&ref, 4, 1.0, 2.0, 1.0), DS_ERR_INVALID);
+    ds_error_clear();
 }
 END_TEST
 
@@ -604,6 +755,7 @@ END_TEST
 enum { CT = 4, CB = 3 };
 
 typedef struct chain {
+    ds_reference ref;
     ds_sim sim;
     ds_traj tr;
     ds_objective obj;
@@ -632,16 +784,17 @@ static double chain_loss(chain *ch)
 static void check_partial_energy(const chain *ch, const char *label)
 {
     const int d = ch->tr.d;
-    const double dt = 1.0 / CT, s2 = ch->sim.t_scale;
+    const double dt = 1.0 / CT, s2 = P_SIGMA2;
     ds_real lr[CT * CB];
     ck_assert_int_eq(ds_energy_log_reward(ch->sim.energy, CT * CB, ch->tr.states, lr, NULL), DS_OK);
     for (int i = 0; i < CT; i++)
         for (int b = 0; b < CB; b++) {
             const ds_real *x = ch->tr.states + (size_t)(i * CB + b) * d;
-            const double var = s2 * (i > 1 ? i : 1) * dt, t = i * dt;
+            const int vp = ch->ref.kind == DS_REF_VP; /* VP: stationary N(0, sigma^2), weight t_i = i/T */
+            const double var = vp ? s2 : s2 * (i > 1 ? i : 1) * dt, t = vp ? (double)i / CT : i * dt;
             double sq = 0;
             for (int j = 0; j < d; j++) sq += x[j] * x[j];
-            double log_n = -0.5 * d * (1.8378770664093454836 + log(var)) - 0.5 * sq / var;
+            double log_n = -0.5 * d * (DS_LOG_2PI + log(var)) - 0.5 * sq / var;
             double want = ch->sim.policy->logf[i * CB + b] + (1 - t) * log_n + t * lr[i * CB + b];
             ck_assert_msg(fabs(ch->tr.log_f[i * CB + b] - want) <= 1e-12 * (1 + fabs(want)),
                           "%s: log F of step %d, trajectory %d is %.15g, expected %.15g", label, i, b,
@@ -651,10 +804,10 @@ static void check_partial_energy(const chain *ch, const char *label)
 }
 
 static void check_chain(const char *energy, int dim, ds_objective obj, const ds_policy_config *cfg,
-                        int partial_energy, const char *label)
+                        int partial_energy, int vp, const char *label)
 {
     ds_energy *e = NULL;
-    ck_assert_msg(ds_energy_create(energy, dim, &e) == DS_OK, "%s: energy %s: %s", label, energy,
+    ck_assert_msg(ds_energy_create(energy, dim, NULL, &e) == DS_OK, "%s: energy %s: %s", label, energy,
                   ds_error_message());
     ds_policy_config c = *cfg;
     c.dim = dim;
@@ -662,10 +815,11 @@ static void check_chain(const char *energy, int dim, ds_objective obj, const ds_
     memset(&ch, 0, sizeof ch);
     ch.obj = obj;
     ck_assert_int_eq(ds_policy_create(&c, CT, CT * CB, 31, &ch.sim.policy), DS_OK);
-    ch.sim.energy = e;
-    ch.sim.T = CT;
-    ch.sim.t_scale = c.t_scale;
-    ch.sim.partial_energy = partial_energy;
+    if (vp)
+        ck_assert_int_eq(ds_reference_init_vp(&ch.ref, CT, P_SIGMA2, 0.1, 10.0), DS_OK);
+    else
+        ck_assert_int_eq(ds_reference_init_brownian(&ch.ref, CT, P_SIGMA2), DS_OK);
+    ch.sim = (ds_sim){.policy = ch.sim.policy, .energy = e, .ref = &ch.ref, .partial_energy = partial_energy};
     ck_assert_int_eq(ds_traj_init(&ch.tr, CT, CB, dim, c.langevin, partial_energy), DS_OK);
     /* Fixed states: x_0 = 0, x_1..x_T random (a random walk of the reference's scale). */
     randn(ch.tr.states + CB * dim, (size_t)CT * CB * dim, 300 + (uint64_t)obj, 1.0);
@@ -704,6 +858,7 @@ static void check_chain(const char *energy, int dim, ds_objective obj, const ds_
     free(grad);
     free(fd);
     ds_traj_free(&ch.tr);
+    ds_reference_free(&ch.ref);
     ds_policy_destroy(&ch.sim.policy);
     ds_energy_destroy(&e);
 }
@@ -713,10 +868,12 @@ START_TEST(chain_tb_langevin)
     ds_policy_config c = base_config();
     c.langevin = 1;
     c.learned_variance = 1;
-    check_chain("gaussian", 3, DS_OBJ_TB, &c, 0, "TB + LP + learned variance on gaussian(3)");
+    check_chain("gaussian", 3, DS_OBJ_TB, &c, 0, 0, "TB + LP + learned variance on gaussian(3)");
     c.lgv_per_dim = 1;
     c.learned_variance = 0;
-    check_chain("25gmm", 2, DS_OBJ_TB, &c, 0, "TB + LP per dim on 25gmm");
+    check_chain("25gmm", 2, DS_OBJ_TB, &c, 0, 0, "TB + LP per dim on 25gmm");
+    c.learned_variance = 1;
+    check_chain("gaussian", 3, DS_OBJ_TB, &c, 0, 1, "TB + LP + learned variance on gaussian(3), VP reference");
 }
 END_TEST
 
@@ -724,10 +881,11 @@ START_TEST(chain_subtb_flow_partial_energy)
 {
     ds_policy_config c = base_config();
     c.conditional_flow = 1;
-    check_chain("25gmm", 2, DS_OBJ_SUBTB, &c, 1, "SubTB + flow + partial energy on 25gmm");
+    check_chain("25gmm", 2, DS_OBJ_SUBTB, &c, 1, 0, "SubTB + flow + partial energy on 25gmm");
     c.learned_variance = 1;
-    check_chain("gaussian", 3, DS_OBJ_FLSUBTB, &c, 1, "FL-SubTB + flow + learned variance on gaussian(3)");
-    check_chain("gaussian", 3, DS_OBJ_DB, &c, 0, "DB + flow + learned variance on gaussian(3)");
+    check_chain("gaussian", 3, DS_OBJ_FLSUBTB, &c, 1, 0, "FL-SubTB + flow + learned variance on gaussian(3)");
+    check_chain("gaussian", 3, DS_OBJ_DB, &c, 0, 0, "DB + flow + learned variance on gaussian(3)");
+    check_chain("gaussian", 3, DS_OBJ_FLSUBTB, &c, 1, 1, "FL-SubTB + flow on gaussian(3), VP reference");
 }
 END_TEST
 
@@ -738,6 +896,8 @@ int main(void)
     tcase_add_test(layers, linear_forward_matches_naive);
     tcase_add_test(layers, linear_backward_matches_fd_and_accumulates);
     tcase_add_test(layers, gelu_forward_and_backward);
+    tcase_add_test(layers, mlp_forward_and_backward);
+    tcase_add_test(layers, reference_processes);
     tcase_add_test(layers, fourier_forward_and_phase_gradient);
     tcase_add_test(layers, arena_bookkeeping);
     tcase_add_test(layers, adam_matches_torch_formula);

@@ -332,6 +332,56 @@ START_TEST(log_weights)
 }
 END_TEST
 
+/* The table: names round-trip, every kind has one entry in enum order, and
+ * the properties the config reader and the trainer rely on hold. */
+START_TEST(objective_table)
+{
+    for (int k = 0; k < DS_OBJ_COUNT; k++) {
+        const ds_objective_info *o = ds_objective_info_of((ds_objective)k);
+        ck_assert_ptr_nonnull(o);
+        ck_assert_int_eq(o->kind, k);
+        ck_assert_ptr_eq(ds_objective_lookup(o->name), o);
+        ck_assert_str_eq(ds_objective_name((ds_objective)k), o->name);
+        ck_assert(o->flags & (DS_OBJF_FORWARD | DS_OBJF_BACKWARD));
+        /* on-policy objectives never train on buffer samples */
+        ck_assert(!(o->flags & DS_OBJF_ON_POLICY) || !(o->flags & DS_OBJF_BACKWARD));
+        /* a partial energy lives in the flow network */
+        ck_assert(!(o->flags & DS_OBJF_PARTIAL_ENERGY) || (o->flags & DS_OBJF_FLOW));
+    }
+    ck_assert_ptr_null(ds_objective_info_of(DS_OBJ_COUNT));
+    ck_assert_ptr_null(ds_objective_info_of((ds_objective)-1));
+    ck_assert_ptr_null(ds_objective_lookup("TB"));
+    ck_assert_ptr_null(ds_objective_lookup(NULL));
+    ck_assert_str_eq(ds_objective_name(DS_OBJ_COUNT), "unknown");
+    ck_assert(ds_objective_has(DS_OBJ_MLE, DS_OBJF_BACKWARD) && !ds_objective_has(DS_OBJ_MLE, DS_OBJF_FORWARD));
+    ck_assert(ds_objective_has(DS_OBJ_DB, DS_OBJF_FLOW) && !ds_objective_has(DS_OBJ_TB, DS_OBJF_FLOW));
+    ck_assert(!ds_objective_has(DS_OBJ_VARGRAD, DS_OBJF_LEARNS_LOG_Z));
+    char buf[128];
+    ds_objective_list(DS_OBJF_FORWARD, buf, sizeof buf);
+    ck_assert_str_eq(buf, "tb, vargrad, db, subtb, fl-subtb, pis, dds, dis");
+    ds_objective_list(DS_OBJF_BACKWARD, buf, sizeof buf);
+    ck_assert_str_eq(buf, "tb, vargrad, mle");
+    ds_objective_list(DS_OBJF_FORWARD, buf, 8); /* truncated, still terminated */
+    ck_assert_uint_lt(strlen(buf), 8);
+    /* every implemented off-policy objective is evaluated by ds_objective_eval, the rest refused */
+    batch bt;
+    batch_init(&bt, 70);
+    ds_obj_input in = input_of(&bt);
+    ds_real d_pf[T * B], d_f[(T + 1) * B];
+    double loss;
+    for (int k = 0; k < DS_OBJ_COUNT; k++)
+        ck_assert_int_eq(ds_objective_eval((ds_objective)k, &in, &loss, d_pf, d_f) == DS_OK,
+                         ds_objective_has((ds_objective)k, DS_OBJF_IMPLEMENTED) &&
+                             !ds_objective_has((ds_objective)k, DS_OBJF_ON_POLICY));
+    /* the reference process each trains against */
+    ck_assert_int_eq(ds_objective_info_of(DS_OBJ_TB)->reference, DS_REF_BROWNIAN);
+    ck_assert_int_eq(ds_objective_info_of(DS_OBJ_PIS)->reference, DS_REF_BROWNIAN);
+    ck_assert_int_eq(ds_objective_info_of(DS_OBJ_DDS)->reference, DS_REF_VP);
+    ck_assert_int_eq(ds_objective_info_of(DS_OBJ_DIS)->reference, DS_REF_VP_EM);
+    ds_error_clear();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("objectives");
@@ -342,6 +392,7 @@ int main(void)
     tcase_add_test(tc, vargrad_log_z_override);
     tcase_add_test(tc, on_policy_objectives_refused);
     tcase_add_test(tc, log_weights);
+    tcase_add_test(tc, objective_table);
     suite_add_tcase(s, tc);
     return ds_test_run(s);
 }

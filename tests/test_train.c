@@ -3,6 +3,7 @@
  * exploration schedule, evaluation statistics, and that training actually
  * learns a target with known log Z (a short run on the diagonal Gaussian). */
 #include "diffsamp/config.h"
+#include "diffsamp/dist.h"
 #include "diffsamp/eval.h"
 #include "diffsamp/train.h"
 #include "testutil.h"
@@ -65,14 +66,14 @@ START_TEST(evaluation_statistics)
     memset(&r, 0, sizeof r);
     r.has_log_z = 1;
     r.log_z_true = 0.5;
-    ds_eval_weights(lw, 4, &r);
+    ck_assert_int_eq(ds_dist_eval_weights(MPI_COMM_SELF, lw, 4, &r), DS_OK);
     ck_assert_double_eq_tol(r.ess, 1.0, 1e-12);
     ck_assert_double_eq_tol(r.elbo, -1.0, 1e-12);
     ck_assert_double_eq_tol(r.log_z_is, -1.0, 1e-12);
     ck_assert_double_eq_tol(r.delta_log_z, 1.5, 1e-12);
     /* One dominant weight of four: ESS -> 1/4; values far from 0 stay finite. */
     double lw2[4] = {1000, -1000, -1000, -1000};
-    ds_eval_weights(lw2, 4, &r);
+    ck_assert_int_eq(ds_dist_eval_weights(MPI_COMM_SELF, lw2, 4, &r), DS_OK);
     ck_assert_double_eq_tol(r.ess, 0.25, 1e-12);
     ck_assert_double_eq_tol(r.log_z_is, 1000 - log(4.0), 1e-9);
     /* Direct formulas on random weights. */
@@ -83,7 +84,7 @@ START_TEST(evaluation_statistics)
         sw2 += exp(2 * v[i]);
         mean += v[i] / 50;
     }
-    ds_eval_weights(v, 50, &r);
+    ck_assert_int_eq(ds_dist_eval_weights(MPI_COMM_SELF, v, 50, &r), DS_OK);
     ck_assert_double_eq_tol(r.ess, sw * sw / (50 * sw2), 1e-12);
     ck_assert_double_eq_tol(r.log_z_is, log(sw / 50), 1e-12);
     ck_assert_double_eq_tol(r.elbo, mean, 1e-12);
@@ -180,6 +181,33 @@ START_TEST(training_learns_a_gaussian)
 }
 END_TEST
 
+START_TEST(fail_hook_fails_the_chosen_rank_at_the_chosen_iteration)
+{
+    ds_settings s;
+    ds_settings_defaults(&s);
+    s.T = 5;
+    s.batch_size = 8;
+    s.eval_samples = 8;
+    s.eval_gt_samples = 0;
+    s.ls_enabled = 0;
+    ds_trainer *t = NULL;
+    ck_assert_msg(ds_trainer_create(&s, MPI_COMM_SELF, &t) == DS_OK, "%s", ds_error_message());
+    double loss;
+    /* Off by default and for a rank this communicator does not have. */
+    ds_trainer_set_fail_hook(t, 1, 1);
+    ck_assert_int_eq(ds_trainer_step(t, &loss), DS_OK);
+    ck_assert_int_eq(ds_trainer_step(t, &loss), DS_OK);
+    ds_trainer_set_fail_hook(t, 0, 3);
+    ck_assert_int_eq(ds_trainer_step(t, &loss), DS_OK);
+    ck_assert_int_eq(ds_trainer_step(t, &loss), DS_ERR_INVALID);
+    ck_assert_msg(strstr(ds_error_message(), "forced failure of rank 0 at iteration 3"), "%s", ds_error_message());
+    ck_assert_int_eq(ds_trainer_iteration(t), 3);
+    ds_trainer_set_fail_hook(t, -1, 0);
+    ck_assert_int_eq(ds_trainer_step(t, &loss), DS_OK);
+    ds_trainer_destroy(&t);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -190,6 +218,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, exploration_schedule);
     tcase_add_test(tc, evaluation_statistics);
     tcase_add_test(tc, grid_mode_coverage);
+    tcase_add_test(tc, fail_hook_fails_the_chosen_rank_at_the_chosen_iteration);
     tcase_add_test(tc, training_learns_a_gaussian);
     suite_add_tcase(s, tc);
     int rc = ds_test_run(s);

@@ -5,26 +5,28 @@
  * 4 fixes the names users rely on). Unknown keys, wrong types and
  * out-of-range values are DS_ERR_CONFIG errors whose message names
  * file:line:col, the key, what was found and what is allowed. `--set a.b=v`
- * overrides go through the same validator (reported as "--set"). */
+ * overrides go through the same validator (reported as "--set").
+ *
+ * The `energy:` section holds the generic keys name and dim and the keys of
+ * the chosen family, declared in its vtable (energy.h): `energy.<key>` is
+ * checked against that family's table, with the same file:line:col errors;
+ * a key of another family, or an unknown one, is refused naming the family
+ * and its keys. Within one document energy.name is applied first, whatever
+ * its position. Choosing another family (a later source, --set) drops the
+ * keys set for the previous one. */
 #ifndef DS_CONFIG_H
 #define DS_CONFIG_H
 
 #include "diffsamp/core.h"
+#include "diffsamp/energy.h"
+#include "diffsamp/exchange.h"
+#include "diffsamp/objectives.h"
 
 #include <stdio.h>
 
 /* Enumerations: the order matches the allowed strings in the key table. */
-typedef enum ds_objective {
-    DS_OBJ_TB = 0, DS_OBJ_VARGRAD, DS_OBJ_DB, DS_OBJ_SUBTB, DS_OBJ_FLSUBTB, DS_OBJ_MLE,
-    DS_OBJ_PIS, DS_OBJ_DDS, DS_OBJ_DIS
-} ds_objective;
-/* Backward (odd-iteration) objective of both-ways training. */
-typedef enum ds_bwd_objective { DS_BWD_TB = 0, DS_BWD_VARGRAD, DS_BWD_MLE } ds_bwd_objective;
 typedef enum ds_expl_schedule { DS_EXPL_CONSTANT = 0, DS_EXPL_LINEAR } ds_expl_schedule;
 typedef enum ds_priority { DS_PRIO_UNIFORM = 0, DS_PRIO_REWARD, DS_PRIO_RANK } ds_priority;
-/* Which local-search samples a rank sends to the others (values match
- * ds_exchange_mode of dist.h). */
-typedef enum ds_exchange { DS_EXCH_BEST = 0, DS_EXCH_RANDOM } ds_exchange;
 
 #define DS_NAME_MAX 64
 #define DS_PATH_MAX 1024
@@ -33,12 +35,15 @@ typedef struct ds_settings {
     /* energy */
     char energy_name[DS_NAME_MAX]; /* energy.name: a registered energy */
     int energy_dim;                /* energy.dim: 0 = the energy's default */
+    ds_energy_args energy_args;    /* energy.<key>: the family's keys that were set
+                                      (the rest take the family's defaults) */
 
     /* objective */
     ds_objective objective;        /* objective.name */
-    ds_bwd_objective backward;     /* objective.backward */
+    ds_objective backward;         /* objective.backward: tb, vargrad or mle */
     int both_ways;                 /* objective.both_ways (on when local search is) */
     double subtb_lambda;           /* objective.subtb_lambda */
+    int recompute_every;           /* objective.recompute_every (on-policy memory: 0 = keep all) */
 
     /* train */
     long iterations;               /* train.iterations */
@@ -68,6 +73,7 @@ typedef struct ds_settings {
     int zero_init;                 /* sampler.zero_init */
     int conditional_flow;          /* sampler.conditional_flow */
     int partial_energy;            /* sampler.partial_energy (FL-SubTB) */
+    double beta_min, beta_max;     /* sampler.beta_min / beta_max (VP reference of dds, dis) */
 
     /* exploration */
     double expl_factor;            /* exploration.factor: 0 = off */
@@ -123,7 +129,5 @@ ds_status ds_settings_validate(const ds_settings *s);
 ds_status ds_settings_write_yaml(const ds_settings *s, FILE *out, int docs);
 /* The same into a malloc'ed string the caller frees with free(). */
 ds_status ds_settings_to_yaml(const ds_settings *s, char **out);
-/* Name of an enum value as written in YAML (e.g. "fl-subtb"). */
-const char *ds_objective_name(ds_objective o);
 
 #endif

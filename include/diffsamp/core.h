@@ -23,6 +23,9 @@ typedef float ds_real;
 #define DS_REAL_NAME "float"
 #endif
 
+/* log(2 pi), for Gaussian log-densities everywhere. */
+#define DS_LOG_2PI 1.8378770664093454835606594728112
+
 typedef enum ds_status {
     DS_OK = 0,
     DS_ERR_NOMEM = 1,    /* an allocation failed */

@@ -7,20 +7,19 @@
 
 #include "diffsamp/core.h"
 #include "diffsamp/eval.h"
+#include "diffsamp/exchange.h"
 #include "diffsamp/nn.h"
 #include "diffsamp/replay.h"
 #include "diffsamp/rng.h"
 
 #include <mpi.h>
 
-/* How each rank chooses the local-search samples it sends. */
-typedef enum ds_exchange_mode { DS_EXCHANGE_BEST = 0, DS_EXCHANGE_RANDOM = 1 } ds_exchange_mode;
 
 /* Each rank contributes min(count, size of its shard) samples of ls (the
  * highest log R, or uniformly random ones keyed by (r, iteration)) to one
  * MPI_Allgatherv; every rank then adds the samples sent by the OTHER ranks
  * to its shard. *received (may be NULL) gets the number added here. */
-ds_status ds_dist_exchange(MPI_Comm comm, ds_buffer *ls, int count, ds_exchange_mode mode, ds_rng r,
+ds_status ds_dist_exchange(MPI_Comm comm, ds_buffer *ls, int count, ds_exchange mode, ds_rng r,
                            uint64_t iteration, long *received);
 
 /* Logical OR of flag over the ranks (stop decisions: every rank acts on the

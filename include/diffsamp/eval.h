@@ -40,9 +40,8 @@ void ds_lse_add(ds_lse *a, double v);
 void ds_lse_merge(ds_lse *a, const ds_lse *b);
 double ds_lse_value(const ds_lse *a);
 
-/* Fills elbo, log_z_is and ess from n log-weights (and the deltas when
- * r->has_log_z). */
-void ds_eval_weights(const double *log_w, long n, ds_eval_result *r);
+/* (ELBO, log Z_IS and ESS from log-weights: ds_dist_eval_weights in dist.h,
+ * on MPI_COMM_SELF for one process's values.) */
 
 /* Mode coverage of a 2-D grid mixture (per_axis^2 modes spaced `spacing`
  * apart, centred on 0): the number of modes with at least min_count of the n

@@ -32,14 +32,17 @@
  *   /state/exploration   ()   f64   exploration std at save (informational)
  *   /state/rng_seed      ()   uint64 train.seed
  *   /state/run           (1, k) f64, attribute `columns`: further run state
- *   /metrics             (rows, ncols) f64, attribute `columns` (ncols strings)
+ *   /metrics             (rows, ncols) f64, attribute `columns` (ncols strings):
+ *                        the table of metrics.h, which its description lists
  *   /replay/<name>/x     (N, dim) R   the shards of every rank, rank order,
  *   /replay/<name>/log_r (N)      R   each shard oldest entry first
  *   /replay/<name>/counts (world_size) int64  rows per writer rank
  *   /replay/<name>       attribute `capacity` int64 (per-rank capacity)
  *
  * Sample set layout (N samples over all ranks, rank order):
- *   /x (N, dim) R; /log_reward, /log_pf, /log_pb, /log_weight (N) f64
+ *   /x (N, dim) R; /log_reward, /log_pf, /log_pb, /log_weight (N) f64 (the
+ *   table ds_samples_columns), plus any column a caller adds to the table
+ *   (a conditional run's /condition (N) int32)
  *   root attributes as above plus `n_samples` (int64) and one f64 attribute
  *   per metric (elbo, log_z_is, ess, delta_log_z, ...).
  *
@@ -60,8 +63,6 @@
 #define DS_H5_FORMAT_VERSION 1
 #define DS_H5_FORMAT_CHECKPOINT "diffsamp-checkpoint"
 #define DS_H5_FORMAT_SAMPLES "diffsamp-samples"
-/* Most replay buffers a checkpoint holds ("buffer", "buffer_ls"). */
-#define DS_CKPT_MAX_BUFFERS 4
 
 /* What every file records about the run. The strings must be the same on
  * every rank (rank 0's are written). */
@@ -77,129 +78,167 @@ typedef struct ds_h5_metric {
     double value;
 } ds_h5_metric;
 
+/* Element types of datasets and attributes: DS_H5_REAL is ds_real in memory,
+ * stored in the writer's precision (IEEE float32 or float64) and converted
+ * to the reader's ds_real on load; the others are stored as named. */
+typedef enum ds_h5_type { DS_H5_REAL, DS_H5_F64, DS_H5_I32, DS_H5_I64, DS_H5_U64 } ds_h5_type;
+
 /* ---- checkpoints ---------------------------------------------------------- */
 
-/* This rank's shard of one replay buffer (borrowed pointers). */
-typedef struct ds_ckpt_buffer {
-    const char *name;     /* group /replay/<name>: letters, digits, '_' */
-    long capacity;        /* per-rank capacity, stored as an attribute */
-    size_t n_local;       /* rows held by this rank (0 allowed) */
-    const ds_real *x;     /* (n_local, dim), oldest first (ds_buffer_export) */
-    const ds_real *log_r; /* (n_local) */
-} ds_ckpt_buffer;
+/* An open checkpoint, being written (ds_ckpt_create .. ds_ckpt_commit) or
+ * read (ds_ckpt_open .. ds_ckpt_close). Every module writes and reads its own
+ * datasets through it (restart.h: the arena and Adam, each replay buffer;
+ * train_state.c: the run state; train_run.c: the metrics history), so a new
+ * saved field touches the module that owns it and nothing here.
+ *
+ * Every function on a handle is collective over the handle's communicator
+ * and returns the same status on every rank. Names are absolute paths
+ * ("/model/params"); writers create missing parent groups. Replicated data
+ * (the same on every rank) is written from rank 0's copy and read by every
+ * rank; sharded data (ds_ckpt_write_rows) is concatenated in rank order at
+ * MPI_Exscan offsets. */
+typedef struct ds_ckpt_file ds_ckpt_file;
 
-/* The state to save, filled by the caller with borrowed pointers. Everything
- * but the buffer shards must be identical on every rank; rank 0's copy is
- * written. */
-typedef struct ds_ckpt {
-    ds_h5_meta meta;
-    size_t n_params;
-    const ds_real *params, *m, *v; /* (n_params) each */
-    int64_t adam_step;
-    int64_t iteration;
-    double ls_step;
-    double exploration;
-    uint64_t rng_seed;
-    int metrics_ncols;                  /* >= 0 */
-    const char *const *metrics_columns; /* (metrics_ncols) column names */
-    size_t metrics_rows;                /* 0 allowed */
-    const double *metrics;              /* (metrics_rows, metrics_ncols), row-major */
-    int nbuffers;                       /* 0 .. DS_CKPT_MAX_BUFFERS, same names on every rank */
-    ds_ckpt_buffer buffers[DS_CKPT_MAX_BUFFERS];
-    /* Further run state as named numbers (the same names on every rank;
-     * rank 0's values): /state/run, a (1, nextra) f64 table with a
-     * `columns` attribute. 0 / NULL = none. */
-    int nextra;
-    const ds_h5_metric *extra;
-} ds_ckpt;
-
-/* What a reader requires of a checkpoint; a zero/NULL field is not checked. */
-typedef struct ds_ckpt_expect {
-    const char *energy;
-    int dim;
-    size_t n_params;
-} ds_ckpt_expect;
-
-/* A loaded replay buffer: this rank's even share of the saved rows. */
-typedef struct ds_ckpt_data_buffer {
-    char name[DS_NAME_MAX];
-    long capacity;       /* as saved (the writer's per-rank capacity) */
-    size_t n_total;      /* rows in the file */
-    size_t first;        /* global index of this rank's first row */
-    size_t n_local;      /* rows given to this rank */
-    int writer_ranks;    /* length of the saved count table */
-    int64_t *counts;     /* (writer_ranks) rows per writer rank */
-    ds_real *x;          /* (n_local, dim) */
-    ds_real *log_r;      /* (n_local) */
-} ds_ckpt_data_buffer;
-
-/* A loaded checkpoint; every array is owned and freed by ds_ckpt_data_free. */
+/* What a checkpoint says about itself (its root attributes). */
 typedef struct ds_ckpt_data {
     char energy[DS_NAME_MAX];
     int dim;
     int format_version;
-    char *config_yaml;     /* the writer's effective config */
+    char *config_yaml;  /* the writer's effective config */
     char *code_version;
-    char precision[16];    /* ds_real of the writer */
-    size_t n_params;
-    ds_real *params, *m, *v;
-    int64_t adam_step;
-    int64_t iteration;
-    int world_size;        /* ranks of the writer */
-    double ls_step;
-    double exploration;
-    uint64_t rng_seed;
-    int metrics_ncols;
-    char **metrics_columns; /* (metrics_ncols) */
-    size_t metrics_rows;
-    double *metrics;        /* (metrics_rows, metrics_ncols) */
-    int nbuffers;           /* groups under /replay, in name order */
-    ds_ckpt_data_buffer buffers[DS_CKPT_MAX_BUFFERS];
-    int nextra;             /* /state/run (0 when the file has none) */
-    char **extra_names;     /* (nextra) */
-    double *extra_values;   /* (nextra) */
+    char precision[16]; /* ds_real of the writer */
 } ds_ckpt_data;
 
-/* Writes c to path atomically (see the top of this file): "<path>.tmp" is
- * written and renamed to path, and an existing path becomes "<path>.prev".
- * Buffer shards are concatenated in rank order. Errors: DS_ERR_INVALID (bad
- * or inconsistent arguments across ranks), DS_ERR_IO (HDF5, fsync or rename
- * failed: the message names the file and the step; path and path.prev are
- * left as they were), DS_ERR_MPI. */
-ds_status ds_ckpt_write(MPI_Comm comm, const char *path, const ds_ckpt *c);
+/* What a reader requires of a checkpoint; a zero/NULL field is not checked.
+ * (The parameter count is checked by ds_arena_read.) */
+typedef struct ds_ckpt_expect {
+    const char *energy;
+    int dim;
+} ds_ckpt_expect;
 
-/* Reads and validates the checkpoint at path into *out (zeroed first; free
- * with ds_ckpt_data_free, also after an error). Replicated arrays go to
- * every rank; each buffer goes back to its writer ranks shard by shard when
- * the reader has as many ranks as the writer had (so a resumed run is the
- * uninterrupted run), else it is split evenly over the reading ranks in
- * saved order: rank r of P gets rows [r*N/P, (r+1)*N/P). expect may be NULL. Errors (out is left empty):
+/* Creates "<path>.tmp" with the root attributes of meta. Errors:
+ * DS_ERR_INVALID (bad arguments), DS_ERR_IO (the file cannot be created),
+ * DS_ERR_MPI. *out is NULL on error. */
+ds_status ds_ckpt_create(MPI_Comm comm, const char *path, const ds_h5_meta *meta, ds_ckpt_file **out);
+/* Closes the file being written, fsyncs it, moves an existing path to
+ * "<path>.prev" and renames "<path>.tmp" to path. Frees *f and sets it to
+ * NULL in every case; on error the temporary file is removed and path and
+ * path.prev are left as they were (DS_ERR_IO names the file and the step). */
+ds_status ds_ckpt_commit(ds_ckpt_file **f);
+/* Opens the checkpoint at path for reading and checks its root attributes
+ * against expect (may be NULL). Errors (*out NULL):
  *   DS_ERR_IO      no file at path;
  *   DS_ERR_FORMAT  not an HDF5 file or truncated, wrong `format`, a newer
- *                  `format_version`, a missing or misshapen dataset or
- *                  attribute (named, with expected and found shapes), a read
- *                  failure (the dataset is named);
- *   DS_ERR_CONFIG  energy, dim or parameter count differ from expect (both
- *                  values named). */
-ds_status ds_ckpt_read(MPI_Comm comm, const char *path, const ds_ckpt_expect *expect, ds_ckpt_data *out);
+ *                  `format_version`, a missing root attribute;
+ *   DS_ERR_CONFIG  energy or dim differ from expect (both values named). */
+ds_status ds_ckpt_open(MPI_Comm comm, const char *path, const ds_ckpt_expect *expect, ds_ckpt_file **out);
+/* Closes a handle: a read one, or a write one without committing it (the
+ * temporary file is removed). *f may be NULL; it is set to NULL. Returns
+ * DS_ERR_IO when closing a read file failed. */
+ds_status ds_ckpt_close(ds_ckpt_file **f);
+/* The root attributes of an open checkpoint (read handles; borrowed). */
+const ds_ckpt_data *ds_ckpt_header(const ds_ckpt_file *f);
+/* Collective: every rank returns the status of the lowest rank whose rc is
+ * not DS_OK, with its message (for modules that fail locally, say out of
+ * memory, between collective calls). */
+ds_status ds_ckpt_agree(ds_ckpt_file *f, ds_status rc);
+/* The handle's communicator and its file name (for messages). Not collective. */
+MPI_Comm ds_ckpt_comm(const ds_ckpt_file *f);
+const char *ds_ckpt_path(const ds_ckpt_file *f);
 
-/* Frees every array of d (which may be partly filled) and zeroes it. Not
- * collective. */
+/* Writing. Every dataset gets its one-sentence description. Errors:
+ * DS_ERR_INVALID (a read handle, a size or integer value that differs across
+ * ranks), DS_ERR_IO, DS_ERR_MPI. */
+/* An (n) array, replicated. */
+ds_status ds_ckpt_write_array(ds_ckpt_file *f, const char *name, ds_h5_type type, size_t n, const void *v,
+                              const char *description);
+/* A scalar, replicated (integers must agree across ranks). */
+ds_status ds_ckpt_write_scalar(ds_ckpt_file *f, const char *name, ds_h5_type type, const void *v,
+                               const char *description);
+/* A (rows, ncols) f64 table, replicated, with a `columns` attribute naming
+ * its columns (ncols 0 and rows 0 allowed). */
+ds_status ds_ckpt_write_table(ds_ckpt_file *f, const char *name, int ncols, const char *const *columns, size_t rows,
+                              const double *v, const char *description);
+/* Sharded rows: this rank's n_local rows (0 allowed, then v may be NULL) of
+ * width elements each (width 0: a 1-D dataset), placed after the rows of
+ * the lower ranks. */
+ds_status ds_ckpt_write_rows(ds_ckpt_file *f, const char *name, ds_h5_type type, int width, size_t n_local,
+                             const void *v, const char *description);
+/* An empty group (when absent). */
+ds_status ds_ckpt_write_group(ds_ckpt_file *f, const char *name);
+/* A numeric scalar attribute `attr` of the group or dataset obj (rank 0's value). */
+ds_status ds_ckpt_write_attr(ds_ckpt_file *f, const char *obj, const char *attr, ds_h5_type type, const void *v);
+
+/* Reading. Every rank gets the same data (but for ds_ckpt_read_rows, which
+ * reads this rank's rows). Errors: DS_ERR_FORMAT for a missing or misshapen
+ * dataset or attribute (named, with expected and found shapes) or a failed
+ * read; DS_ERR_NOMEM; DS_ERR_INVALID for a write handle. */
+/* 1 when name (a group or a dataset) exists, else 0. */
+int ds_ckpt_has(ds_ckpt_file *f, const char *name);
+/* The shape of dataset name: *ndims (0 scalar, 1 or 2) and dims. */
+ds_status ds_ckpt_shape(ds_ckpt_file *f, const char *name, int *ndims, size_t dims[2]);
+/* An (n) array into v. */
+ds_status ds_ckpt_read_array(ds_ckpt_file *f, const char *name, ds_h5_type type, size_t n, void *v);
+ds_status ds_ckpt_read_scalar(ds_ckpt_file *f, const char *name, ds_h5_type type, void *v);
+/* A loaded table; free with ds_ckpt_table_free. */
+typedef struct ds_ckpt_table {
+    int ncols;
+    char **columns; /* (ncols) */
+    size_t rows;
+    double *v;      /* (rows, ncols) row-major */
+} ds_ckpt_table;
+/* A table written by ds_ckpt_write_table; rows must equal want_rows unless
+ * want_rows < 0. *t is zeroed first. */
+ds_status ds_ckpt_read_table(ds_ckpt_file *f, const char *name, long want_rows, ds_ckpt_table *t);
+/* The column of t named name, or -1. */
+int ds_ckpt_table_column(const ds_ckpt_table *t, const char *name);
+void ds_ckpt_table_free(ds_ckpt_table *t);
+/* Rows [first, first + n) of an (N, width) dataset (width 0: (N)) into v;
+ * ranks may ask for different rows (n 0 allowed). */
+ds_status ds_ckpt_read_rows(ds_ckpt_file *f, const char *name, ds_h5_type type, int width, size_t first, size_t n,
+                            void *v);
+ds_status ds_ckpt_read_attr(ds_ckpt_file *f, const char *obj, const char *attr, ds_h5_type type, void *v);
+
+/* Frees the strings of d and zeroes it. Not collective. */
 void ds_ckpt_data_free(ds_ckpt_data *d);
 
+/* Loads what a caller needs from an open checkpoint (ctx is the caller's). */
+typedef ds_status (*ds_ckpt_load_fn)(ds_ckpt_file *f, void *ctx);
+
 /* Finds the newest loadable checkpoint among path and "<path>.prev": each
- * that exists is read in full with ds_ckpt_read (validated against expect,
- * which may be NULL) and the first that loads wins. Its path goes to found
- * (found_len bytes) and, when out is not NULL, its content to *out (else it
- * is discarded). Each candidate that exists but does not load is skipped and
- * its error message appended to warning (warning_len bytes, may be NULL; ""
- * when nothing was skipped). Errors: DS_ERR_IO "no checkpoint" when neither
- * file exists; otherwise the error of path, with the one of path.prev
- * appended, when neither loads. */
+ * that exists is opened (validated against expect, which may be NULL) and,
+ * when load is not NULL, handed to load; the first for which both succeed
+ * wins (load must leave the same state whatever an earlier failed candidate
+ * left). Its path goes to found (found_len bytes) and, when out is not NULL,
+ * its root attributes to *out. Each candidate that exists but does not load
+ * is skipped and its error message appended to warning (warning_len bytes,
+ * may be NULL; "" when nothing was skipped). Errors: DS_ERR_IO "no
+ * checkpoint" when neither file exists; otherwise the error of path, with
+ * the one of path.prev appended, when neither loads. */
+ds_status ds_ckpt_find_load(MPI_Comm comm, const char *path, const ds_ckpt_expect *expect, ds_ckpt_load_fn load,
+                            void *ctx, char *found, size_t found_len, ds_ckpt_data *out, char *warning,
+                            size_t warning_len);
+/* ds_ckpt_find_load without a load function: the newest checkpoint whose
+ * root attributes read (what `diffsamp eval` needs to build its settings). */
 ds_status ds_ckpt_find(MPI_Comm comm, const char *path, const ds_ckpt_expect *expect, char *found,
                        size_t found_len, ds_ckpt_data *out, char *warning, size_t warning_len);
 
 /* ---- sample sets ---------------------------------------------------------- */
+
+/* One column of a sample set: dataset /<name> with one row per sample. */
+typedef struct ds_samples_column {
+    const char *name;        /* 1 .. DS_NAME_MAX-1 letters, digits or '_' */
+    ds_h5_type type;         /* element type (memory and file, see ds_h5_type) */
+    int per_dim;             /* 1: (N, dim) rows; 0: (N) */
+    const char *description; /* its description attribute */
+} ds_samples_column;
+
+/* The columns of every sample set, in this order: x (N, dim) R; log_reward,
+ * log_pf, log_pb, log_weight (N) f64. A set with more columns (say a
+ * conditional run's /condition, one DS_H5_I32 per row) passes this table
+ * with its rows appended to ds_samples_open_columns. */
+#define DS_SAMPLES_NCOLUMNS 5
+extern const ds_samples_column ds_samples_columns[DS_SAMPLES_NCOLUMNS];
 
 /* A sample set being written (opaque: it tracks how many rows are written). */
 typedef struct ds_samples_writer ds_samples_writer;
@@ -209,6 +248,15 @@ typedef struct ds_samples_writer ds_samples_writer;
  * closes, or aborts. Errors: DS_ERR_INVALID, DS_ERR_IO, DS_ERR_MPI. */
 ds_status ds_samples_open(MPI_Comm comm, const char *path, const ds_h5_meta *meta, size_t n_total,
                           ds_samples_writer **out);
+/* ds_samples_open with the columns cols[0 .. ncols-1] (the same table on
+ * every rank; it is copied, its strings are borrowed until close). */
+ds_status ds_samples_open_columns(MPI_Comm comm, const char *path, const ds_h5_meta *meta,
+                                  const ds_samples_column *cols, int ncols, size_t n_total, ds_samples_writer **out);
+/* Appends this rank's next n_local rows (0 allowed, then data may be NULL):
+ * data[k] holds n_local rows of column k of the writer's table, in its type
+ * (ds_real for DS_H5_REAL, double for DS_H5_F64, int32_t, int64_t, uint64_t).
+ * Same chunking and errors as ds_samples_append. */
+ds_status ds_samples_append_columns(ds_samples_writer *w, size_t n_local, const void *const *data);
 /* Appends this rank's next n_local samples (0 allowed; then the arrays may be
  * NULL): x (n_local, dim), log_reward, log_pf, log_pb, log_weight (n_local)
  * each. The chunks of one call land in rank order after everything appended

@@ -41,13 +41,17 @@
 
 #include <stdint.h>
 
+/* Initial MALA step size: the one default of local_search.ld_step (config.c
+ * stringifies it for its key table) and of ds_ls_params_init. */
+#define DS_LS_DEFAULT_STEP 0.1
+
 /* Step offset of the accept uniforms; max_iter must not exceed it. */
 #define DS_LS_UNIFORM_STEP 0x8000
 
 typedef struct ds_ls_params {
     int max_iter;             /* MALA steps (200) */
     int burn_in;              /* steps s <= burn_in add nothing to the buffer (100) */
-    double step;              /* initial step size eta, ld_step (0.001) */
+    double step;              /* initial step size eta, ld_step (DS_LS_DEFAULT_STEP) */
     double target_acceptance; /* 0.574 (Roberts & Rosenthal 1998) */
     double adapt_up;          /* factor when acceptance > target (1.01) */
     double adapt_down;        /* factor otherwise (0.99) */

@@ -76,10 +76,48 @@ void ds_linear_backward_input(ds_real *din, const ds_real *dout, const ds_real *
 /* out (B, out_dim) += in @ W^T (no bias). */
 void ds_linear_forward_add(ds_real *out, const ds_real *in, const ds_real *W, int B, int in_dim, int out_dim);
 
-/* Exact GELU: out = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), n elements. */
-void ds_gelu_forward(ds_real *out, const ds_real *x, size_t n);
-/* din (+)= dout * GELU'(x); din is overwritten when accumulate == 0. */
-void ds_gelu_backward(ds_real *din, const ds_real *dout, const ds_real *x, size_t n, int accumulate);
+/* Exact GELU with its derivative for the backward pass, n elements:
+ * out = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), gd = GELU'(x) = Phi(x) + x phi(x).
+ * The double build uses libm. The float build evaluates erfc by Abramowitz
+ * & Stegun 7.1.26 (|error| < 1.5e-7) and exp by a vectorised polynomial,
+ * 8 lanes at a time (tests/test_gelu.c bounds it against libm in double
+ * over the whole float range). */
+void ds_gelu_forward_grad(ds_real *out, ds_real *gd, const ds_real *x, size_t n);
+
+/* A multilayer perceptron: nlinear Linear layers with a GELU between
+ * consecutive ones and none after the last (the time, joint, flow and LP
+ * scale networks of the policy are all one). The struct holds tensor
+ * indices into an arena and views of the caller's workspace. Rows are
+ * indexed over a whole pass: forward/backward work on rows [r0, r0+n) and
+ * keep their activations there, so a pass can be differentiated later in
+ * blocks without evaluating the network again. */
+#define DS_MLP_MAX_LINEAR 10
+typedef struct ds_mlp {
+    int nlinear;
+    int dims[DS_MLP_MAX_LINEAR + 1];                  /* dims[0] in .. dims[nlinear] out */
+    int w[DS_MLP_MAX_LINEAR], b[DS_MLP_MAX_LINEAR];  /* arena tensors, PyTorch (out, in) weights */
+    ds_real *act[DS_MLP_MAX_LINEAR];                 /* act[l], l = 1..nlinear-1: (rows, dims[l]) GELU outputs */
+    ds_real *gd[DS_MLP_MAX_LINEAR];                  /* GELU' at the same places */
+} ds_mlp;
+
+/* Registers layer l as "<names[l]>.weight" and "<names[l]>.bias" in a. */
+ds_status ds_mlp_add(ds_mlp *m, ds_arena *a, int nlinear, const int *dims, const char *const *names, int group);
+/* ds_real elements of workspace the activations of rows rows need. */
+size_t ds_mlp_workspace(const ds_mlp *m, size_t rows);
+/* Widest hidden layer (0 for a single Linear): the size of a scratch row. */
+int ds_mlp_max_hidden(const ds_mlp *m);
+/* Points act/gd into ws (ds_mlp_workspace(m, rows) elements). */
+void ds_mlp_bind(ds_mlp *m, ds_real *ws, size_t rows);
+/* out (n, dims[L]) = MLP(in (n, dims[0])) for pass rows [r0, r0+n); scratch
+ * (n, max hidden). */
+void ds_mlp_forward(const ds_mlp *m, const ds_arena *a, ds_real *out, const ds_real *in, size_t r0, int n,
+                    ds_real *scratch);
+/* Adds the parameter gradients of dout (n, dims[L]) at rows [r0, r0+n) (in
+ * as given to the forward pass) into the arena; din (n, dims[0]), when not
+ * NULL, is overwritten (accumulate 0) or added to. s1, s2: scratch (n, max
+ * hidden) each. */
+void ds_mlp_backward(const ds_mlp *m, const ds_arena *a, ds_real *din, int accumulate, const ds_real *dout,
+                     const ds_real *in, size_t r0, int n, ds_real *s1, ds_real *s2);
 
 /* Fourier time features: out (2H) = [sin(t*w + phase), cos(t*w + phase)]. */
 void ds_fourier_forward(ds_real *out, ds_real t, const ds_real *w, const ds_real *phase, int H);

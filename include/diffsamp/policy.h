@@ -10,6 +10,8 @@
  * differentiated afterwards in one batched pass over all B x T rows without
  * evaluating the network again. Nothing here allocates after create.
  *
+ * The four networks are one MLP type (nn.h) each; the workspace is one
+ * allocation cut into named views by a size table (llm.c's layout).
  * The struct is transparent for tests and the trainer (the arena, the output
  * arrays); the workspace pointers are private. */
 #ifndef DS_POLICY_H
@@ -17,9 +19,10 @@
 
 #include "diffsamp/core.h"
 #include "diffsamp/nn.h"
+#include "diffsamp/reference.h"
 #include "diffsamp/rng.h"
 
-#define DS_MAX_LAYERS 8
+#define DS_MAX_LAYERS 8  /* joint_layers and lgv_layers (config.c enforces the same bound) */
 
 typedef struct ds_policy_config {
     int dim;              /* d */
@@ -33,7 +36,6 @@ typedef struct ds_policy_config {
     int clipping;         /* clip the whole output to +-gfn_clip */
     int zero_init;
     int conditional_flow; /* log F(x, t) network instead of a scalar log Z */
-    double t_scale;       /* sigma^2 */
     double log_var_range;
     double lgv_clip;
     double gfn_clip;
@@ -49,46 +51,45 @@ typedef struct ds_policy {
 
     /* Outputs of ds_policy_forward, row-indexed over the whole pass. */
     ds_real *mean;        /* (nsteps*rows, d) drift, LP included */
-    ds_real *logvar;      /* (nsteps*rows, d) log-variance per unit time incl. log sigma^2 */
+    ds_real *logvar;      /* (nsteps*rows, d) log-variance: the reference's log sigma2 of the slot, plus
+                             the learned part */
     ds_real *var;         /* (nsteps*rows, d) exp(logvar), so the samplers need no exp */
     ds_real *logf;        /* (nsteps*rows) log F(x, t) or log Z */
 
     /* Inputs of ds_policy_backward, filled by the caller (same indexing). */
     ds_real *d_mean, *d_logvar, *d_logf;
 
-    /* Tensor indices into the arena. */
-    int t_phase, t_w0, t_b0, t_w2, t_b2, s_w, s_b;
-    int j_w[DS_MAX_LAYERS + 1], j_b[DS_MAX_LAYERS + 1];
-    int f_w[DS_MAX_LAYERS + 1], f_b[DS_MAX_LAYERS + 1];
+    /* The four networks (PyTorch names in comments). */
+    ds_mlp time;          /* t_model.t_model.{0,2}: Fourier(2h) -> H -> H */
+    ds_mlp joint;         /* joint_model.model.*: GELU(h0) -> L x [Linear(H,H), GELU] -> Linear(H, 2d) */
+    ds_mlp flow;          /* flow_model.model.*: the joint shape with output 1 (conditional flow only) */
+    ds_mlp lgv;           /* langevin_scaling_model.lgv_model.*: Fourier(2h) -> ... -> 1 or d (LP only) */
+    int t_phase, s_w, s_b, l_phase;
     int log_z;            /* scalar log Z, or -1 */
-    int l_phase, l_w[DS_MAX_LAYERS + 1], l_b[DS_MAX_LAYERS + 1];
 
-    /* Private workspace. */
-    ds_real *freq;                             /* (harmonics) fixed frequencies */
-    ds_real *slot_t;                           /* (max_steps) */
-    ds_real *tfeat, *tgd, *ta, *temb, *dtemb;  /* time net (max_steps, .) */
-    ds_real *lfeat, *lgd[DS_MAX_LAYERS], *la[DS_MAX_LAYERS], *scale, *dscale;
-    ds_real *x, *g;                            /* (max_rows, d) inputs */
-    ds_real *h0gd, *a0;                        /* (max_rows, H) */
-    ds_real *jgd[DS_MAX_LAYERS], *ja[DS_MAX_LAYERS];
-    ds_real *fgd[DS_MAX_LAYERS], *fa[DS_MAX_LAYERS];
-    ds_real *out;                              /* (max_rows, 2d) before clipping */
-    ds_real *dout, *bw1, *bw2, *bwa0;          /* backward scratch */
-    ds_real *tscratch1, *tscratch2;            /* (max_steps, max(2h, H)) */
+    /* Private: views into one workspace allocation (see the size table in policy.c). */
+    ds_real *ws;
+    ds_real *freq, *slot_t, *slot_lv, *slot_v;  /* (harmonics), (max_steps) x 3 */
+    ds_real *tfeat, *temb, *dtemb, *lfeat, *scale, *dscale;
+    ds_real *tscratch1, *tscratch2, *tdfeat;
+    ds_real *x, *g, *h0gd, *a0, *out, *dout, *bw1, *bw2, *bwa0;
 } ds_policy;
 
 /* Builds the networks for c with workspace for passes of up to max_steps
  * slots and max_rows rows in all, and initialises the parameters from seed
  * as PyTorch would (uniform +-1/sqrt(fan_in), phases N(0,1), zero_init).
- * The caller frees with ds_policy_destroy. */
+ * One allocation holds every workspace array. The caller frees with
+ * ds_policy_destroy. */
 ds_status ds_policy_create(const ds_policy_config *c, int max_steps, int max_rows, uint64_t seed,
                            ds_policy **out);
 void ds_policy_destroy(ds_policy **p);
 
-/* Starts a pass: nsteps slots at times t[0..nsteps-1] (t NULL: the grid
- * t_i = i / nsteps), rows states per slot.
- * Runs the time embedding (and LP scale) networks once per slot. */
-ds_status ds_policy_begin(ds_policy *p, int nsteps, int rows, const double *t);
+/* Starts a pass: nsteps slots, rows states per slot; slot s is step s of
+ * the reference process: the networks see its time steps[s].t and a
+ * fixed-variance policy its variance steps[s].sigma2 (a learned one adds its
+ * log-variance to log sigma2). Runs the time embedding (and LP scale)
+ * networks once per slot. */
+ds_status ds_policy_begin(ds_policy *p, int nsteps, int rows, const ds_ref_step *steps);
 
 /* Evaluates the rows of slots [slot0, slot1): x (n, d) are the states of those
  * rows (n = (slot1-slot0)*rows), g (n, d) grad log R at them (LP only, else

@@ -26,6 +26,8 @@ typedef enum ds_rng_purpose {
     DS_RNG_BUFFER = 7,       /* replay-buffer draws */
     DS_RNG_LOCAL_SEARCH = 8, /* MALA proposals and accept tests */
     DS_RNG_EXCHANGE = 9,     /* random choice of exchanged samples */
+    DS_RNG_SAMPLES = 10,     /* sample sets (samples.h5, diffsamp sample) */
+    DS_RNG_SMC = 11,         /* SMC baseline: initial particles, MALA moves, resampling */
     DS_RNG_TEST = 15         /* tests and tools */
 } ds_rng_purpose;
 

@@ -68,13 +68,13 @@ long ds_trainer_iteration(const ds_trainer *t);
 /* Mean wall time of ds_trainer_step on this rank and the fraction of it
  * spent in MPI calls (reductions, the local-search exchange). */
 void ds_trainer_timing(const ds_trainer *t, double *ms_per_iteration, double *mpi_fraction);
-/* Local-search samples this rank has received from the others so far. */
-long ds_trainer_exchanged(const ds_trainer *t);
-/* This rank's share of the batch; *first (may be NULL) gets the global index
- * of its first trajectory. */
-int ds_trainer_local_batch(const ds_trainer *t, long *first);
 ds_policy *ds_trainer_policy(ds_trainer *t);
-const ds_settings *ds_trainer_settings(const ds_trainer *t);
+
+/* Test hook: rank `rank` fails with DS_ERR_INVALID ("forced failure") when
+ * it starts iteration `iteration`, to show that the whole job then ends with
+ * an error instead of hanging (rank < 0: never, the default). Not
+ * collective; call it on every rank with the same arguments. */
+void ds_trainer_set_fail_hook(ds_trainer *t, int rank, long iteration);
 
 /* The both-ways schedule (DESIGN.md 1): with objective.both_ways or local
  * search, odd iterations train on backward trajectories from the buffer;

@@ -1,0 +1,78 @@
+/* train_impl.h: the trainer's private state, shared by the files of the
+ * train module (train.c: creation and the schedule; train_step.c: one
+ * iteration; train_eval.c: evaluation and sample sets; train_run.c: the run
+ * loop and its outputs; train_state.c: the checkpointed run state). Not a
+ * public header: nothing outside src/train*.c includes it. */
+#ifndef DS_TRAIN_IMPL_H
+#define DS_TRAIN_IMPL_H
+
+#include "diffsamp/train.h"
+
+#include "diffsamp/energy.h"
+#include "diffsamp/h5io.h"
+#include "diffsamp/local_search.h"
+#include "diffsamp/metrics.h"
+#include "diffsamp/onpolicy.h"
+#include "diffsamp/replay.h"
+#include "diffsamp/sampler.h"
+
+#include <mpi.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ds_trainer {
+    ds_settings s;
+    MPI_Comm comm;
+    int rank, size;
+    int B;              /* this rank's share of the batch */
+    long first;         /* global index of this rank's first trajectory */
+    long iteration;     /* iterations completed */
+    ds_energy *energy;
+    ds_policy *policy;
+    ds_adam adam;
+    ds_reference ref;   /* the reference process the sampler simulates (the objective's) */
+    ds_sim sim;
+    ds_onpolicy *onp;   /* on-policy objectives (pis, dds, dis): the reverse pass; else NULL */
+    int chunk;          /* trajectories per evaluation pass (the policy holds T x chunk rows) */
+    ds_traj tr;
+    ds_real *d_log_pf, *d_log_f;  /* (T, B), (T+1, B) */
+    double *lw;                   /* (B) log-weights (VarGrad baseline) */
+    /* evaluation */
+    int n_eval, eval_first;       /* this rank's share of eval.samples */
+    ds_real *eval_x;              /* (n_eval, d) terminal states of the last evaluation */
+    int n_gt, gt_first;           /* this rank's share of the ground-truth samples */
+    ds_real *gt_x;                /* (n_gt, d) */
+    double *gt_lw;                /* (n_gt * paths) */
+    double t_start;
+    /* both-ways training and local search (Sendera et al. 2024, section 4) */
+    int both_ways;
+    ds_buffer *buf;               /* terminal states of forward iterations */
+    ds_buffer *buf_ls;            /* states found by local search */
+    ds_real *bx, *blr;            /* (B, d), (B) a batch drawn from a buffer */
+    ds_ls_params lsp;
+    ds_ls_stats last_ls;          /* the latest local-search round */
+    long ls_rounds;
+    long exchanged;               /* samples received from other ranks so far */
+    long fail_iteration;          /* test hook (ds_trainer_set_fail_hook): fail here; -1 = never */
+    /* run state that checkpoints carry beyond the model and the buffers */
+    ds_metrics_history hist;      /* every evaluation so far (ds_metrics_columns) */
+    double eval_loss_acc;         /* training losses since the last evaluation */
+    long eval_loss_n;
+    volatile sig_atomic_t *stop_flag;
+    double t_created;
+    char resumed_from[DS_PATH_MAX + 64];
+    double t_train;               /* wall seconds inside ds_trainer_step */
+    double t_mpi;                 /* of which in MPI calls (reductions, exchange) */
+    long steps_timed;
+};
+
+/* Rank `rank`'s share of `total` items split over `size` ranks (the first
+ * total % size ranks get one more): *n items from global index *first. */
+void ds_trainer_split(long total, int rank, int size, int *n, long *first);
+
+/* The file metadata of this run (energy, dim, the effective config as YAML in
+ * *yaml, which the caller frees). */
+ds_status ds_trainer_meta(const ds_trainer *t, char **yaml, ds_h5_meta *meta);
+
+#endif

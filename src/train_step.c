@@ -1,0 +1,161 @@
+/* train_step: one training iteration (forward or backward trajectories, the
+ * objective, the gradient all-reduce, Adam, the local-search exchange). */
+#define _POSIX_C_SOURCE 200809L
+#include "train_impl.h"
+
+#include "diffsamp/dist.h"
+#include "diffsamp/mpicheck.h"
+#include "diffsamp/objectives.h"
+#include "diffsamp/rng.h"
+
+#include <math.h>
+
+/* Sums the gradient over ranks (each rank's loss is already divided by the
+ * global batch), then the same Adam step everywhere. */
+static ds_status reduce_and_update(ds_trainer *t)
+{
+    ds_arena *a = &t->policy->arena;
+    if (t->size > 1) {
+        MPI_Datatype type = sizeof(ds_real) == sizeof(double) ? MPI_DOUBLE : MPI_FLOAT;
+        double t0 = MPI_Wtime();
+        DS_MPI(MPI_Allreduce(MPI_IN_PLACE, a->grads, (int)a->n, type, MPI_SUM, t->comm));
+        t->t_mpi += MPI_Wtime() - t0;
+    }
+    ds_adam_step(&t->adam, a);
+    return DS_OK;
+}
+
+/* The objective on the trajectories in t->tr, the chain rule into the
+ * policy, the gradient all-reduce and the Adam step. */
+static ds_status train_on_batch(ds_trainer *t, ds_objective kind, double *loss)
+{
+    const ds_settings *s = &t->s;
+    const int T = s->T, B = t->B;
+    ds_obj_input in = {.T = T, .B = B, .log_pf = t->tr.log_pf, .log_pb = t->tr.log_pb, .log_f = t->tr.log_f,
+                       .subtb_lambda = s->subtb_lambda, .batch_norm = (double)s->batch_size};
+    double vg = 0;
+    if (kind == DS_OBJ_VARGRAD) {
+        ds_objective_log_weights(&in, t->lw);
+        for (int b = 0; b < B; b++) vg += t->lw[b];
+        if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, &vg, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+        vg /= s->batch_size;
+        in.vargrad_log_z = &vg;
+    }
+    double local = 0;
+    DS_TRY(ds_objective_eval(kind, &in, &local, t->d_log_pf, t->d_log_f));
+    double total = local;
+    if (t->size > 1) {
+        double t0 = MPI_Wtime();
+        DS_MPI(MPI_Allreduce(&local, &total, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+        t->t_mpi += MPI_Wtime() - t0;
+    }
+    DS_CHECK(isfinite(total), DS_ERR_NUMERIC,
+             "the %s loss is %g at iteration %ld; lower train.lr_policy or turn on sampler.clipping",
+             ds_objective_name(kind), total, t->iteration);
+    ds_arena_zero_grad(&t->policy->arena);
+    DS_TRY(ds_sim_backprop(&t->sim, &t->tr, B, t->d_log_pf, t->d_log_f));
+    DS_TRY(reduce_and_update(t));
+    *loss = total;
+    return DS_OK;
+}
+
+/* Sends this rank's best (or random) local-search samples to every other
+ * rank and adds what the others send (replay.exchange*). */
+static ds_status exchange(ds_trainer *t, long it)
+{
+    const ds_settings *s = &t->s;
+    long got = 0;
+    double t0 = MPI_Wtime();
+    DS_TRY(ds_dist_exchange(t->comm, t->buf_ls, s->exchange_count, s->exchange_mode,
+                            ds_rng_make(s->seed, DS_RNG_EXCHANGE), (uint64_t)it, &got));
+    t->t_mpi += MPI_Wtime() - t0;
+    t->exchanged += got;
+    return DS_OK;
+}
+
+/* An on-policy iteration: the loss of reparametrised forward trajectories,
+ * differentiated through the simulated path, then the same reduction and
+ * Adam step as every objective. */
+static ds_status train_on_policy(ds_trainer *t, double *loss)
+{
+    const ds_settings *s = &t->s;
+    const long it = t->iteration;
+    double local = 0;
+    ds_arena_zero_grad(&t->policy->arena);
+    DS_TRY(ds_onpolicy_loss_grad(t->onp, &t->tr, t->B, (double)s->batch_size, s->recompute_every,
+                                 ds_rng_make(s->seed, DS_RNG_FORWARD), (uint64_t)it, (uint64_t)t->first, NULL, &local));
+    double total = local;
+    if (t->size > 1) {
+        double t0 = MPI_Wtime();
+        DS_MPI(MPI_Allreduce(&local, &total, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+        t->t_mpi += MPI_Wtime() - t0;
+    }
+    DS_CHECK(isfinite(total), DS_ERR_NUMERIC,
+             "the %s loss is %g at iteration %ld; lower train.lr_policy or turn on sampler.clipping",
+             ds_objective_name(s->objective), total, it);
+    DS_TRY(reduce_and_update(t));
+    *loss = total;
+    return DS_OK;
+}
+
+static ds_status step_impl(ds_trainer *t, double *loss);
+
+ds_status ds_trainer_step(ds_trainer *t, double *loss)
+{
+    double t0 = ds_wtime();
+    ds_status rc = step_impl(t, loss);
+    t->t_train += ds_wtime() - t0;
+    t->steps_timed++;
+    return rc;
+}
+
+void ds_trainer_timing(const ds_trainer *t, double *ms_per_iteration, double *mpi_fraction)
+{
+    *ms_per_iteration = t->steps_timed ? 1e3 * t->t_train / t->steps_timed : 0;
+    *mpi_fraction = t->t_train > 0 ? t->t_mpi / t->t_train : 0;
+}
+
+static ds_status step_impl(ds_trainer *t, double *loss)
+{
+    const ds_settings *s = &t->s;
+    const int T = s->T, B = t->B, d = t->energy->dim;
+    const long it = t->iteration;
+    DS_CHECK(it != t->fail_iteration, DS_ERR_INVALID,
+             "forced failure of rank %d at iteration %ld (the test hook ds_trainer_set_fail_hook is set)", t->rank, it);
+    if (t->onp) {
+        DS_TRY(train_on_policy(t, loss));
+    } else if (!ds_trainer_is_backward_iteration(s, it)) {
+        /* Forward: on-policy plus exploration; terminal states feed the buffer. */
+        DS_TRY(ds_sim_forward(&t->sim, &t->tr, B, ds_exploration_std(s, it), ds_rng_make(s->seed, DS_RNG_FORWARD),
+                              (uint64_t)it, (uint64_t)t->first, NULL));
+        if (t->buf) DS_TRY(ds_buffer_add(t->buf, (size_t)B, t->tr.states + (size_t)T * B * d, t->tr.log_r));
+        DS_TRY(train_on_batch(t, s->objective, loss));
+    } else {
+        /* Backward: states from the buffer (or the local-search buffer), noised
+         * by the reference process's backward kernel, trained with the
+         * backward objective. */
+        if (ds_trainer_is_local_search_iteration(s, it)) {
+            DS_TRY(ds_buffer_sample(t->buf, ds_rng_make(s->seed, DS_RNG_BUFFER), (uint64_t)it,
+                                    (uint64_t)(t->first + s->batch_size), B, t->bx, t->blr));
+            DS_TRY(ds_ls_run(t->energy, &t->lsp, ds_rng_make(s->seed, DS_RNG_LOCAL_SEARCH), (uint64_t)it,
+                             (uint64_t)t->first, B, t->bx, t->buf_ls, &t->last_ls));
+            t->ls_rounds++;
+            if (t->size > 1 && s->exchange_every == 0) DS_TRY(exchange(t, it));
+        }
+        ds_buffer *src = s->ls_enabled ? t->buf_ls : t->buf;
+        DS_CHECK(ds_buffer_size(src) > 0, DS_ERR_INVALID,
+                 "the %s buffer is empty at iteration %ld (local search added nothing: check local_search.burn_in < "
+                 "local_search.max_iter and the step size)", s->ls_enabled ? "local-search" : "replay", it);
+        DS_TRY(ds_buffer_sample(src, ds_rng_make(s->seed, DS_RNG_BUFFER), (uint64_t)it, (uint64_t)t->first, B, t->bx,
+                                t->blr));
+        DS_TRY(ds_sim_backward(&t->sim, &t->tr, B, t->bx, t->blr, ds_rng_make(s->seed, DS_RNG_BACKWARD), (uint64_t)it,
+                               (uint64_t)t->first, NULL));
+        DS_TRY(train_on_batch(t, s->backward, loss));
+    }
+    t->iteration++;
+    if (t->size > 1 && s->ls_enabled && s->exchange_every > 0 && t->iteration % s->exchange_every == 0)
+        DS_TRY(exchange(t, it));
+    if (t->size > 1 && s->check_every > 0 && t->iteration % s->check_every == 0)
+        DS_TRY(ds_dist_check_params(t->comm, &t->policy->arena));
+    return DS_OK;
+}
