@@ -15,10 +15,14 @@ of delta_log_z, delta_log_z_is and, with --w2, the 2-Wasserstein distance of
 <run>/samples.h5 to the target (w2.py), laid out as Table 1 (rows =
 methods, columns = targets x metrics); then elbo, log_z_is and ess. --csv
 writes one row per (method, target) with the columns of the paper's
-table1.csv; --paper adds the published numbers of the same rows.
+table1.csv. The published numbers of the same rows are printed under each
+row ("  paper" lines) and added to the CSV: by default from analysis/table1.csv
+(the paper's Table 1, copied from shared/paper/table1.csv), or --paper FILE;
+--no-paper leaves them out. Rows (methods) and columns (targets) follow the
+paper's order (25gmm, funnel, manywell; the paper's method order), then
+anything else in the order first seen.
 
-  /usr/bin/python3 analysis/summarize.py runs/* --csv table.csv \\
-      --paper ../shared/paper/table1.csv
+  /usr/bin/python3 analysis/summarize.py runs/* --csv table.csv
 """
 
 import argparse
@@ -31,6 +35,9 @@ import numpy as np
 import yaml
 
 import targets
+
+PAPER_DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "table1.csv")
+PAPER_TARGETS = ["25gmm", "funnel", "manywell"]  # the paper's column order
 
 OBJECTIVE_LABEL = {
     "tb": "TB", "vargrad": "VarGrad", "db": "DB", "subtb": "SubTB", "fl-subtb": "FL-SubTB",
@@ -135,10 +142,11 @@ def fmt(mean, std):
 
 
 def read_paper(path):
-    """{(method, paper target): {metric: (mean, std)}} from table1.csv."""
+    """{(method, paper target): {metric: (mean, std)}} from table1.csv, in the
+    file's order (lines starting with # are comments)."""
     out = {}
     with open(path, "r", newline="") as f:
-        for r in csv.DictReader(f):
+        for r in csv.DictReader(line for line in f if not line.startswith("#")):
             cell = {}
             for m in TABLE_METRICS:
                 cell[m] = (_num(r.get(m + "_mean")), _num(r.get(m + "_std")))
@@ -155,7 +163,7 @@ def print_table(groups, methods, tlist, metrics, paper, title):
     each row that has published numbers."""
     cw = 17
     print(title)
-    head1 = "%-28s" % "" + "".join(("%-*s" % (cw * len(metrics), t)) for t in tlist)
+    head1 = "%-28s" % "" + "".join(("%-*s" % (cw * len(metrics), paper_target(t) or t)) for t in tlist)
     head2 = "%-28s" % "method" + "".join("%-*s" % (cw, HEADINGS[m]) for _ in tlist for m in metrics)
     print(head1.rstrip())
     print(head2.rstrip())
@@ -188,7 +196,9 @@ def main(argv=None):
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (config.yaml + metrics.csv)")
     p.add_argument("--csv", metavar="OUT.csv", help="also write the table as CSV ('-' = stdout)")
-    p.add_argument("--paper", metavar="TABLE1.csv", help="the paper's numbers (shared/paper/table1.csv)")
+    p.add_argument("--paper", metavar="TABLE1.csv", default=None,
+                   help="the paper's numbers (default: analysis/table1.csv)")
+    p.add_argument("--no-paper", action="store_true", help="leave the paper's numbers out")
     p.add_argument("--w2", action="store_true", help="compute W2 from each run's samples.h5 (needs POT)")
     p.add_argument("--w2-n", type=int, default=2000, help="samples per side for --w2 (default 2000)")
     p.add_argument("--w2-seed", type=int, default=0, help="seed of the exact samples for --w2")
@@ -202,7 +212,9 @@ def main(argv=None):
             print("summarize.py: %s: %s" % (d, e), file=sys.stderr)
             return 1
     paper = None
-    if args.paper:
+    if args.paper is None and not args.no_paper and os.path.exists(PAPER_DEFAULT):
+        args.paper = PAPER_DEFAULT
+    if args.paper and not args.no_paper:
         try:
             paper = read_paper(args.paper)
         except (OSError, KeyError) as e:
@@ -215,14 +227,22 @@ def main(argv=None):
     for g in groups.values():
         g["n"] = len(g["runs"])
         g["stats"] = {m: mean_std([r[m] for r in g["runs"]]) for m in ALL_METRICS}
-    methods = []
-    for r in runs:  # first-seen order, as given on the command line
-        if r["method"] not in methods:
-            methods.append(r["method"])
-    tlist = []
+    # The paper's order where it has the row or column, then first-seen order.
+    paper_methods = []
+    for meth, _ in (paper or {}):
+        if meth not in paper_methods:
+            paper_methods.append(meth)
+    seen_m, seen_t = [], []
     for r in runs:
-        if r["target"] not in tlist:
-            tlist.append(r["target"])
+        if r["method"] not in seen_m:
+            seen_m.append(r["method"])
+        if r["target"] not in seen_t:
+            seen_t.append(r["target"])
+    methods = sorted(seen_m, key=lambda m: (paper_methods.index(m) if m in paper_methods else len(paper_methods),
+                                            seen_m.index(m)))
+    tlist = sorted(seen_t, key=lambda t: (PAPER_TARGETS.index(paper_target(t))
+                                          if paper_target(t) in PAPER_TARGETS else len(PAPER_TARGETS),
+                                          seen_t.index(t)))
 
     print_table(groups, methods, tlist, TABLE_METRICS, paper,
                 "Table 1: |log Z - estimate| (ELBO, importance-weighted) and W2; mean ± std over runs")
