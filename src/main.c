@@ -185,10 +185,12 @@ static void print_version(void)
         if (mpi_rc_ != MPI_SUCCESS) DIE(ds_mpi_fail(mpi_rc_, __FILE__, __LINE__, __func__, #call)); \
     } while (0)
 
+/* This process's rank, 0 for the commands that do not start MPI. */
 static int world_rank(void)
 {
-    int rank = 0;
-    MPI_OR_DIE(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+    int rank = 0, inited = 0;
+    MPI_Initialized(&inited);
+    if (inited) MPI_OR_DIE(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
     return rank;
 }
 
@@ -238,8 +240,9 @@ static void parse_settings(const char *cmd, int argc, char **argv, ds_settings *
         if ((strcmp(argv[i], "--set") == 0 || strcmp(argv[i], "--out") == 0) && i + 1 < argc) {
             i++;  /* skip the option's value */
         } else if (argv[i][0] != '-' && !have_file) {
+            /* a file that cannot be read or parsed is bad usage too (exit 2) */
             ds_status rc = ds_settings_load_file(s, argv[i]);
-            if (rc != DS_OK) DIE(rc);
+            if (rc != DS_OK) DIE(rc == DS_ERR_IO ? DS_ERR_CONFIG : rc);
             have_file = 1;
         }
     }
@@ -284,6 +287,9 @@ static int cmd_train(int argc, char **argv)
         printf("\n");
         fflush(stdout);
     }
+    /* Signals from here on checkpoint and stop at the first iteration (a job
+     * can be signalled while it is still loading its checkpoint). */
+    install_signals();
     ds_trainer *t = NULL;
     ds_status rc = ds_trainer_create(&s, MPI_COMM_WORLD, &t);
     if (rc != DS_OK) DIE(rc);
@@ -293,7 +299,6 @@ static int cmd_train(int argc, char **argv)
         rc = ds_trainer_resume(t, resume);
         if (rc != DS_OK) DIE(rc);
     }
-    install_signals();
     ds_trainer_set_stop_flag(t, &stop_flag);
     ds_eval_result r;
     memset(&r, 0, sizeof r);
@@ -524,7 +529,13 @@ int main(int argc, char **argv)
 {
     /* Before anything can fail: ds_die reads DS_DEBUG. */
     if (take_debug(&argc, argv)) setenv("DS_DEBUG", "1", 1);
-    MPI_OR_DIE(MPI_Init(&argc, &argv));
+    /* config, energies, help and version need no MPI (and start faster
+     * without it: sweeps validate hundreds of configs). */
+    const char *c1 = argc > 1 ? argv[1] : "";
+    const int no_mpi = strcmp(c1, "config") == 0 || strcmp(c1, "energies") == 0 || strcmp(c1, "help") == 0 ||
+                       strcmp(c1, "--help") == 0 || strcmp(c1, "-h") == 0 || strcmp(c1, "--version") == 0 ||
+                       strcmp(c1, "version") == 0 || wants_help(argc - 2, argv + 2);
+    if (!no_mpi) MPI_OR_DIE(MPI_Init(&argc, &argv));
     /* One BLAS thread per process unless the user chose otherwise: under MPI
      * the ranks already use the cores, and alone the products (64 columns)
      * are too small to gain from threads (measured: 31.4 ms/iteration with one
@@ -560,10 +571,10 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "config") == 0) {
         rc = cmd_config(argc - 2, argv + 2);
     } else {
-        USAGE_DIE("unknown command '%s'; the commands are train, sample, eval, energies and config "
-                  "(see `diffsamp --help`)", cmd);
+        USAGE_DIE("unknown command '%s'; the commands are train, sample, eval, energies, ground-truth, smc "
+                  "and config (see `diffsamp --help`)", cmd);
     }
     fflush(stdout);
-    MPI_OR_DIE(MPI_Finalize());
+    if (!no_mpi) MPI_OR_DIE(MPI_Finalize());
     return rc;
 }

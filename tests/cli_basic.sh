@@ -52,7 +52,7 @@ check "joint_layers: the documented bound is the policy's (8)" \
 "$exe" frobnicate >"$tmp/out" 2>"$tmp/err"; rc=$?
 check "unknown command exits 2" '[ $rc -eq 2 ]'
 check "usage error reads diffsamp: error:" \
-    '[ "$(head -n 1 "$tmp/err")" = "diffsamp: error: unknown command '"'frobnicate'"'; the commands are train, sample, eval, energies and config (see \`diffsamp --help\`)" ]'
+    '[ "$(head -n 1 "$tmp/err")" = "diffsamp: error: unknown command '"'frobnicate'"'; the commands are train, sample, eval, energies, ground-truth, smc and config (see \`diffsamp --help\`)" ]'
 "$exe" sample -n 3 >/dev/null 2>"$tmp/err"; rc=$?
 check "missing options: exit 2, diffsamp: error:" '[ $rc -eq 2 ] && grep -q "^diffsamp: error: sample needs --checkpoint PATH, -n N and -o FILE.h5" "$tmp/err"'
 "$exe" train --set >/dev/null 2>"$tmp/err"; rc=$?
@@ -62,9 +62,9 @@ check "a missing checkpoint: exit 1, diffsamp: error:, a hint about --debug" \
     '[ $rc -eq 1 ] && grep -q "^diffsamp: error: no checkpoint at" "$tmp/err" && grep -q "^diffsamp: note: run with --debug" "$tmp/err"'
 
 out=$("$exe" --help); rc=$?
-check "--help exits 0 and lists the commands" '[ $rc -eq 0 ] && grep -q "^usage: diffsamp" <<<"$out" && for c in train sample eval energies config; do grep -q "^  $c" <<<"$out" || exit 1; done'
+check "--help exits 0 and lists the commands" '[ $rc -eq 0 ] && grep -q "^usage: diffsamp" <<<"$out" && for c in train sample eval energies ground-truth smc config; do grep -q "^  $c" <<<"$out" || exit 1; done'
 check "--help: the embedded default is TB + exploration + local search" 'grep -q "TB + exploration +" <<<"$out" && grep -q "local search" <<<"$out"'
-for c in train sample eval energies config; do
+for c in train sample eval energies ground-truth smc config; do
     out=$("$exe" $c --help 2>&1); rc=$?
     check "$c --help exits 0 with its usage" '[ $rc -eq 0 ] && [ "$(head -n 1 <<<"$out" | cut -d" " -f1-3)" = "usage: diffsamp $c" ]'
 done
