@@ -509,7 +509,7 @@ static void refusal_reason(const key_def *k, const char *t, char *buf, size_t n)
     const ds_objective_info *o = k->type == K_OBJECTIVE ? ds_objective_lookup(t) : NULL;
     if (!o) return;
     if (!(o->flags & DS_OBJF_IMPLEMENTED))
-        snprintf(buf, n, " ('%s' is documented but not implemented in this version)", t);
+        snprintf(buf, n, " ('%s' is named in DESIGN.md, but this build cannot train it)", t);
     else if (k->role == DS_OBJF_FORWARD)
         snprintf(buf, n, " ('%s' is only a backward objective: set objective.backward: %s with a forward "
                  "objective and objective.both_ways: true or local_search.enabled: true)", t, t);

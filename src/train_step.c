@@ -25,6 +25,22 @@ static ds_status reduce_and_update(ds_trainer *t)
     return DS_OK;
 }
 
+/* The global loss: this rank's share summed over the ranks, refused when
+ * not finite. */
+static ds_status global_loss(ds_trainer *t, ds_objective kind, double local, double *total)
+{
+    *total = local;
+    if (t->size > 1) {
+        double t0 = MPI_Wtime();
+        DS_MPI(MPI_Allreduce(&local, total, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+        t->t_mpi += MPI_Wtime() - t0;
+    }
+    DS_CHECK(isfinite(*total), DS_ERR_NUMERIC,
+             "the %s loss is %g at iteration %ld; lower train.lr_policy or turn on sampler.clipping",
+             ds_objective_name(kind), *total, t->iteration);
+    return DS_OK;
+}
+
 /* The objective on the trajectories in t->tr, the chain rule into the
  * policy, the gradient all-reduce and the Adam step. */
 static ds_status train_on_batch(ds_trainer *t, ds_objective kind, double *loss)
@@ -43,15 +59,8 @@ static ds_status train_on_batch(ds_trainer *t, ds_objective kind, double *loss)
     }
     double local = 0;
     DS_TRY(ds_objective_eval(kind, &in, &local, t->d_log_pf, t->d_log_f));
-    double total = local;
-    if (t->size > 1) {
-        double t0 = MPI_Wtime();
-        DS_MPI(MPI_Allreduce(&local, &total, 1, MPI_DOUBLE, MPI_SUM, t->comm));
-        t->t_mpi += MPI_Wtime() - t0;
-    }
-    DS_CHECK(isfinite(total), DS_ERR_NUMERIC,
-             "the %s loss is %g at iteration %ld; lower train.lr_policy or turn on sampler.clipping",
-             ds_objective_name(kind), total, t->iteration);
+    double total;
+    DS_TRY(global_loss(t, kind, local, &total));
     ds_arena_zero_grad(&t->policy->arena);
     DS_TRY(ds_sim_backprop(&t->sim, &t->tr, B, t->d_log_pf, t->d_log_f));
     DS_TRY(reduce_and_update(t));
@@ -84,15 +93,8 @@ static ds_status train_on_policy(ds_trainer *t, double *loss)
     ds_arena_zero_grad(&t->policy->arena);
     DS_TRY(ds_onpolicy_loss_grad(t->onp, &t->tr, t->B, (double)s->batch_size, s->recompute_every,
                                  ds_rng_make(s->seed, DS_RNG_FORWARD), (uint64_t)it, (uint64_t)t->first, NULL, &local));
-    double total = local;
-    if (t->size > 1) {
-        double t0 = MPI_Wtime();
-        DS_MPI(MPI_Allreduce(&local, &total, 1, MPI_DOUBLE, MPI_SUM, t->comm));
-        t->t_mpi += MPI_Wtime() - t0;
-    }
-    DS_CHECK(isfinite(total), DS_ERR_NUMERIC,
-             "the %s loss is %g at iteration %ld; lower train.lr_policy or turn on sampler.clipping",
-             ds_objective_name(s->objective), total, it);
+    double total;
+    DS_TRY(global_loss(t, s->objective, local, &total));
     DS_TRY(reduce_and_update(t));
     *loss = total;
     return DS_OK;
