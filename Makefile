@@ -35,8 +35,8 @@ demo: build
 # The samples over the target's density and the training curves of the run
 # in DEMO_DIR (tests/cli_demo.sh runs this on a short run).
 demo-plots:
-	@$(PYTHON) analysis/plot_samples.py $(DEMO_DIR)/samples.h5 -o $(DEMO_DIR)/samples.png > /dev/null
-	@$(PYTHON) analysis/plot_training.py $(DEMO_DIR) -o $(DEMO_DIR)/training.png > /dev/null
+	@$(PYTHON) analysis/plot_samples.py $(DEMO_DIR)/samples.h5 -o $(DEMO_DIR)/samples.png --diffsamp $(BUILD)/diffsamp > /dev/null
+	@$(PYTHON) analysis/plot_training.py $(DEMO_DIR) -o $(DEMO_DIR)/training.png --diffsamp $(BUILD)/diffsamp > /dev/null
 	@echo "samples over the target density: $(DEMO_DIR)/samples.png"
 	@echo "training curves:                 $(DEMO_DIR)/training.png"
 

@@ -10,13 +10,18 @@
                 of each pair being the double well, as in the reference)
   funnels       (x1, x2) = (x0, x_1) of the funnel against exact samples
   gaussian      the first two coordinates against exact samples
-Contours are of the exact 2-D marginal density.
+The exact samples come from the program (`diffsamp ground-truth` of the
+run's energy with its energy keys, --seed); the contours are of the 2-D
+marginal density estimated from a smoothed histogram of --density-samples
+of them (default 200000), at 9, 6, 4, 2.5, 1.2 and 0.4 below its peak in
+log density.
 
 What was drawn is reported as JSON in the PNG itself (text chunk
-"diffsamp-report"; with --report also in a file): per panel the coordinate
-pair, the model and exact points drawn, the contour levels, the mode markers
-with their positions in data and in image pixels (x right, y down), and how
-many modes hold a sample (within 0.4 spacings, the trainer's rule).
+"diffsamp-report"; with --report also in a file): the target (energy, dim,
+energy keys), per panel the coordinate pair, the model and exact points
+drawn, the exact samples behind the contours, the contour levels, the mode
+markers with their positions in data and in image pixels (x right, y down),
+and how many modes hold a sample (within 0.4 spacings, the trainer's rule).
 
   /usr/bin/python3 analysis/plot_samples.py run/samples.h5 [-o samples.png] [--report r.json]
 """
@@ -32,64 +37,52 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
-import targets  # noqa: E402
+import dsio  # noqa: E402
 
 REPORT_KEY = "diffsamp-report"
 MODE_COLOR = "#1f3fff"  # the mode markers: a blue nothing else in the plot uses
+# contour levels of the log density, below its peak; a histogram of the
+# default 200k samples resolves about 12 below the peak
+LEVELS_BELOW_PEAK = [9.0, 6.0, 4.0, 2.5, 1.2, 0.4]
+BINS = 160  # histogram bins per axis
+SMOOTH = 1.5  # std (in bins) of the Gaussian smoothing of the histogram
 
-_LOG_2PI = math.log(2.0 * math.pi)
 
-
-def _log_normal(x, mean, std):
-    return -0.5 * ((x - mean) / std) ** 2 - np.log(std) - 0.5 * _LOG_2PI
-
-
-def gmm_spec(energy, config_text):
-    """(modes (M, 2), std, spacing) of a 2-D mixture as the run configured it:
-    the reference's grid unless the config's energy section sets spacing,
-    std (9gmm) or variance (25gmm)."""
-    per_axis, spacing, std = (5, 5.0, math.sqrt(0.3)) if energy == "25gmm" else (3, 5.0, 0.5477222)
-    try:
-        section = (yaml.safe_load(config_text) or {}).get("energy") or {}
-    except (yaml.YAMLError, AttributeError):
-        section = {}
-    spacing = float(section.get("spacing", spacing))
-    if "std" in section:
-        std = float(section["std"])
-    if "variance" in section:
-        std = math.sqrt(float(section["variance"]))
+def mode_grid(energy, config_text):
+    """(modes (M, 2), spacing) of a 2-D grid mixture: the per-axis grid size
+    of the family and energy.spacing from the effective config (the program's
+    ground-truth file holds every key with its default)."""
+    per_axis = dsio.GRID_PER_AXIS[energy]
+    spacing = float(dsio.energy_section(config_text)["spacing"])
     grid = spacing * (np.arange(per_axis) - per_axis // 2)
     a, b = np.meshgrid(grid, grid, indexing="ij")
-    return np.stack([a.ravel(), b.ravel()], axis=1), std, spacing
+    return np.stack([a.ravel(), b.ravel()], axis=1), spacing
 
 
-def gmm_log_density(modes, std, a, b):
-    pts = np.stack([a.ravel(), b.ravel()], axis=1)
-    lp = -0.5 * ((pts[:, None, :] - modes[None, :, :]) ** 2).sum(axis=2) / std ** 2
-    mx = lp.max(axis=1, keepdims=True)
-    lse = mx[:, 0] + np.log(np.exp(lp - mx).sum(axis=1))
-    return (lse - math.log(modes.shape[0]) - (_LOG_2PI + 2.0 * math.log(std))).reshape(a.shape)
+def _smooth(h, sigma):
+    """h convolved with a Gaussian of std sigma (in bins) along both axes."""
+    r = int(math.ceil(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    h = np.apply_along_axis(lambda v: np.convolve(v, k, mode="same"), 0, h)
+    return np.apply_along_axis(lambda v: np.convolve(v, k, mode="same"), 1, h)
 
 
-def marginal_log_density(energy, dim, i, j, a, b, gmm=None):
-    """Exact log density of the (x_i, x_j) marginal (0-based) at (a, b)."""
-    if energy in ("9gmm", "25gmm"):
-        return gmm_log_density(gmm[0], gmm[1], a, b)
-    if energy == "many_well":
-        def one(k, v):
-            if k % 2 == 0:
-                return targets.many_well_first_log_pdf(v)
-            return _log_normal(v, 0.0, 1.0)
-        return one(i, a) + one(j, b)
-    if energy in ("easy_funnel", "hard_funnel") and i == 0:
-        # x0 ~ N(0, s^2), x_j | x0 ~ N(0, exp(x0))
-        return _log_normal(a, 0.0, targets.funnel_scale(energy)) + _log_normal(b, 0.0, np.exp(0.5 * a))
-    if energy == "gaussian":
-        mu, s = targets.gaussian_params(dim)
-        return _log_normal(a, mu[i], s[i]) + _log_normal(b, mu[j], s[j])
-    return None
+def histogram_log_density(exact, i, j, xl, yl):
+    """(centres a, centres b, log density (len b, len a), floor) of the (x_i, x_j)
+    marginal estimated from exact samples: a smoothed 2-D histogram over the
+    plot limits, normalised by all samples; -inf where no sample fell near),
+    and the log density below which it is set to -inf."""
+    h, ea, eb = np.histogram2d(exact[:, i], exact[:, j], bins=BINS, range=[xl, yl])
+    h = _smooth(h, SMOOTH)
+    area = (ea[1] - ea[0]) * (eb[1] - eb[0])
+    with np.errstate(divide="ignore"):
+        lp = np.log(h / (exact.shape[0] * area))
+    # below about one sample per smoothing kernel the histogram is noise
+    floor = math.log(0.5 / (exact.shape[0] * area * 2 * math.pi * SMOOTH ** 2))
+    lp[lp < floor] = -np.inf
+    return 0.5 * (ea[1:] + ea[:-1]), 0.5 * (eb[1:] + eb[:-1]), lp.T, floor
 
 
 def panels_for(energy):
@@ -99,10 +92,10 @@ def panels_for(energy):
     return [(0, 1)]
 
 
-def limits(energy, exact, model, i, j, gmm=None):
-    if energy in ("9gmm", "25gmm"):
+def limits(energy, exact, i, j, spacing=None):
+    if energy in dsio.GRID_PER_AXIS:
         # the reference's views (+-14, +-8) at the default spacing of 5
-        h = (14.0 if energy == "25gmm" else 8.0) * gmm[2] / 5.0
+        h = (14.0 if energy == "25gmm" else 8.0) * spacing / 5.0
         return (-h, h), (-h, h)
     if energy in ("easy_funnel", "hard_funnel"):
         lo, hi = np.quantile(exact[:, i], [0.002, 0.998])
@@ -123,51 +116,64 @@ def main(argv=None):
     p.add_argument("file", help="sample set written by diffsamp (samples.h5)")
     p.add_argument("-o", "--out", default=None, help="PNG to write (default: FILE with .png)")
     p.add_argument("--max-points", type=int, default=2000, help="model and exact points drawn (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the exact samples")
+    p.add_argument("--density-samples", type=int, default=200000,
+                   help="exact samples behind the density contours (default 200000)")
+    p.add_argument("--seed", type=int, default=0, help="seed (train.seed) of the exact samples (default 0)")
     p.add_argument("--dpi", type=int, default=110)
     p.add_argument("--report", default=None, help="also write the JSON report of what was drawn here")
+    dsio.add_diffsamp_option(p)
     args = p.parse_args(argv)
+    if args.max_points < 1 or args.density_samples < 1:
+        p.error("--max-points and --density-samples must be >= 1")
 
     try:
-        s = targets.load_samples(args.file)
-        energy, dim = s["energy"], s["dim"]
+        s = dsio.load_samples(args.file)
+        energy, dim, keys = dsio.target_of_samples(s)
+        if dim < 2:
+            print("plot_samples.py: %s is %d-dimensional; nothing 2-D to draw" % (args.file, dim), file=sys.stderr)
+            return 1
         x = s["x"][: args.max_points]
-        exact = targets.sample(energy, args.max_points, dim, np.random.default_rng(args.seed))
-    except (OSError, ValueError, KeyError) as e:
+        exe = dsio.find_diffsamp(args.diffsamp)
+        gt = dsio.exact_samples(exe, energy, max(args.density_samples, args.max_points), args.seed, dim, keys)
+        exact_all = gt["x"]
+        exact = exact_all[: args.max_points]
+        if exact_all.shape[1] != dim:
+            raise ValueError("the program's exact samples of %s have dim %d, the file %d"
+                             % (energy, exact_all.shape[1], dim))
+        density = exact_all[: args.density_samples]
+        two_d_gmm = energy in dsio.GRID_PER_AXIS
+        modes, spacing = mode_grid(energy, gt["config"]) if two_d_gmm else (None, None)
+    except (OSError, ValueError, KeyError, dsio.DiffsampError) as e:
         print("plot_samples.py: %s" % e, file=sys.stderr)
-        return 1
-    if dim < 2:
-        print("plot_samples.py: %s is %d-dimensional; nothing 2-D to draw" % (args.file, dim), file=sys.stderr)
         return 1
 
     pairs = panels_for(energy)
-    two_d_gmm = energy in ("9gmm", "25gmm")
-    gmm = gmm_spec(energy, s["config"]) if two_d_gmm else None
     fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 5.0), squeeze=False, dpi=args.dpi)
     panels = []
     for ax, (i, j) in zip(axes[0], pairs):
         panel = {"pair": [i, j], "model_points": int(x.shape[0]), "exact_points": 0,
-                 "contour_levels": 0, "mode_markers": 0}
-        xl, yl = limits(energy, exact, x, i, j, gmm)
-        ga, gb = np.meshgrid(np.linspace(xl[0], xl[1], 300), np.linspace(yl[0], yl[1], 300))
-        lp = marginal_log_density(energy, dim, i, j, ga, gb, gmm)
-        if lp is not None:
-            top = float(np.max(lp))
-            # levels from the peak down: contours of a density spanning many scales
-            levels = top - np.array([30.0, 20.0, 12.0, 8.0, 5.0, 3.0, 1.5, 0.5])[::1]
-            ax.contour(ga, gb, lp, levels=levels, colors="0.55", linewidths=0.7, linestyles="solid")
-            panel["contour_levels"] = len(levels)
+                 "density_samples": int(density.shape[0]), "contour_levels": 0, "mode_markers": 0}
+        xl, yl = limits(energy, density, i, j, spacing)
+        ca, cb, lp, floor = histogram_log_density(density, i, j, xl, yl)
+        top = float(np.max(lp[np.isfinite(lp)])) if np.isfinite(lp).any() else floor
+        # only the levels the histogram resolves: clear of its noise floor
+        levels = [top - v for v in LEVELS_BELOW_PEAK if top - v > floor + 1.0]
+        if levels:
+            # below every level where no sample fell: a finite stand-in keeps contour() quiet
+            lp = np.where(np.isfinite(lp), lp, floor - 1.0)
+            ax.contour(ca, cb, lp, levels=levels, colors="0.55", linewidths=0.7, linestyles="solid")
+        panel["contour_levels"] = len(levels)
+        panel["levels"] = [round(v, 6) for v in levels]
         if not two_d_gmm:
             ax.scatter(exact[:, i], exact[:, j], s=3, c="0.3", alpha=0.35, label="exact", rasterized=True)
             panel["exact_points"] = int(exact.shape[0])
         ax.scatter(x[:, i], x[:, j], s=3, c="tab:red", alpha=0.6, label="model", rasterized=True)
         markers = None
         if two_d_gmm:
-            modes = gmm[0]
             markers = ax.scatter(modes[:, 0], modes[:, 1], s=70, marker="x", c=MODE_COLOR, linewidths=1.8,
                                  zorder=5, label="modes (%d)" % modes.shape[0])
             d2 = ((x[:, None, :2] - modes[None, :, :]) ** 2).sum(axis=2)
-            held = int(np.sum(np.any(d2 <= (0.4 * gmm[2]) ** 2, axis=0)))
+            held = int(np.sum(np.any(d2 <= (0.4 * spacing) ** 2, axis=0)))
             panel["modes_with_samples"] = held
         ax.set_xlim(xl)
         ax.set_ylim(yl)
@@ -178,7 +184,7 @@ def main(argv=None):
     m = s["metrics"]
     shown = [("%s %.4g" % (k, m[k])) for k in ("elbo", "log_z_is", "ess", "delta_log_z", "delta_log_z_is") if k in m]
     if two_d_gmm:
-        shown.append("modes with samples %d of %d" % (panels[0][2]["modes_with_samples"], gmm[0].shape[0]))
+        shown.append("modes with samples %d of %d" % (panels[0][2]["modes_with_samples"], modes.shape[0]))
     info = "\n".join(", ".join(shown[i:i + 3]) for i in range(0, len(shown), 3))
     fig.suptitle("%s (d = %d), %d of %d samples%s" % (energy, dim, x.shape[0], s["x"].shape[0],
                                                      ("\n" + info) if info else ""), fontsize=10)
@@ -188,6 +194,7 @@ def main(argv=None):
     fig.canvas.draw()
     width, height = fig.canvas.get_width_height()
     report = {"script": "plot_samples.py", "file": args.file, "energy": energy, "dim": dim,
+              "energy_section": dsio.energy_section(gt["config"]), "exact_seed": args.seed,
               "image": [width, height], "panels": []}
     for ax, markers, panel in panels:
         if markers is not None:

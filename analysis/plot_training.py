@@ -2,15 +2,18 @@
 """Training curves of diffsamp runs from their metrics.csv.
 
 One panel per quantity that has values: loss, log Z estimates (ELBO,
-importance-weighted, learned) with the known log Z, |log Z - estimate|,
+importance-weighted, learned) with the known log Z of the run's target (from
+the diffsamp program: `diffsamp energies`, or a one-sample `diffsamp
+ground-truth` for a target with its own keys), |log Z - estimate|,
 ESS, mean log-likelihood of true samples, modes found, local-search
 acceptance. Empty cells (not applicable) are skipped. Several run folders
 are overlaid. PNG output.
 
 What was drawn is reported as JSON in the PNG itself (text chunk
-"diffsamp-report"; with --report also in a file): per panel its title, its
-pixel box in the image (left, top, right, bottom; y down) and every curve
-with its number of points.
+"diffsamp-report"; with --report also in a file): the known log Z of each
+run (null where unknown), per panel its title, its pixel box in the image
+(left, top, right, bottom; y down), every curve with its number of points,
+and the log Z lines drawn.
 
   /usr/bin/python3 analysis/plot_training.py runs/gmm [-o curves.png] [--report r.json]
 """
@@ -28,7 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import yaml  # noqa: E402
 
-import targets  # noqa: E402
+import dsio  # noqa: E402
 
 REPORT_KEY = "diffsamp-report"
 
@@ -66,15 +69,18 @@ def read_metrics(path):
     return series
 
 
-def known_log_z(run_dir):
-    """log Z of the run's target from its config.yaml, or None."""
-    try:
-        with open(os.path.join(run_dir, "config.yaml"), "r") as f:
-            cfg = yaml.safe_load(f) or {}
-        e = cfg.get("energy", {})
-        return targets.log_z(str(e.get("name")), int(e.get("dim", 0) or 0))
-    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
+def known_log_z(run_dir, find_exe):
+    """log Z of the run's target (its config.yaml's energy section, keys
+    included) as the program knows it; None without a config.yaml or where
+    the program knows no log Z. find_exe() returns the program (asked only
+    when there is a config)."""
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.exists(path):
         return None
+    with open(path, "r") as f:
+        text = f.read()
+    name, dim, keys = dsio.target_of(text)
+    return dsio.known_log_z(find_exe(), name, dim, keys)
 
 
 def main(argv=None):
@@ -83,7 +89,15 @@ def main(argv=None):
     p.add_argument("-o", "--out", default=None, help="PNG to write (default RUN_DIR/training.png)")
     p.add_argument("--dpi", type=int, default=110)
     p.add_argument("--report", default=None, help="also write the JSON report of what was drawn here")
+    dsio.add_diffsamp_option(p)
     args = p.parse_args(argv)
+
+    exe = []
+
+    def find_exe():
+        if not exe:
+            exe.append(dsio.find_diffsamp(args.diffsamp))
+        return exe[0]
 
     data, log_zs = [], []
     for d in args.runs:
@@ -91,8 +105,8 @@ def main(argv=None):
         try:
             run_dir = os.path.dirname(path) or "."
             data.append((os.path.basename(os.path.normpath(run_dir)), read_metrics(path)))
-            log_zs.append(known_log_z(run_dir))
-        except (OSError, KeyError) as e:
+            log_zs.append(known_log_z(run_dir, find_exe))
+        except (OSError, KeyError, ValueError, yaml.YAMLError, dsio.DiffsampError) as e:
             print("plot_training.py: %s: %s" % (path, e), file=sys.stderr)
             return 1
     panels = [pn for pn in PANELS if any(c in s for _, s in data for c in pn[1])]
@@ -104,8 +118,8 @@ def main(argv=None):
     fig, axes = plt.subplots(nrow, ncol, figsize=(6.0 * ncol, 3.2 * nrow), squeeze=False, dpi=args.dpi)
     drawn = []
     for ax, (title, cols, logy) in zip(axes.ravel(), panels):
-        curves = []
-        drawn.append((ax, title, curves))
+        curves, lines = [], []
+        drawn.append((ax, title, curves, lines))
         allpos = True
         for name, s in data:
             for c in cols:
@@ -120,6 +134,7 @@ def main(argv=None):
         if "elbo" in cols:
             for lz in sorted({z for z in log_zs if z is not None}):
                 ax.axhline(lz, color="k", ls="--", lw=0.8, label="true log Z = %.4g" % lz)
+                lines.append(lz)
         if logy and allpos:
             ax.set_yscale("log")
         ax.set_title(title, fontsize=10)
@@ -133,10 +148,11 @@ def main(argv=None):
     fig.tight_layout()
     fig.canvas.draw()
     width, height = fig.canvas.get_width_height()
-    report = {"script": "plot_training.py", "runs": args.runs, "image": [width, height], "panels": []}
-    for ax, title, curves in drawn:
+    report = {"script": "plot_training.py", "runs": args.runs, "known_log_z": log_zs,
+              "image": [width, height], "panels": []}
+    for ax, title, curves, lines in drawn:
         box = ax.get_window_extent()
-        report["panels"].append({"title": title, "curves": curves,
+        report["panels"].append({"title": title, "curves": curves, "log_z_lines": lines,
                                  "box": [float(box.x0), float(height - box.y1), float(box.x1), float(height - box.y0)]})
     text = json.dumps(report)
     out = args.out or os.path.join(args.runs[0], "training.png")

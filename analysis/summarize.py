@@ -12,7 +12,9 @@ method), the method labelled in the paper's naming from the config:
   "+ LS"     local_search.enabled
 Printed per group: mean +- sample std (ddof = 1; the value alone for one run)
 of delta_log_z, delta_log_z_is and, with --w2, the 2-Wasserstein distance of
-<run>/samples.h5 to the target (w2.py), laid out as Table 1 (rows =
+<run>/samples.h5 to exact samples of the run's target from `diffsamp
+ground-truth` (w2.py; one program call per distinct target, n and seed),
+laid out as Table 1 (rows =
 methods, columns = targets x metrics); then elbo, log_z_is and ess. --csv
 writes one row per (method, target) with the columns of the paper's
 table1.csv. The published numbers of the same rows are printed under each
@@ -34,7 +36,7 @@ import sys
 import numpy as np
 import yaml
 
-import targets
+import dsio
 
 PAPER_DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "table1.csv")
 PAPER_TARGETS = ["25gmm", "funnel", "manywell"]  # the paper's column order
@@ -74,12 +76,15 @@ def method_label(cfg):
     return label
 
 
-def target_label(cfg):
-    """The energy name, with the dimension appended when it is not the default."""
+def target_label(cfg, exe=None):
+    """The energy name, with the dimension appended when it is not the
+    energy's default (`diffsamp energies`, asked only for a nonzero dim)."""
     name = str(_get(cfg, "energy.name", "?"))
     dim = int(_get(cfg, "energy.dim", 0) or 0)
-    if dim and targets.DEFAULT_DIM.get(name) not in (None, dim):
-        return "%s-d%d" % (name, dim)
+    if dim:
+        default = dsio.energies(exe or dsio.find_diffsamp()).get(name, {}).get("dim")
+        if default not in (None, dim):
+            return "%s-d%d" % (name, dim)
     return name
 
 
@@ -102,12 +107,14 @@ def last_metrics(path):
     return {k: _num(v) for k, v in rows[-1].items() if k is not None}
 
 
-def read_run(run_dir, want_w2=False, w2_n=2000, w2_seed=0):
+def read_run(run_dir, want_w2=False, w2_n=2000, w2_seed=0, exe=None):
+    """One run's labels and last metrics; exe (the diffsamp program) is
+    needed for --w2 and for a nonzero energy.dim, and found when None."""
     cfg_path = os.path.join(run_dir, "config.yaml")
     with open(cfg_path, "r") as f:
         cfg = yaml.safe_load(f) or {}
     row = last_metrics(os.path.join(run_dir, "metrics.csv"))
-    run = {"dir": run_dir, "method": method_label(cfg), "target": target_label(cfg),
+    run = {"dir": run_dir, "method": method_label(cfg), "target": target_label(cfg, exe),
            "energy": str(_get(cfg, "energy.name", "?")), "seed": _get(cfg, "train.seed", None),
            "iteration": row.get("iteration", math.nan)}
     for m in ALL_METRICS:
@@ -116,8 +123,9 @@ def read_run(run_dir, want_w2=False, w2_n=2000, w2_seed=0):
         h5 = os.path.join(run_dir, "samples.h5")
         if os.path.exists(h5):
             import w2  # needs POT only when asked for
-            s = targets.load_samples(h5)
-            run["w2"], _ = w2.w2_to_target(s["x"], s["energy"], w2_n, w2_seed)
+            s = dsio.load_samples(h5)
+            run["w2"], _ = w2.w2_to_target(exe or dsio.find_diffsamp(), s["x"], dsio.target_of_samples(s),
+                                           w2_n, w2_seed)
         else:
             print("summarize.py: %s has no samples.h5; W2 left empty" % run_dir, file=sys.stderr)
     return run
@@ -155,7 +163,7 @@ def read_paper(path):
 
 
 def paper_target(target):
-    return targets.PAPER_TARGET.get(target)
+    return dsio.PAPER_TARGET.get(target)
 
 
 def print_table(groups, methods, tlist, metrics, paper, title):
@@ -201,14 +209,18 @@ def main(argv=None):
     p.add_argument("--no-paper", action="store_true", help="leave the paper's numbers out")
     p.add_argument("--w2", action="store_true", help="compute W2 from each run's samples.h5 (needs POT)")
     p.add_argument("--w2-n", type=int, default=2000, help="samples per side for --w2 (default 2000)")
-    p.add_argument("--w2-seed", type=int, default=0, help="seed of the exact samples for --w2")
+    p.add_argument("--w2-seed", type=int, default=0, help="seed (train.seed) of the exact samples for --w2")
+    dsio.add_diffsamp_option(p)
     args = p.parse_args(argv)
 
     runs = []
+    exe = None
     for d in args.runs:
         try:
-            runs.append(read_run(d, args.w2, args.w2_n, args.w2_seed))
-        except (OSError, ValueError, KeyError, yaml.YAMLError) as e:
+            if exe is None and args.diffsamp is not None:
+                exe = dsio.find_diffsamp(args.diffsamp)
+            runs.append(read_run(d, args.w2, args.w2_n, args.w2_seed, exe))
+        except (OSError, ValueError, KeyError, yaml.YAMLError, dsio.DiffsampError) as e:
             print("summarize.py: %s: %s" % (d, e), file=sys.stderr)
             return 1
     paper = None

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo` ends with two pictures. On a short run of the demo's embedded
 # default (25gmm, TB + exploration + local search) this runs the same recipe
-# (`make demo-plots`) and checks that it prints both paths, and that the PNGs
+# (`make demo-plots`, with the program under test for the exact samples behind
+# the density contours) and checks that it prints both paths, and that the PNGs
 # show what they claim: the report each script embeds in its PNG (what was
 # drawn) and the pixels themselves: a blue mode marker at each of the 25 modes
 # of the 25gmm grid and none between them, model samples in red, contours;
@@ -31,7 +32,9 @@ check "make demo trains the embedded default into runs/demo, then draws" \
 check "short demo run succeeds" '[ $rc -eq 0 ] && [ -s "$tmp/demo/samples.h5" ]'
 [ $rc -eq 0 ] || { cat "$tmp/train.log"; exit 1; }
 
-make -s --no-print-directory -C "$src" demo-plots DEMO_DIR="$tmp/demo" > "$tmp/plots.log" 2>&1; rc=$?
+# BUILD: the scripts ask the program under test for the exact samples
+make -s --no-print-directory -C "$src" demo-plots DEMO_DIR="$tmp/demo" BUILD="$(cd "$(dirname "$exe")" && pwd)" \
+    > "$tmp/plots.log" 2>&1; rc=$?
 check "make demo-plots succeeds" '[ $rc -eq 0 ]'
 check "it prints the path of samples.png" 'grep -qx "samples over the target density: $tmp/demo/samples.png" "$tmp/plots.log"'
 check "it prints the path of training.png" 'grep -qx "training curves: *$tmp/demo/training.png" "$tmp/plots.log"'
@@ -77,6 +80,9 @@ assert panel["mode_markers"] == 25, panel["mode_markers"]
 grid = sorted((a, b) for a in (-10.0, -5.0, 0.0, 5.0, 10.0) for b in (-10.0, -5.0, 0.0, 5.0, 10.0))
 assert sorted(map(tuple, panel["modes"])) == grid, panel["modes"]
 assert panel["model_points"] >= 100 and panel["contour_levels"] > 0, panel
+# the contours are of exact samples from the program (diffsamp ground-truth) at the keys of the run
+assert panel["density_samples"] == 200000, panel["density_samples"]
+assert rep["energy_section"]["spacing"] == 5.0 and rep["energy_section"]["variance"] == 0.3, rep["energy_section"]
 img = mpimg.imread(path)[:, :, :3]
 h, w = img.shape[:2]
 assert (w, h) == tuple(size), (w, h, size)
