@@ -176,8 +176,12 @@ ds_status ds_energy_create_from(const ds_energy_vtable *vt, int dim, const ds_en
     }
 
     ds_energy *e = calloc(1, sizeof *e);
-    if (!e) free(resolved);
-    DS_ALLOC_CHECK(e);
+    if (e) e->calls = calloc(1, sizeof *e->calls);
+    if (!e || !e->calls) {
+        free(resolved);
+        if (e) free(e);
+        return ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, "out of memory for energy '%s'", vt->name);
+    }
     e->vt = vt;
     e->dim = dim;
     rc = vt->create(dim, resolved, &e->state);
@@ -194,6 +198,7 @@ ds_status ds_energy_create_from(const ds_energy_vtable *vt, int dim, const ds_en
     return DS_OK;
 fail:
     if (e->state) vt->destroy(e->state);
+    free(e->calls);
     free(e);
     return rc;
 }
@@ -202,6 +207,7 @@ void ds_energy_destroy(ds_energy **e)
 {
     if (!e || !*e) return;
     if ((*e)->vt && (*e)->vt->destroy) (*e)->vt->destroy((*e)->state);
+    free((*e)->calls);
     free(*e);
     *e = NULL;
 }
@@ -227,7 +233,27 @@ ds_status ds_energy_log_reward_cond(const ds_energy *e, int n, const ds_real *x,
     DS_CHECK(x != NULL && log_r != NULL, DS_ERR_INVALID,
              "ds_energy_log_reward(%s): x and log_r must not be NULL", e->vt->name);
     DS_TRY(e->vt->log_reward(e->state, e->dim, n, x, cond, log_r, grad));
+    if (e->calls) { /* an instance made by hand (tests) has no record and is not counted */
+        e->calls->value[e->calls->purpose] += n;
+        if (grad) e->calls->grad[e->calls->purpose] += n;
+    }
     return DS_OK;
+}
+
+int ds_energy_set_purpose(const ds_energy *e, int purpose)
+{
+    if (!e->calls) return DS_ECALL_TRAIN;
+    const int prev = e->calls->purpose;
+    if (purpose >= 0 && purpose < DS_ECALL_NPURPOSE) e->calls->purpose = purpose;
+    return prev;
+}
+
+int ds_energy_refine_purpose(const ds_energy *e, int from, int to)
+{
+    if (!e->calls) return DS_ECALL_TRAIN;
+    const int prev = e->calls->purpose;
+    if (prev == from) ds_energy_set_purpose(e, to);
+    return prev;
 }
 
 ds_status ds_energy_log_reward(const ds_energy *e, int n, const ds_real *x, ds_real *log_r, ds_real *grad)
@@ -249,6 +275,7 @@ ds_status ds_energy_hvp_cond(const ds_energy *e, int n, const ds_real *x, const 
     DS_CHECK(x != NULL && v != NULL && hv != NULL, DS_ERR_INVALID,
              "ds_energy_hvp(%s): x, v and hv must not be NULL", e->vt->name);
     DS_TRY(e->vt->hvp(e->state, e->dim, n, x, cond, v, hv));
+    if (e->calls) e->calls->hvp[e->calls->purpose] += n;
     return DS_OK;
 }
 

@@ -97,6 +97,9 @@ static const key_def keys[] = {
         "on-policy objectives (pis, dds, dis): keep the network activations of this many steps at a time and "
         "recompute the others in the reverse pass (less memory, one more network evaluation); 0 = keep all; "
         "off-policy objectives ignore it"),
+    BOOL("objective.lp_through_grad", lp_through_grad, "false",
+         "on-policy objectives with LP: also differentiate grad log R(x) in the drift (energy HVPs); the reference "
+         "treats it as a constant"),
 
     LONG("train.iterations", iterations, "25000", 0, LMAX, "number of training iterations"),
     INT("train.batch_size", batch_size, "300", 1, 1e7,

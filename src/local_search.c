@@ -95,7 +95,7 @@ ds_status ds_ls_run(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_
         goto done;
     }
 
-    if (n > 0) DS_TRY_GOTO(rc, e->vt->log_reward(e->state, d, n, x, NULL, lr, g), done);
+    if (n > 0) DS_TRY_GOTO(rc, ds_energy_log_reward(e, n, x, lr, g), done);
 
     double step = p->step;
     double rate = 0.0;
@@ -114,7 +114,7 @@ ds_status ds_ls_run(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_
             for (int j = 0; j < d; j++)
                 xpk[j] = (ds_real)((double)xk[j] + drift * (double)gk[j] + noise * xi[j]);
         }
-        if (n > 0) DS_TRY_GOTO(rc, e->vt->log_reward(e->state, d, n, xp, NULL, lrp, gp), done);
+        if (n > 0) DS_TRY_GOTO(rc, ds_energy_log_reward(e, n, xp, lrp, gp), done);
 
         double acc = 0.0;
         for (int k = 0; k < n; k++) {

@@ -1,5 +1,6 @@
 /* metrics: the metrics column table and what is made from it (metrics.h). */
 #include "diffsamp/metrics.h"
+#include "diffsamp/energy.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -20,6 +21,15 @@ static double get_ls_step(const ds_eval_result *r) { return r->ls_step; }
 static double get_buffer_size(const ds_eval_result *r) { return (double)r->buffer_size; }
 static double get_buffer_ls_size(const ds_eval_result *r) { return (double)r->buffer_ls_size; }
 static double get_seconds(const ds_eval_result *r) { return r->seconds; }
+static double get_ev_train(const ds_eval_result *r) { return r->energy_value[DS_ECALL_TRAIN]; }
+static double get_eg_train(const ds_eval_result *r) { return r->energy_grad[DS_ECALL_TRAIN]; }
+static double get_ev_lp(const ds_eval_result *r) { return r->energy_value[DS_ECALL_LP]; }
+static double get_eg_lp(const ds_eval_result *r) { return r->energy_grad[DS_ECALL_LP]; }
+static double get_ev_ls(const ds_eval_result *r) { return r->energy_value[DS_ECALL_LS]; }
+static double get_eg_ls(const ds_eval_result *r) { return r->energy_grad[DS_ECALL_LS]; }
+static double get_ev_eval(const ds_eval_result *r) { return r->energy_value[DS_ECALL_EVAL]; }
+static double get_eg_eval(const ds_eval_result *r) { return r->energy_grad[DS_ECALL_EVAL]; }
+static double get_ehvp(const ds_eval_result *r) { return r->energy_hvp; }
 
 const ds_metrics_column ds_metrics_columns[] = {
     {"iteration", "iteration", "training iterations completed", 1, get_iteration},
@@ -41,6 +51,20 @@ const ds_metrics_column ds_metrics_columns[] = {
     {"buffer_size", "replay entries", "replay-buffer entries over all ranks", 1, get_buffer_size},
     {"buffer_ls_size", "local-search entries", "local-search buffer entries over all ranks", 1, get_buffer_ls_size},
     {"seconds", NULL, "wall time since the start of the run", 0, get_seconds},
+    /* energy evaluations so far (all ranks, resumed runs continue the count): points at which log R was
+     * evaluated, and of those with its gradient, by what they were for */
+    {"energy_values_train", "energy values (training)", "log R evaluations of training trajectories' terminal states",
+     1, get_ev_train},
+    {"energy_grads_train", NULL, "of those, with the gradient", 1, get_eg_train},
+    {"energy_values_lp", "energy values (LP / per step)",
+     "log R evaluations at the intermediate states of training passes (LP, partial energy)", 1, get_ev_lp},
+    {"energy_grads_lp", NULL, "of those, with the gradient", 1, get_eg_lp},
+    {"energy_values_ls", "energy values (local search)", "log R evaluations of local search (MALA)", 1, get_ev_ls},
+    {"energy_grads_ls", NULL, "of those, with the gradient", 1, get_eg_ls},
+    {"energy_values_eval", "energy values (evaluation)", "log R evaluations of evaluations and sample sets", 1,
+     get_ev_eval},
+    {"energy_grads_eval", NULL, "of those, with the gradient", 1, get_eg_eval},
+    {"energy_hvps", NULL, "Hessian-vector products of the energy (PIS/DDS/DIS with LP)", 1, get_ehvp},
 };
 const int ds_metrics_ncolumns = (int)(sizeof ds_metrics_columns / sizeof ds_metrics_columns[0]);
 

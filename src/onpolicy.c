@@ -14,19 +14,21 @@ struct ds_onpolicy {
     ds_real *v;     /* (B, d) HVP direction (LP) */
     ds_real *hv;    /* (B, d) */
     ds_real *g_T;   /* (B, d) grad log R(x_T) */
-    int fd_hvp;     /* the energy has no HVP: central differences of its gradient */
+    int through;    /* LP: differentiate grad log R(x_i) too (HVPs) */
+    int fd_hvp;     /* ... and the energy has no HVP: central differences of its gradient */
     ds_real *xa, *xb, *ga, *gb;  /* (B, d) finite-difference HVP: x +- h v and the gradients there */
     double *step;                /* (B) its h per row */
 };
 
-ds_status ds_onpolicy_create(const ds_sim *s, int B, ds_onpolicy **out)
+ds_status ds_onpolicy_create(const ds_sim *s, int B, int lp_through_grad, ds_onpolicy **out)
 {
     DS_CHECK(s && s->policy && s->energy && s->ref && B >= 1 && out, DS_ERR_INVALID, "ds_onpolicy_create: bad arguments");
     ds_onpolicy *o = calloc(1, sizeof *o);
     DS_ALLOC_CHECK(o);
     o->s = s;
     o->max_B = B;
-    o->fd_hvp = s->policy->c.langevin && !s->energy->vt->hvp;
+    o->through = s->policy->c.langevin && lp_through_grad;
+    o->fd_hvp = o->through && !s->energy->vt->hvp;
     const size_t n = (size_t)B * s->energy->dim;
     if (o->fd_hvp) {
         o->xa = ds_calloc(n, sizeof(ds_real));
@@ -154,7 +156,7 @@ static ds_status reverse_step(ds_onpolicy *o, ds_traj *tr, int B, int i, int slo
     DS_TRY(ds_policy_backward(p, slot, slot + 1, need_dx ? o->dx : NULL));
     if (!need_dx) return DS_OK;
     for (size_t k = 0; k < (size_t)B * d; k++) o->lam[k] += o->dx[k];
-    if (p->c.langevin) {
+    if (o->through) {
         /* mean += scale(t) * clip(grad log R(x_i)): d/dx_i = H(x_i) (scale * dmean * clip'), where dmean is
          * the gradient at the output before gfn_clip (p->dout's mean half) */
         const int o_ = ds_policy_lgv_out(p);
@@ -169,7 +171,10 @@ static ds_status reverse_step(ds_onpolicy *o, ds_traj *tr, int B, int i, int slo
                 o->v[k] = pass ? (ds_real)((double)sc[o_ == 1 ? 0 : j] * (double)dout[j]) : 0;
             }
         }
-        DS_TRY(hvp(o, B, x0, o->v, o->dx));  /* o->dx is free again */
+        const int prev = ds_energy_refine_purpose(s->energy, DS_ECALL_TRAIN, DS_ECALL_LP);
+        const ds_status rc = hvp(o, B, x0, o->v, o->dx);  /* o->dx is free again */
+        ds_energy_set_purpose(s->energy, prev);
+        DS_TRY(rc);
         for (size_t k = 0; k < (size_t)B * d; k++) o->lam[k] += o->dx[k];
     }
     return DS_OK;
@@ -195,7 +200,12 @@ ds_status ds_onpolicy_loss_grad(ds_onpolicy *o, ds_traj *tr, int B, double norm,
         for (int i = i0; i < i1; i++) {
             const ds_real *x = tr->states + (size_t)i * B * d;
             ds_real *g = s->policy->c.langevin ? tr->grad + (size_t)i * B * d : NULL;
-            if (g) DS_TRY(ds_energy_log_reward(s->energy, B, x, tr->lr_scratch + (size_t)i * B, g));
+            if (g) {
+                const int prev = ds_energy_refine_purpose(s->energy, DS_ECALL_TRAIN, DS_ECALL_LP);
+                const ds_status rc = ds_energy_log_reward(s->energy, B, x, tr->lr_scratch + (size_t)i * B, g);
+                ds_energy_set_purpose(s->energy, prev);
+                DS_TRY(rc);
+            }
             DS_TRY(ds_policy_forward(s->policy, i - i0, i - i0 + 1, x, g));
             ds_real *eps = tr->noise + (size_t)i * B * d;
             if (noise)
@@ -217,7 +227,7 @@ ds_status ds_onpolicy_loss_grad(ds_onpolicy *o, ds_traj *tr, int B, double norm,
         total += lb;
     }
     *loss = total * w;
-    DS_CHECK(isfinite(*loss), DS_ERR_NUMERIC, "the on-policy loss is %g (log R(x_T) or the path is not finite)", *loss);
+    if (!isfinite(*loss)) return DS_OK; /* refused by the caller after the reduction, on every rank */
     /* Reverse: dL/dx_T = -w grad log R(x_T), then step by step back to x_0,
      * re-evaluating every segment but the last (still in the workspace). */
     for (size_t q = 0; q < (size_t)B * d; q++) o->lam[q] = (ds_real)(-w * (double)o->g_T[q]);

@@ -5,9 +5,16 @@
 #include <math.h>
 #include <string.h>
 
+/* int_{t_i}^{t_{i+1}} beta for the linear schedule (exact: the trapezoid). */
+static double beta_step(int i, int T, double beta_min, double beta_max)
+{
+    const double b0 = beta_max + (beta_min - beta_max) * ((double)i / T);
+    const double b1 = beta_max + (beta_min - beta_max) * ((double)(i + 1) / T);
+    return 0.5 * (b0 + b1) * (1.0 / T);
+}
+
 static ds_status alloc_steps(ds_reference *ref, ds_reference_kind kind, int T)
 {
-    memset(ref, 0, sizeof *ref);
     DS_CHECK(T >= 1, DS_ERR_INVALID, "a reference process needs T >= 1 steps, got %d", T);
     ref->step = ds_calloc((size_t)T, sizeof *ref->step);
     DS_ALLOC_CHECK(ref->step);
@@ -18,6 +25,7 @@ static ds_status alloc_steps(ds_reference *ref, ds_reference_kind kind, int T)
 
 ds_status ds_reference_init_brownian(ds_reference *ref, int T, double sigma2)
 {
+    memset(ref, 0, sizeof *ref);
     DS_CHECK(sigma2 > 0 && isfinite(sigma2), DS_ERR_INVALID, "Brownian reference: sigma^2 must be > 0, got %g",
              sigma2);
     DS_TRY(alloc_steps(ref, DS_REF_BROWNIAN, T));
@@ -44,6 +52,7 @@ ds_status ds_reference_init_brownian(ds_reference *ref, int T, double sigma2)
 
 ds_status ds_reference_init_vp(ds_reference *ref, int T, double sigma2, double beta_min, double beta_max)
 {
+    memset(ref, 0, sizeof *ref);
     DS_CHECK(sigma2 > 0 && isfinite(sigma2), DS_ERR_INVALID, "VP reference: sigma^2 must be > 0, got %g", sigma2);
     DS_CHECK(beta_min > 0 && beta_max >= beta_min && isfinite(beta_max), DS_ERR_INVALID,
              "VP reference: need 0 < beta_min <= beta_max, got %g and %g", beta_min, beta_max);
@@ -51,10 +60,9 @@ ds_status ds_reference_init_vp(ds_reference *ref, int T, double sigma2, double b
     const double dt = 1.0 / T;
     for (int i = 0; i < T; i++) {
         ds_ref_step *st = &ref->step[i];
-        const double t0 = (double)i / T, t1 = (double)(i + 1) / T;
+        const double t0 = (double)i / T;
         /* beta(t) = beta_max + (beta_min - beta_max) t: the prior end (t = 0) is the noisiest */
-        const double b0 = beta_max + (beta_min - beta_max) * t0, b1 = beta_max + (beta_min - beta_max) * t1;
-        const double B = 0.5 * (b0 + b1) * dt;  /* exact integral of a linear beta */
+        const double B = beta_step(i, T, beta_min, beta_max);
         st->t = t0;
         st->t_mix = t0;
         st->a = exp(-0.5 * B);
@@ -72,14 +80,14 @@ ds_status ds_reference_init_vp(ds_reference *ref, int T, double sigma2, double b
 
 ds_status ds_reference_init_vp_em(ds_reference *ref, int T, double sigma2, double beta_min, double beta_max)
 {
-    DS_TRY(ds_reference_init_vp(ref, T, sigma2, beta_min, beta_max)); /* checks the arguments */
+    DS_CHECK(T >= 1 && beta_step(0, T, beta_min, beta_max) <= 1.0, DS_ERR_CONFIG,
+             "the Euler-Maruyama VP reference (dis) needs steps with int beta <= 1 (the first has %g): raise "
+             "sampler.T or lower sampler.beta_max", T >= 1 ? beta_step(0, T, beta_min, beta_max) : 0.0);
+    DS_TRY(ds_reference_init_vp(ref, T, sigma2, beta_min, beta_max)); /* checks the other arguments */
     ref->kind = DS_REF_VP_EM;
-    const double dt = 1.0 / T;
     for (int i = 0; i < T; i++) {
         ds_ref_step *st = &ref->step[i];
-        const double b0 = beta_max + (beta_min - beta_max) * ((double)i / T);
-        const double b1 = beta_max + (beta_min - beta_max) * ((double)(i + 1) / T);
-        const double B = 0.5 * (b0 + b1) * dt;
+        const double B = beta_step(i, T, beta_min, beta_max);
         st->a = 1.0 - 0.5 * B;
         st->s = B;
         st->c = 1.0 - 0.5 * B;

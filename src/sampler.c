@@ -91,8 +91,12 @@ static ds_status state_terms(const ds_sim *s, ds_traj *tr, int B, int i0, int i1
     if (!lp && !s->partial_energy) return DS_OK;
     const size_t r0 = (size_t)i0 * B;
     const int n = (i1 - i0) * B;
-    DS_TRY(ds_energy_log_reward(s->energy, n, tr->states + r0 * d, tr->lr_scratch + r0,
-                                lp ? tr->grad + r0 * d : NULL));
+    /* per-step terms of a training pass are counted as LP calls */
+    const int prev = ds_energy_refine_purpose(s->energy, DS_ECALL_TRAIN, DS_ECALL_LP);
+    ds_status rc = ds_energy_log_reward(s->energy, n, tr->states + r0 * d, tr->lr_scratch + r0,
+                                        lp ? tr->grad + r0 * d : NULL);
+    ds_energy_set_purpose(s->energy, prev);
+    DS_TRY(rc);
     if (s->partial_energy)
         for (int i = i0; i < i1; i++)
             partial_energy_rows(s, i, B, tr->states + (size_t)i * B * d, tr->lr_scratch + (size_t)i * B,

@@ -3,13 +3,14 @@
 #include "diffsamp/mpicheck.h"
 #include "diffsamp/rng.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Counter steps of the SMC stream, so no two uses of it overlap. */
 enum { STEP_PROPOSAL = 0, STEP_ACCEPT = 1, STEP_RESAMPLE = 2, STEP_INIT = 3 };
-#define RESAMPLE_SAMPLE ((uint64_t)1 << 40) /* the one uniform of a resampling */
+#define RESAMPLE_SAMPLE 0 /* the one uniform of a resampling: sample 0 of its own step */
 
 void ds_smc_config_defaults(ds_smc_config *c)
 {
@@ -188,6 +189,12 @@ ds_status ds_smc_run(MPI_Comm comm, const ds_energy *e, const ds_smc_config *c, 
     DS_CHECK(c->particles >= 1 && c->particles <= 100000000 && c->levels >= 1 && c->mcmc_steps >= 0,
              DS_ERR_CONFIG, "SMC needs 1..1e8 particles, levels >= 1 and mcmc_steps >= 0 (got %ld, %d, %d)",
              c->particles, c->levels, c->mcmc_steps);
+    DS_CHECK((double)c->particles * e->dim <= (double)INT_MAX, DS_ERR_CONFIG,
+             "SMC: %ld particles of dimension %d are more than one MPI message can gather (%d numbers); use fewer "
+             "particles", c->particles, e->dim, INT_MAX);
+    DS_CHECK((double)c->levels * (c->mcmc_steps + 1) < 4294967295.0, DS_ERR_CONFIG,
+             "SMC: levels x (mcmc_steps + 1) = %.0f exceeds the generator's 32-bit iteration counter",
+             (double)c->levels * (c->mcmc_steps + 1));
     DS_CHECK(c->init_var > 0 && c->step > 0 && c->ess_threshold >= 0 && c->ess_threshold <= 1 &&
                  c->target_acceptance > 0 && c->target_acceptance < 1,
              DS_ERR_CONFIG, "SMC: init_var and step must be > 0, ess_threshold in [0, 1], target_acceptance in (0, 1)");

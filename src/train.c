@@ -6,6 +6,7 @@
 #include "diffsamp/mpicheck.h"
 #include "diffsamp/rng.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +69,14 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
      * chunks that fit). */
     const int onpolicy = ds_objective_has(s->objective, DS_OBJF_ON_POLICY);
     const int k = onpolicy && s->recompute_every > 0 && s->recompute_every < T ? s->recompute_every : T;
-    const int rows = k * t->B > T ? k * t->B : T;
+    const long long rows_ll = (long long)k * t->B > T ? (long long)k * t->B : T;
+    if (rows_ll > INT_MAX) {
+        rc = ds_error_set(DS_ERR_CONFIG, __FILE__, __LINE__, __func__,
+                          "a pass of %d steps x %d trajectories (%lld rows) is too large for one rank: use more ranks, "
+                          "a smaller train.batch_size or objective.recompute_every", k, t->B, rows_ll);
+        goto fail;
+    }
+    const int rows = (int)rows_ll;
     t->chunk = rows / T < t->B ? rows / T : t->B;
     DS_TRY_GOTO(rc, ds_policy_create(&pc, T, rows, s->seed, &t->policy), fail);
     ds_adam_init(&t->adam, s->lr_policy, s->lr_flow);
@@ -80,7 +88,7 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     DS_TRY_GOTO(rc, rc, fail);
     t->sim = (ds_sim){.policy = t->policy, .energy = t->energy, .ref = &t->ref, .partial_energy = s->partial_energy};
     if (onpolicy) {
-        DS_TRY_GOTO(rc, ds_onpolicy_create(&t->sim, t->B, &t->onp), fail);
+        DS_TRY_GOTO(rc, ds_onpolicy_create(&t->sim, t->B, s->lp_through_grad, &t->onp), fail);
         if (t->rank == 0 && ds_onpolicy_uses_fd_hvp(t->onp))
             fprintf(stderr, "note: energy '%s' has no Hessian-vector product: LP's grad log R is differentiated by "
                             "central differences of its gradient\n", t->energy->vt->name);

@@ -66,7 +66,46 @@ static ds_status forward_chunk(ds_trainer *t, ds_rng_purpose purpose, int n, lon
     return DS_OK;
 }
 
+static ds_status evaluate(ds_trainer *t, int with_ground_truth, ds_eval_result *r);
+
+ds_status ds_trainer_energy_calls(ds_trainer *t, double v[DS_NCALLS])
+{
+    const ds_energy_calls *c = t->energy->calls;
+    for (int p = 0; p < DS_ECALL_NPURPOSE; p++) {
+        v[p] = c->value[p];
+        v[DS_ECALL_NPURPOSE + p] = c->grad[p];
+        v[2 * DS_ECALL_NPURPOSE + p] = c->hvp[p];
+    }
+    if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, v, DS_NCALLS, MPI_DOUBLE, MPI_SUM, t->comm));
+    return DS_OK;
+}
+
+/* The energy evaluations of every rank so far, into r. Collective. */
+static ds_status energy_calls_into(ds_trainer *t, ds_eval_result *r)
+{
+    double v[DS_NCALLS];
+    DS_TRY(ds_trainer_energy_calls(t, v));
+    r->energy_hvp = 0;
+    for (int p = 0; p < DS_ECALL_NPURPOSE; p++) {
+        r->energy_value[p] = v[p];
+        r->energy_grad[p] = v[DS_ECALL_NPURPOSE + p];
+        r->energy_hvp += v[2 * DS_ECALL_NPURPOSE + p];
+    }
+    return DS_OK;
+}
+
+/* Evaluation counts its energy calls as such, whatever the caller's purpose. */
 ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_result *r)
+{
+    const int prev = ds_energy_set_purpose(t->energy, DS_ECALL_EVAL);
+    ds_status rc = evaluate(t, with_ground_truth, r);
+    ds_energy_set_purpose(t->energy, prev);
+    DS_TRY(rc);
+    DS_TRY(energy_calls_into(t, r));
+    return DS_OK;
+}
+
+static ds_status evaluate(ds_trainer *t, int with_ground_truth, ds_eval_result *r)
 {
     const ds_settings *s = &t->s;
     const int T = s->T, d = t->energy->dim, cap = t->chunk;
@@ -154,7 +193,19 @@ ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_resu
     return DS_OK;
 }
 
+static ds_status write_samples(ds_trainer *t, const char *path, long n_total, ds_eval_result *r);
+
 ds_status ds_trainer_write_samples(ds_trainer *t, const char *path, long n_total, ds_eval_result *r)
+{
+    const int prev = ds_energy_set_purpose(t->energy, DS_ECALL_EVAL);
+    ds_status rc = write_samples(t, path, n_total, r);
+    ds_energy_set_purpose(t->energy, prev);
+    ds_eval_result unused;
+    if (rc == DS_OK) rc = energy_calls_into(t, r ? r : &unused);
+    return rc;
+}
+
+static ds_status write_samples(ds_trainer *t, const char *path, long n_total, ds_eval_result *r)
 {
     const ds_settings *s = &t->s;
     const int T = s->T, d = t->energy->dim, cap = t->chunk;

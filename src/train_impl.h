@@ -71,6 +71,11 @@ struct ds_trainer {
  * total % size ranks get one more): *n items from global index *first. */
 void ds_trainer_split(long total, int rank, int size, int *n, long *first);
 
+/* This run's energy evaluations, summed over the ranks (collective): value,
+ * grad and hvp counts, DS_ECALL_NPURPOSE each, in that order. */
+#define DS_NCALLS (3 * DS_ECALL_NPURPOSE)
+ds_status ds_trainer_energy_calls(ds_trainer *t, double v[DS_NCALLS]);
+
 /* The file metadata of this run (energy, dim, the effective config as YAML in
  * *yaml, which the caller frees). */
 ds_status ds_trainer_meta(const ds_trainer *t, char **yaml, ds_h5_meta *meta);

@@ -66,8 +66,22 @@ static ds_status state_write(ds_trainer *t, ds_ckpt_file *f)
         names[k] = rf[k].name;
         vals[k] = rf[k].real ? *rf[k].real : (double)*rf[k].count;
     }
-    return ds_ckpt_write_table(f, "/state/run", NRUN, names, 1, vals,
-                               "Further run state (loss accumulators, local-search statistics); names in columns.");
+    DS_TRY(ds_ckpt_write_table(f, "/state/run", NRUN, names, 1, vals,
+                               "Further run state (loss accumulators, local-search statistics); names in columns."));
+    /* energy evaluations of all ranks so far: a resumed run continues the count on any number of ranks */
+    double calls[DS_NCALLS];
+    DS_TRY(ds_trainer_energy_calls(t, calls));
+    const char *cnames[DS_NCALLS];
+    static const char *const kinds[3] = {"value", "grad", "hvp"}, *const purposes[DS_ECALL_NPURPOSE] = {
+        "train", "lp", "ls", "eval"};
+    char buf[DS_NCALLS][32];
+    for (int k = 0; k < DS_NCALLS; k++) {
+        snprintf(buf[k], sizeof buf[k], "%s_%s", kinds[k / DS_ECALL_NPURPOSE], purposes[k % DS_ECALL_NPURPOSE]);
+        cnames[k] = buf[k];
+    }
+    return ds_ckpt_write_table(f, "/state/energy_calls", DS_NCALLS, cnames, 1, calls,
+                               "Energy evaluations of all ranks so far (points), by kind (value, grad, hvp) and "
+                               "purpose (train, lp, ls, eval); names in columns.");
 }
 
 static ds_status state_read(ds_trainer *t, ds_ckpt_file *f, int *world_size)
@@ -97,6 +111,24 @@ static ds_status state_read(ds_trainer *t, ds_ckpt_file *f, int *world_size)
         else *rf[k].count = (long)v;
     }
     ds_ckpt_table_free(&tab);
+    /* the totals go to rank 0, so that the sum over ranks continues them */
+    ds_energy_calls *c = t->energy->calls;
+    memset(c->value, 0, sizeof c->value);
+    memset(c->grad, 0, sizeof c->grad);
+    memset(c->hvp, 0, sizeof c->hvp);
+    if (ds_ckpt_has(f, "/state/energy_calls")) {
+        memset(&tab, 0, sizeof tab);
+        DS_TRY(ds_ckpt_read_table(f, "/state/energy_calls", 1, &tab));
+        DS_CHECK(tab.ncols == DS_NCALLS, DS_ERR_FORMAT, "checkpoint %s: /state/energy_calls has %d columns, expected %d",
+                 ds_ckpt_path(f), tab.ncols, DS_NCALLS);
+        if (t->rank == 0)
+            for (int p = 0; p < DS_ECALL_NPURPOSE; p++) {
+                c->value[p] = tab.v[p];
+                c->grad[p] = tab.v[DS_ECALL_NPURPOSE + p];
+                c->hvp[p] = tab.v[2 * DS_ECALL_NPURPOSE + p];
+            }
+        ds_ckpt_table_free(&tab);
+    }
     return DS_OK;
 }
 

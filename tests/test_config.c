@@ -28,7 +28,7 @@
     X(replay_priority) X(replay_beta) X(replay_rank_weight) X(eval_every) X(eval_samples)     \
     X(eval_gt_samples) X(eval_paths) X(checkpoint_every) X(recompute_every) X(beta_min) X(beta_max)  \
     X(smc_particles) X(smc_levels) X(smc_mcmc_steps) X(smc_init_var) X(smc_ess_threshold) X(smc_step) \
-    X(smc_target_acceptance)
+    X(smc_target_acceptance) X(lp_through_grad)
 #define DS_STRING_FIELDS(X) X(energy_name) X(out_dir)
 
 /* The effective value of family key k in s: the one set, else the default. */
@@ -160,7 +160,8 @@ static const char *full_yaml =
     "  x0_std: 2.5          # a key of the family named below\n"
     "  name: easy_funnel\n"
     "  dim: 12\n"
-    "objective: {name: subtb, backward: mle, both_ways: true, subtb_lambda: 1.5, recompute_every: 4}\n"
+    "objective: {name: subtb, backward: mle, both_ways: true, subtb_lambda: 1.5, recompute_every: 4,\n"
+    "            lp_through_grad: yes}\n"
     "train:\n"
     "  iterations: 1e3      # an integral number is an integer\n"
     "  batch_size: &b 64\n"

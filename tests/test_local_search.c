@@ -42,7 +42,7 @@ static const ds_energy_vtable gauss_vt = {.name = "test-gauss", .doc = "diagonal
 
 static ds_energy make_gauss(gauss *g, int dim)
 {
-    ds_energy e = {&gauss_vt, dim, 0, 0.0, g};
+    ds_energy e = {.vt = &gauss_vt, .dim = dim, .state = g}; /* not counted: no calls record */
     return e;
 }
 
@@ -401,7 +401,7 @@ END_TEST
 START_TEST(non_finite_targets_are_never_accepted)
 {
     const int n = 500;
-    ds_energy e = {&bad_vt, 1, 0, 0.0, NULL};
+    ds_energy e = {.vt = &bad_vt, .dim = 1};
     ds_ls_params p;
     ds_ls_params_init(&p);
     p.max_iter = 100;

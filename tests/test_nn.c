@@ -744,6 +744,20 @@ START_TEST(reference_processes)
     ck_assert(ref.step[0].a < ref.step[7].a);
     check_reference(&ref, "vp");
     ds_reference_free(&ref);
+    /* Euler-Maruyama (dis): a = c = 1 - B/2, s = B, r = sigma^2 B with B the step's integral of beta */
+    ck_assert_int_eq(ds_reference_init_vp_em(&ref, 20, 1.5, 0.1, 10.0), DS_OK);
+    ck_assert_str_eq(ds_reference_name(&ref), "vp-em");
+    for (int i = 0; i < 20; i++) {
+        const double b0 = 10.0 - 9.9 * i / 20, b1 = 10.0 - 9.9 * (i + 1) / 20, B = 0.5 * (b0 + b1) / 20;
+        ck_assert_double_eq_tol(ref.step[i].a, 1 - B / 2, 1e-15);
+        ck_assert(ref.step[i].c == ref.step[i].a);
+        ck_assert_double_eq_tol(ref.step[i].s, B, 1e-15);
+        ck_assert_double_eq_tol(ref.step[i].r, 1.5 * B, 1e-15);
+        ck_assert(ref.step[i].h == 1.0 / 20 && ref.step[i].v == 1.5);
+    }
+    ck_assert(ref.init_var == 1.5);
+    ds_reference_free(&ref);
+    ck_assert_int_eq(ds_reference_init_vp_em(&ref, 2, 1.0, 0.1, 10.0), DS_ERR_CONFIG); /* int beta > 1 per step */
     ck_assert_int_eq(ds_reference_init_brownian(&ref, 0, 1.0), DS_ERR_INVALID);
     ck_assert_int_eq(ds_reference_init_vp(&ref, 4, 1.0, 2.0, 1.0), DS_ERR_INVALID);
     ds_error_clear();

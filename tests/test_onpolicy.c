@@ -1,7 +1,9 @@
 /* On-policy objectives (onpolicy.h): PIS, PIS + LP (learned variance on and
  * off), DDS and DIS. The whole loss, differentiated through the simulated
- * path with the noise held fixed, against central finite differences of
- * every parameter in double; checkpointed recomputation against keeping
+ * path with the noise held fixed (LP's grad log R included: lp_through_grad),
+ * against central finite differences of every parameter in double; the
+ * reference's estimator (grad log R a constant) against the same with a
+ * zero Hessian; checkpointed recomputation against keeping
  * everything; and short training runs on a diagonal Gaussian whose log Z is
  * known, where the ELBO must come within 0.1 of it. */
 #include "diffsamp/energy.h"
@@ -41,7 +43,8 @@ static void make_ref(ds_reference *ref, process kind, int T, double sigma2)
 {
     ds_status rc = kind == PIS ? ds_reference_init_brownian(ref, T, sigma2)
                    : kind == DDS ? ds_reference_init_vp(ref, T, sigma2, 0.1, 10.0)
-                                 : ds_reference_init_vp_em(ref, T, sigma2, 0.1, 10.0);
+                                 /* Euler-Maruyama needs int beta <= 1 per step: a gentler schedule on few steps */
+                                 : ds_reference_init_vp_em(ref, T, sigma2, 0.1, T < 10 ? 4.0 : 10.0);
     ck_assert_int_eq(rc, DS_OK);
 }
 
@@ -72,7 +75,7 @@ static void oncase_init(oncase *oc, const char *energy, int dim, process kind, c
     ck_assert_int_eq(ds_policy_create(c, T, T * B, seed, &oc->p), DS_OK);
     oc->sim = (ds_sim){.policy = oc->p, .energy = oc->e, .ref = &oc->ref};
     ck_assert_int_eq(ds_traj_init(&oc->tr, T, B, dim, c->langevin, 0), DS_OK);
-    ck_assert_int_eq(ds_onpolicy_create(&oc->sim, B, &oc->op), DS_OK);
+    ck_assert_int_eq(ds_onpolicy_create(&oc->sim, B, 1, &oc->op), DS_OK);
     oc->noise = calloc((size_t)T * B * dim, sizeof(ds_real));
     ds_rng_normal_d(ds_rng_make(77, DS_RNG_TEST), seed, 0, 0, T * B * dim, oc->noise);
 }
@@ -96,10 +99,12 @@ static double loss_of(oncase *oc, int B, int k)
     return loss;
 }
 
-static void check_fd(const char *energy, int dim, process kind, int langevin, int learned_variance,
-                     double sigma2, double scale, const char *label)
+static void check_fd_clip(const char *energy, int dim, process kind, int langevin, int learned_variance,
+                          double sigma2, double scale, double lgv_clip, double gfn_clip, const char *label)
 {
     ds_policy_config c = small_config(dim, langevin, learned_variance);
+    c.lgv_clip = lgv_clip;
+    c.gfn_clip = gfn_clip;
     oncase oc;
     oncase_init(&oc, energy, dim, kind, &c, OT, OB, sigma2, 11);
     ds_arena *a = &oc.p->arena;
@@ -137,6 +142,12 @@ static void check_fd(const char *energy, int dim, process kind, int langevin, in
     oncase_free(&oc);
 }
 
+static void check_fd(const char *energy, int dim, process kind, int langevin, int learned_variance,
+                     double sigma2, double scale, const char *label)
+{
+    check_fd_clip(energy, dim, kind, langevin, learned_variance, sigma2, scale, 100.0, 1e4, label);
+}
+
 START_TEST(pis_gradient) { check_fd("gaussian", 3, PIS, 0, 0, 2.0, 0.8, "PIS on gaussian(3)"); }
 END_TEST
 START_TEST(pis_lp_gradient)
@@ -146,6 +157,68 @@ START_TEST(pis_lp_gradient)
     check_fd("many_well", 4, PIS, 1, 1, 0.5, 0.3, "PIS + LP + learned variance on many_well(4)");
 }
 END_TEST
+/* Clipped LP gradients and clipped outputs: their masks in the reverse pass
+ * (lgv_clip 0.5 clips most of 25gmm's grad log R, gfn_clip 1.5 some outputs). */
+START_TEST(clipped_gradients)
+{
+    check_fd_clip("25gmm", 2, PIS, 1, 1, 2.0, 0.8, 0.5, 1e4, "PIS + LP on 25gmm, grad log R clipped at 0.5");
+    check_fd_clip("gaussian", 3, PIS, 1, 0, 2.0, 2.0, 100.0, 1.5, "PIS + LP on gaussian(3), outputs clipped at 1.5");
+}
+END_TEST
+
+/* The reference's estimator (grad log R a constant in the drift) is the
+ * full gradient without the HVP term: the same as lp_through_grad on an
+ * energy whose Hessian is zero, bitwise. */
+static ds_status zero_hvp(const void *state, int dim, int n, const ds_real *x, const ds_real *cond, const ds_real *v,
+                          ds_real *hv)
+{
+    (void)state; (void)x; (void)cond; (void)v;
+    memset(hv, 0, sizeof(ds_real) * (size_t)n * dim);
+    return DS_OK;
+}
+
+START_TEST(detached_lp_is_the_reference_estimator)
+{
+    ds_policy_config c = small_config(2, 1, 1);
+    oncase oc;
+    oncase_init(&oc, "25gmm", 2, PIS, &c, OT, OB, 2.0, 17);
+    for (size_t k = 0; k < oc.p->arena.n; k++) oc.p->arena.params[k] *= 0.8;
+    ds_onpolicy *det = NULL, *zero = NULL;
+    ck_assert_int_eq(ds_onpolicy_create(&oc.sim, OB, 0, &det), DS_OK);
+    ds_energy_vtable zvt = *oc.e->vt;
+    zvt.hvp = zero_hvp;
+    ds_energy ez = *oc.e;
+    ez.vt = &zvt;
+    ds_sim sz = oc.sim;
+    sz.energy = &ez;
+    ck_assert_int_eq(ds_onpolicy_create(&sz, OB, 1, &zero), DS_OK);
+    const size_t n = oc.p->arena.n;
+    ds_real *g_det = calloc(n, sizeof *g_det), *g_full = calloc(n, sizeof *g_full);
+    double l_det, l_zero, l_full;
+    const ds_rng r = ds_rng_make(5, DS_RNG_FORWARD);
+    ds_arena_zero_grad(&oc.p->arena);
+    ck_assert_int_eq(ds_onpolicy_loss_grad(det, &oc.tr, OB, 0, 0, r, 3, 0, oc.noise, &l_det), DS_OK);
+    memcpy(g_det, oc.p->arena.grads, n * sizeof *g_det);
+    ds_arena_zero_grad(&oc.p->arena);
+    ck_assert_int_eq(ds_onpolicy_loss_grad(zero, &oc.tr, OB, 0, 0, r, 3, 0, oc.noise, &l_zero), DS_OK);
+    ck_assert(l_det == l_zero);
+    ck_assert(memcmp(g_det, oc.p->arena.grads, n * sizeof *g_det) == 0);
+    /* and it is a different estimator from the full gradient */
+    ds_arena_zero_grad(&oc.p->arena);
+    ck_assert_int_eq(ds_onpolicy_loss_grad(oc.op, &oc.tr, OB, 0, 0, r, 3, 0, oc.noise, &l_full), DS_OK);
+    memcpy(g_full, oc.p->arena.grads, n * sizeof *g_full);
+    ck_assert(l_full == l_det);
+    double diff = 0;
+    for (size_t k = 0; k < n; k++) diff += fabs(g_full[k] - g_det[k]);
+    ck_assert_msg(diff > 1e-6, "the HVP term changed nothing (%g)", diff);
+    free(g_det);
+    free(g_full);
+    ds_onpolicy_destroy(&det);
+    ds_onpolicy_destroy(&zero);
+    oncase_free(&oc);
+}
+END_TEST
+
 START_TEST(pis_learned_variance_gradient) { check_fd("9gmm", 2, PIS, 0, 1, 2.0, 0.8, "PIS + learned variance on 9gmm"); }
 END_TEST
 START_TEST(dds_gradient)
@@ -188,7 +261,7 @@ START_TEST(checkpointed_recomputation)
     ds_sim s2 = full.sim;
     s2.policy = small;
     ds_onpolicy *op = NULL;
-    ck_assert_int_eq(ds_onpolicy_create(&s2, B, &op), DS_OK);
+    ck_assert_int_eq(ds_onpolicy_create(&s2, B, 1, &op), DS_OK);
     double l2 = NAN;
     ds_arena_zero_grad(&small->arena);
     ck_assert_int_eq(ds_onpolicy_loss_grad(op, &full.tr, B, 0, 2, ds_rng_make(5, DS_RNG_FORWARD), 3, 0, full.noise, &l2),
@@ -268,7 +341,7 @@ START_TEST(finite_difference_hvp)
     ds_sim s2 = oc.sim;
     s2.energy = &e2;
     ds_onpolicy *op = NULL;
-    ck_assert_int_eq(ds_onpolicy_create(&s2, OB, &op), DS_OK);
+    ck_assert_int_eq(ds_onpolicy_create(&s2, OB, 1, &op), DS_OK);
     ck_assert(ds_onpolicy_uses_fd_hvp(op));
     ds_arena_zero_grad(&oc.p->arena);
     double l1 = NAN;
@@ -314,6 +387,8 @@ int main(void)
     tcase_add_test(g, dis_gradient);
     tcase_add_test(g, checkpointed_recomputation);
     tcase_add_test(g, finite_difference_hvp);
+    tcase_add_test(g, clipped_gradients);
+    tcase_add_test(g, detached_lp_is_the_reference_estimator);
     tcase_add_test(g, refusals);
     suite_add_tcase(s, g);
     TCase *t = tcase_create("training");

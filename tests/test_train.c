@@ -4,6 +4,7 @@
  * learns a target with known log Z (a short run on the diagonal Gaussian). */
 #include "diffsamp/config.h"
 #include "diffsamp/dist.h"
+#include "diffsamp/energy.h"
 #include "diffsamp/eval.h"
 #include "diffsamp/train.h"
 #include "testutil.h"
@@ -208,6 +209,69 @@ START_TEST(fail_hook_fails_the_chosen_rank_at_the_chosen_iteration)
 }
 END_TEST
 
+/* Energy-call accounting on a known schedule: every count is exact. */
+static void check_calls(const char *objective, int lp, int ls, int through)
+{
+    enum { T = 6, B = 10, N = 24, EN = 30, GT = 4, K = 3, CYCLE = 5, MAXIT = 7 };
+    ds_settings s;
+    ds_settings_defaults(&s);
+    char set[64];
+    snprintf(set, sizeof set, "objective.name=%s", objective);
+    ck_assert_int_eq(ds_settings_set(&s, set), DS_OK);
+    s.T = T;
+    s.batch_size = B;
+    s.eval_samples = EN;
+    s.eval_gt_samples = GT;
+    s.eval_paths = K;
+    s.langevin = lp;
+    s.lp_through_grad = through;
+    s.ls_enabled = ls;
+    s.ls_cycle = CYCLE;
+    s.ls_max_iter = MAXIT;
+    s.ls_burn_in = 2;
+    ds_trainer *t = NULL;
+    ck_assert_msg(ds_trainer_create(&s, MPI_COMM_SELF, &t) == DS_OK, "%s", ds_error_message());
+    double loss;
+    for (int i = 0; i < N; i++) ck_assert_msg(ds_trainer_step(t, &loss) == DS_OK, "%s", ds_error_message());
+    ds_eval_result r;
+    ck_assert_int_eq(ds_trainer_evaluate(t, 1, &r), DS_OK);
+    const int onp = strcmp(objective, "pis") == 0;
+    /* forward iterations: all of them, or the even ones when training both ways */
+    const long fwd = ls ? N / 2 : N;
+    long rounds = 0;
+    /* local search runs on the backward iterations with it % cycle == 1: 1, 11, 21 */
+    for (long it = 0; it < N; it++)
+        rounds += ds_trainer_is_backward_iteration(&s, it) && ds_trainer_is_local_search_iteration(&s, it);
+    ck_assert(!ls || rounds == 3);
+    /* log R(x_T) of every forward trajectory (with its gradient on-policy); the backward iterations take
+     * log R from the buffer */
+    ck_assert_double_eq(r.energy_value[DS_ECALL_TRAIN], (double)fwd * B);
+    ck_assert_double_eq(r.energy_grad[DS_ECALL_TRAIN], onp ? (double)fwd * B : 0.0);
+    /* LP: grad log R at the T states of every trajectory of every iteration; on-policy also one HVP per
+     * state after x_0 */
+    ck_assert_double_eq(r.energy_value[DS_ECALL_LP], lp ? (double)N * T * B : 0.0);
+    ck_assert_double_eq(r.energy_grad[DS_ECALL_LP], lp ? (double)N * T * B : 0.0);
+    ck_assert_double_eq(r.energy_hvp, onp && lp && through ? (double)N * (T - 1) * B : 0.0);
+    /* MALA: the start and every proposal, with gradients */
+    ck_assert_double_eq(r.energy_value[DS_ECALL_LS], (double)rounds * B * (MAXIT + 1));
+    ck_assert_double_eq(r.energy_grad[DS_ECALL_LS], (double)rounds * B * (MAXIT + 1));
+    /* evaluation: EN forward samples and GT x K backward paths, each log R at x_T and (LP) at the T states */
+    ck_assert_double_eq(r.energy_value[DS_ECALL_EVAL], (double)(EN + GT * K) * (lp ? T + 1 : 1));
+    ck_assert_double_eq(r.energy_grad[DS_ECALL_EVAL], lp ? (double)(EN + GT * K) * T : 0.0);
+    ds_trainer_destroy(&t);
+}
+
+START_TEST(energy_calls_are_counted_exactly)
+{
+    check_calls("tb", 0, 0, 0);
+    check_calls("tb", 1, 1, 0);
+    check_calls("vargrad", 0, 1, 0);
+    check_calls("pis", 1, 0, 0);
+    check_calls("pis", 1, 0, 1);
+    check_calls("pis", 0, 0, 0);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -219,6 +283,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, evaluation_statistics);
     tcase_add_test(tc, grid_mode_coverage);
     tcase_add_test(tc, fail_hook_fails_the_chosen_rank_at_the_chosen_iteration);
+    tcase_add_test(tc, energy_calls_are_counted_exactly);
     tcase_add_test(tc, training_learns_a_gaussian);
     suite_add_tcase(s, tc);
     int rc = ds_test_run(s);

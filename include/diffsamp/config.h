@@ -44,6 +44,7 @@ typedef struct ds_settings {
     int both_ways;                 /* objective.both_ways (on when local search is) */
     double subtb_lambda;           /* objective.subtb_lambda */
     int recompute_every;           /* objective.recompute_every (on-policy memory: 0 = keep all) */
+    int lp_through_grad;           /* objective.lp_through_grad (on-policy + LP: differentiate grad log R) */
 
     /* train */
     long iterations;               /* train.iterations */

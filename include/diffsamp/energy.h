@@ -121,13 +121,42 @@ typedef struct ds_energy_vtable {
 #define DS_ENERGY_KEYS(table) .keys = (table), .nkeys = (int)(sizeof(table) / sizeof((table)[0]))
 
 /* An instance: a family at a dimension. Fields are read-only for callers. */
+/* Accounting of energy evaluations by purpose, for comparisons at equal
+ * numbers of target evaluations (SGDS, arXiv 2505.19552). Every call of
+ * ds_energy_log_reward* adds its points to value[purpose] (and to
+ * grad[purpose] when the gradient was asked for), every HVP call to
+ * hvp[purpose]; the caller says what the calls are for. */
+typedef enum ds_energy_purpose {
+    DS_ECALL_TRAIN = 0, /* log R of trajectories' terminal states in training */
+    DS_ECALL_LP,        /* per-step terms of training passes: LP's grad log R, partial energy, HVPs */
+    DS_ECALL_LS,        /* local search (MALA) */
+    DS_ECALL_EVAL,      /* evaluation and sample sets */
+    DS_ECALL_NPURPOSE
+} ds_energy_purpose;
+typedef struct ds_energy_calls {
+    int purpose;                      /* what calls count as now (DS_ECALL_TRAIN at create) */
+    double value[DS_ECALL_NPURPOSE];  /* points at which log R was evaluated */
+    double grad[DS_ECALL_NPURPOSE];   /* of those, points where grad log R was too */
+    double hvp[DS_ECALL_NPURPOSE];    /* Hessian-vector products */
+} ds_energy_calls;
+
+/* An instance: a family at a dimension. Fields are read-only for callers
+ * (calls through ds_energy_set_purpose). */
 struct ds_energy {
     const ds_energy_vtable *vt;
     int dim;
     int has_log_z;  /* 1 when log_z is exact */
     double log_z;
     void *state;
+    ds_energy_calls *calls; /* this process's counts (counting does not change the energy) */
 };
+
+/* Sets what the next evaluations of e count as; returns the previous purpose. */
+int ds_energy_set_purpose(const ds_energy *e, int purpose);
+/* Switches to purpose `to` only when the current one is `from` (e.g. the
+ * per-step terms of a training pass, TRAIN -> LP, but not of an evaluation);
+ * returns the previous purpose, to restore with ds_energy_set_purpose. */
+int ds_energy_refine_purpose(const ds_energy *e, int from, int to);
 
 /* Looks name up in the registry and builds it with ds_energy_create_from.
  * An unknown name fails with DS_ERR_CONFIG and a message that lists every

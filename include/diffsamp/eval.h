@@ -25,6 +25,10 @@ typedef struct ds_eval_result {
     double ls_step;        /* its final MALA step size */
     long buffer_size;      /* replay entries (summed over ranks; 0 without a buffer) */
     long buffer_ls_size;   /* local-search buffer entries */
+    /* energy evaluations so far, summed over ranks, by purpose (the order of
+     * ds_energy_purpose: train, lp, ls, eval): points where log R was
+     * evaluated, of those with the gradient, and Hessian-vector products */
+    double energy_value[4], energy_grad[4], energy_hvp;
 } ds_eval_result;
 
 /* log(sum exp v) and log(mean exp v) over n values, stable (max shift);
