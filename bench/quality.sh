@@ -10,7 +10,7 @@ run=${3:-runs/quality_$(basename "$cfg" .yaml)}
 start=$(date +%s)
 OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} "$exe" train "$cfg" --out "$run" --resume never
 wall=$(( $(date +%s) - start ))
-w2=$(/usr/bin/python3 analysis/w2.py "$run/samples.h5" --n 2000 | grep -o '[0-9.]*' | tail -1)
+w2=$(/usr/bin/python3 analysis/w2.py --diffsamp "$exe" "$run/samples.h5" --n 2000 | grep -o '[0-9.]*' | tail -1)
 /usr/bin/python3 - "$run" "$w2" "$wall" <<'PY'
 import csv, sys
 run, w2, wall = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])

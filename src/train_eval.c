@@ -142,7 +142,12 @@ static ds_status evaluate(ds_trainer *t, int with_ground_truth, ds_eval_result *
             double *mine2 = malloc(sizeof(double) * (size_t)(2 * t->n_eval + 1));
             double *all2 = malloc(sizeof(double) * (size_t)(2 * s->eval_samples));
             ds_real *allx = malloc(sizeof(ds_real) * (size_t)(2 * s->eval_samples));
-            DS_CHECK(mine2 && all2 && allx, DS_ERR_NOMEM, "out of memory for the mode count");
+            if (!mine2 || !all2 || !allx) {
+                free(mine2);
+                free(all2);
+                free(allx);
+                return ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, "out of memory for the mode count");
+            }
             for (int k = 0; k < 2 * t->n_eval; k++) mine2[k] = (double)t->eval_x[k];
             rc = allgather_doubles(t, mine2, 2 * t->n_eval, all2);
             for (int k = 0; k < 2 * s->eval_samples; k++) allx[k] = (ds_real)all2[k];
