@@ -17,17 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int rank, size, failures;
-
-#define EXPECT(cond, ...)                                                          \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            failures++;                                                            \
-            fprintf(stderr, "[%d] %s:%d FAILED: ", rank, __FILE__, __LINE__);      \
-            fprintf(stderr, __VA_ARGS__);                                          \
-            fprintf(stderr, "\n");                                                 \
-        }                                                                          \
-    } while (0)
+#include "mpitest.h"
 
 static void base_settings(ds_settings *s, const char *objective)
 {
@@ -230,8 +220,7 @@ int main(int argc, char **argv)
     compare_world_and_self("pis+lp", 0, 5, 1e-6, 1e-6);
     compare_world_and_self("dds", 0, 10, 1e-6, 1e-6);
     compare_world_and_self("dis", 0, 10, 1e-6, 1e-6);
-    int total = 0;
-    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    const int total = mpitest_total();
     if (rank == 0) printf("%s: %d failure(s) over %d ranks\n", total ? "FAILED" : "passed", total, size);
     MPI_Finalize();
     return total ? 1 : 0;

@@ -14,17 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int rank, size, failures;
-
-#define EXPECT(cond, ...)                                                          \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            failures++;                                                            \
-            fprintf(stderr, "[%d] %s:%d FAILED: ", rank, __FILE__, __LINE__);      \
-            fprintf(stderr, __VA_ARGS__);                                          \
-            fprintf(stderr, "\n");                                                 \
-        }                                                                          \
-    } while (0)
+#include "mpitest.h"
 
 /* Runs c on comm; x and w (all particles, gathered in index order on every
  * rank of comm) may be NULL. */
@@ -128,8 +118,7 @@ int main(int argc, char **argv)
     free(w1);
     free(w2);
     ds_energy_destroy(&e);
-    int total = 0;
-    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    const int total = mpitest_total();
     MPI_Finalize();
     if (rank == 0) printf("%s: %d failure(s)\n", total ? "FAILED" : "ok", total);
     return total ? 1 : 0;
