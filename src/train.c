@@ -200,9 +200,27 @@ int ds_trainer_is_local_search_iteration(const ds_settings *s, long it)
     return s->ls_enabled && it % s->ls_cycle == 1;
 }
 
+/* What the run does that its settings alone do not say, as YAML comment
+ * lines for <run>/config.yaml and the files' config attribute; "" if none. */
+const char *ds_trainer_notes(const ds_trainer *t)
+{
+    if (t->onp && ds_onpolicy_uses_fd_hvp(t->onp))
+        return "# note: the energy has no Hessian-vector product; LP's grad log R is differentiated by central\n"
+               "# differences of its gradient (objective.lp_through_grad: true)\n";
+    return "";
+}
+
 ds_status ds_trainer_meta(const ds_trainer *t, char **yaml, ds_h5_meta *meta)
 {
     DS_TRY(ds_settings_to_yaml(&t->s, yaml));
+    const char *notes = ds_trainer_notes(t);
+    if (notes[0]) {
+        const size_t a = strlen(*yaml), b = strlen(notes);
+        char *y = realloc(*yaml, a + b + 1);
+        DS_CHECK(y != NULL, DS_ERR_NOMEM, "out of memory for the run's configuration");
+        memcpy(y + a, notes, b + 1);
+        *yaml = y;
+    }
     meta->energy = t->energy->vt->name;
     meta->dim = t->energy->dim;
     meta->config_yaml = *yaml;

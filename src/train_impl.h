@@ -79,5 +79,6 @@ ds_status ds_trainer_energy_calls(ds_trainer *t, double v[DS_NCALLS]);
 /* The file metadata of this run (energy, dim, the effective config as YAML in
  * *yaml, which the caller frees). */
 ds_status ds_trainer_meta(const ds_trainer *t, char **yaml, ds_h5_meta *meta);
+const char *ds_trainer_notes(const ds_trainer *t);
 
 #endif

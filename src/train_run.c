@@ -95,6 +95,7 @@ ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final, int *s
         FILE *cf = fopen(path, "w");
         DS_CHECK(cf != NULL, DS_ERR_IO, "cannot write %s: %s", path, strerror(errno));
         rc = ds_settings_write_yaml(s, cf, 0);
+        fputs(ds_trainer_notes(t), cf);
         fclose(cf);
         DS_TRY(rc);
         DS_TRY(open_metrics(t, &csv));
