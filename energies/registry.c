@@ -6,6 +6,8 @@
  * family is one extern line and one table entry here. */
 #include "diffsamp/energy.h"
 
+#include "diffsamp/blas.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +234,7 @@ ds_status ds_energy_log_reward_cond(const ds_energy *e, int n, const ds_real *x,
     if (n == 0) return DS_OK;
     DS_CHECK(x != NULL && log_r != NULL, DS_ERR_INVALID,
              "ds_energy_log_reward(%s): x and log_r must not be NULL", e->vt->name);
+    ds_blas_done(); /* energies are libm code: blas.h says why */
     DS_TRY(e->vt->log_reward(e->state, e->dim, n, x, cond, log_r, grad));
     if (e->calls) { /* an instance made by hand (tests) has no record and is not counted */
         e->calls->value[e->calls->purpose] += n;
@@ -274,6 +277,7 @@ ds_status ds_energy_hvp_cond(const ds_energy *e, int n, const ds_real *x, const 
     if (n == 0) return DS_OK;
     DS_CHECK(x != NULL && v != NULL && hv != NULL, DS_ERR_INVALID,
              "ds_energy_hvp(%s): x, v and hv must not be NULL", e->vt->name);
+    ds_blas_done(); /* energies are libm code: blas.h says why */
     DS_TRY(e->vt->hvp(e->state, e->dim, n, x, cond, v, hv));
     if (e->calls) e->calls->hvp[e->calls->purpose] += n;
     return DS_OK;
@@ -293,6 +297,7 @@ ds_status ds_energy_sample(const ds_energy *e, ds_rng r, uint64_t first, int n, 
     DS_CHECK(n >= 0, DS_ERR_INVALID, "ds_energy_sample(%s): n = %d < 0", e->vt->name, n);
     if (n == 0) return DS_OK;
     DS_CHECK(x != NULL, DS_ERR_INVALID, "ds_energy_sample(%s): x is NULL", e->vt->name);
+    ds_blas_done(); /* energies are libm code: blas.h says why */
     DS_TRY(e->vt->sample(e->state, e->dim, r, first, n, x));
     return DS_OK;
 }

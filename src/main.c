@@ -3,6 +3,7 @@
  * hands over to the library; the only place that ends the process on error
  * (ds_die: the message for users, then MPI_Abort on every rank; with --debug
  * or DS_DEBUG=1 also where in the source it was raised). */
+#include "diffsamp/blas.h"
 #include "diffsamp/config.h"
 #include "diffsamp/exact.h"
 #include "diffsamp/core.h"
@@ -172,6 +173,7 @@ static void print_version(void)
     printf("diffsamp %s (%s)\n", DS_VERSION, DS_GIT_VERSION);
     printf("  numbers %s, energy ABI version %d\n", DS_REAL_NAME, DS_ENERGY_ABI_VERSION);
     printf("  MPI: %s\n", mpi);
+    printf("  BLAS: %s\n", ds_blas_describe());
 }
 
 #define DIE(rc) ds_die((rc), __FILE__, __LINE__, __func__, "%s", ds_error_message())
@@ -529,6 +531,7 @@ int main(int argc, char **argv)
 {
     /* Before anything can fail: ds_die reads DS_DEBUG. */
     if (take_debug(&argc, argv)) setenv("DS_DEBUG", "1", 1);
+    ds_blas_tune(); /* before any BLAS call (include/diffsamp/blas.h) */
     /* config, energies, help and version need no MPI (and start faster
      * without it: sweeps validate hundreds of configs). */
     const char *c1 = argc > 1 ? argv[1] : "";

@@ -184,6 +184,7 @@ void ds_trainer_destroy(ds_trainer **tp)
 
 long ds_trainer_iteration(const ds_trainer *t) { return t->iteration; }
 ds_policy *ds_trainer_policy(ds_trainer *t) { return t->policy; }
+const ds_energy *ds_trainer_energy(const ds_trainer *t) { return t->energy; }
 
 void ds_trainer_set_fail_hook(ds_trainer *t, int rank, long iteration)
 {

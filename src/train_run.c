@@ -3,6 +3,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "train_impl.h"
 
+#include "diffsamp/blas.h"
+
 #include "diffsamp/mpicheck.h"
 #include "diffsamp/objectives.h"
 
@@ -102,6 +104,7 @@ ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final, int *s
         fprintf(log, "diffsamp: %s on %s (d = %d), %s, T = %d, batch %d on %d rank(s), %ld iterations, %zu parameters\n",
                 ds_objective_name(s->objective), t->energy->vt->name, t->energy->dim, DS_REAL_NAME, s->T,
                 s->batch_size, t->size, s->iterations, t->policy->arena.n);
+        fprintf(log, "BLAS: %s\n", ds_blas_describe());
         if (t->iteration > 0) fprintf(log, "resumed at iteration %ld from %s\n", t->iteration, t->resumed_from);
         fflush(log);
     }

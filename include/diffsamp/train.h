@@ -11,6 +11,7 @@
 
 #include "diffsamp/config.h"
 #include "diffsamp/core.h"
+#include "diffsamp/energy.h"
 #include "diffsamp/eval.h"
 #include "diffsamp/policy.h"
 
@@ -69,6 +70,8 @@ long ds_trainer_iteration(const ds_trainer *t);
  * spent in MPI calls (reductions, the local-search exchange). */
 void ds_trainer_timing(const ds_trainer *t, double *ms_per_iteration, double *mpi_fraction);
 ds_policy *ds_trainer_policy(ds_trainer *t);
+/* The target (its energy-call counts: ds_energy.calls). */
+const ds_energy *ds_trainer_energy(const ds_trainer *t);
 
 /* Test hook: rank `rank` fails with DS_ERR_INVALID ("forced failure") when
  * it starts iteration `iteration`, to show that the whole job then ends with
