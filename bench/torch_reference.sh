@@ -14,10 +14,16 @@
 #          --python EXE [/usr/bin/python3]  --iters N [30]  --warmup N [5]
 #          --ds-iters N [60]  --cases "a b ..." [all six]  --threads "1 2"
 #          --omp-wait-policy P [PASSIVE, or $OMP_WAIT_POLICY; "unset" leaves it unset]
+#          --coretype K [the OpenBLAS kernels diffsamp runs; "default" leaves OPENBLAS_CORETYPE unset]
 # Runs one measurement at a time; read the numbers with the machine's load in mind.
 # OMP_WAIT_POLICY=PASSIVE: with libgomp's default (spinning) policy, 2 torch
 # threads on a machine whose other core is busy ran 15-35x slower than 1
 # thread (10-16 s/iteration), measuring the spin-waits, not the reference.
+# OPENBLAS_CORETYPE: Debian 12's OpenBLAS does not know recent Intel cores and
+# falls back to its slowest kernels; diffsamp chooses better ones itself
+# (include/diffsamp/blas.h), and torch's products go through the same
+# OpenBLAS, so the reference runs with the kernels diffsamp runs (5x faster
+# matrix products for torch on these machines), not with the fallback.
 set -euo pipefail
 
 ref=""
@@ -28,6 +34,7 @@ warmup=5
 ds_iters=60
 threads="1 2"
 wait_policy=${OMP_WAIT_POLICY:-PASSIVE}
+coretype=""
 cases="25gmm_tb manywell_tb_expl 25gmm_pis manywell_pis 25gmm_pis_lp manywell_pis_lp"
 usage() { sed -n '2,20s/^# \{0,1\}//p' "$0"; }
 while [ $# -gt 0 ]; do
@@ -41,6 +48,7 @@ while [ $# -gt 0 ]; do
         --cases) cases=${2:-}; shift 2 ;;
         --threads) threads=${2:-}; shift 2 ;;
         --omp-wait-policy) wait_policy=${2:-}; shift 2 ;;
+        --coretype) coretype=${2:-}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "torch_reference.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -71,6 +79,12 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # A private copy, so a rebuild during the benchmark cannot change the binary under it.
 cp "$exe" "$tmp/diffsamp"
+if [ -z "$coretype" ]; then
+    # "BLAS: OpenBLAS, SkylakeX kernels ..." -> SkylakeX
+    coretype=$("$tmp/diffsamp" --version | sed -n 's/^ *BLAS: OpenBLAS, \([A-Za-z0-9]*\) kernels.*/\1/p')
+    [ -n "$coretype" ] || coretype=default
+fi
+if [ "$coretype" = default ]; then unset OPENBLAS_CORETYPE; else export OPENBLAS_CORETYPE="$coretype"; fi
 
 ds_ms() { # case -> diffsamp ms/iteration
     local extra=()
@@ -102,7 +116,8 @@ pt_ms() { # case threads -> PyTorch ms/iteration
 commit=$(git -C "$ref" rev-parse --short HEAD 2>/dev/null || echo unknown)
 branch=$(git -C "$ref" rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
 echo "reference: $ref ($branch $commit), torch $("$py" -c 'import torch; print(torch.__version__)')"
-echo "diffsamp: $exe, 1 process, OPENBLAS_NUM_THREADS=1, $ds_iters iterations"
+echo "diffsamp: $exe, 1 process, OPENBLAS_NUM_THREADS=1, $ds_iters iterations; $("$tmp/diffsamp" --version | sed -n 's/^ *BLAS: //p')"
+echo "both: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 echo "PyTorch: $iters iterations after $warmup warm-up, CPU, OMP_WAIT_POLICY=$wait_policy; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
