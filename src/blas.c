@@ -14,6 +14,13 @@ void gotoblas_dynamic_quit(void) __attribute__((weak));
 
 static char describe[256] = "";
 
+#if defined(DS_USE_LIBXSMM)
+#define PRODUCTS "network products by libxsmm (DS_LIBXSMM), the rest by "
+#else
+#define PRODUCTS ""
+#endif
+
+
 /* The best of OpenBLAS 0.3.21's x86-64 kernel families this CPU can run, or
  * NULL. SkylakeX needs AVX-512 F/CD/BW/DQ/VL; Haswell AVX2 and FMA. */
 static const char *best_core(void)
@@ -40,7 +47,7 @@ void ds_blas_tune(void)
     const char *want = best_core();
     if (user || !found || strcmp(found, "Prescott") != 0 || !want || !gotoblas_dynamic_init ||
         !gotoblas_dynamic_quit) {
-        snprintf(describe, sizeof describe, "OpenBLAS, %s kernels%s", found ? found : "unknown",
+        snprintf(describe, sizeof describe, PRODUCTS "OpenBLAS, %s kernels%s", found ? found : "unknown",
                  user ? " (OPENBLAS_CORETYPE)" : "");
         return;
     }
@@ -50,7 +57,7 @@ void ds_blas_tune(void)
     gotoblas_dynamic_init();
     unsetenv("OPENBLAS_CORETYPE");
     const char *now = openblas_get_corename();
-    snprintf(describe, sizeof describe, "OpenBLAS, %s kernels (it did not know this CPU and fell back to %s; "
+    snprintf(describe, sizeof describe, PRODUCTS "OpenBLAS, %s kernels (it did not know this CPU and fell back to %s; "
              "chosen from the CPU's flags)", now ? now : "unknown", found);
 }
 
@@ -58,7 +65,7 @@ const char *ds_blas_describe(void)
 {
     if (!describe[0]) {
         const char *c = openblas_get_corename ? openblas_get_corename() : NULL;
-        snprintf(describe, sizeof describe, "%s%s%s", c ? "OpenBLAS, " : "a CBLAS other than OpenBLAS",
+        snprintf(describe, sizeof describe, PRODUCTS "%s%s%s", c ? "OpenBLAS, " : "a CBLAS other than OpenBLAS",
                  c ? c : "", c ? " kernels" : "");
     }
     return describe;

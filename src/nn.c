@@ -118,6 +118,104 @@ void ds_init_normal(ds_real *w, size_t n, double std, ds_rng r, uint64_t tensor_
     }
 }
 
+#if defined(DS_USE_LIBXSMM) && !defined(DS_REAL_DOUBLE)
+/* The float build's products through libxsmm's JIT kernels (cmake
+ * -DDS_LIBXSMM=ON; measured on these machines at (300 x 64) x (64 x 64):
+ * 155-165 GFLOP/s against OpenBLAS's 105-120, and no packing copies).
+ * libxsmm is column-major: a row-major C = A B is the column-major
+ * C^T = B^T A^T, so each product below names its operands the other way
+ * round. Its JIT has no kernel for a transposed first operand, so the
+ * forward product multiplies by a transposed copy of W (made per call:
+ * out x in numbers, against B x out x in multiply-adds). */
+#include <libxsmm.h>
+
+static void xsmm_or_die(libxsmm_smmfunction f)
+{
+    if (!f) {
+        fprintf(stderr, "diffsamp: libxsmm has no kernel for a product shape (build without DS_LIBXSMM)\n");
+        abort();
+    }
+}
+
+/* column-major C (m x n) = A (m x k) op(B) + beta C, op(B) = B or B^T (k x n) */
+static void xsmm_gemm(int trans_b, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                      float beta, float *c, int ldc)
+{
+    const libxsmm_blasint M = m, N = n, K = k, la = lda, lb = ldb, lc = ldc;
+    const float one = 1;
+    const int flags = (trans_b ? LIBXSMM_GEMM_FLAG_TRANS_B : 0) | (beta == 0 ? LIBXSMM_GEMM_FLAG_BETA_0 : 0);
+    libxsmm_smmfunction f = libxsmm_smmdispatch(M, N, K, &la, &lb, &lc, &one, &beta, &flags, NULL);
+    xsmm_or_die(f);
+    f(a, b, c);
+    ds_blas_done();
+}
+
+static float *transposed(const float *W, int rows, int cols)
+{
+    static _Thread_local float *buf = NULL;
+    static _Thread_local size_t cap = 0;
+    const size_t n = (size_t)rows * cols;
+    if (n > cap) { /* grows to the widest layer once; never in steady state */
+        float *nb = realloc(buf, n * sizeof *nb);
+        if (!nb) {
+            fprintf(stderr, "diffsamp: out of memory for a %d x %d weight\n", rows, cols);
+            abort();
+        }
+        buf = nb;
+        cap = n;
+    }
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) buf[(size_t)j * rows + i] = W[(size_t)i * cols + j];
+    return buf;
+}
+
+static void linear_product(ds_real *out, const ds_real *in, const ds_real *W, int B, int in_dim, int out_dim,
+                           float beta)
+{
+    /* row-major out (B, out) = in (B, in) W^T: column-major out' (out x B) = Wt' (out x in) in' (in x B) */
+    const float *Wt = transposed(W, out_dim, in_dim); /* row-major (in, out) = column-major (out x in) */
+    xsmm_gemm(0, out_dim, B, in_dim, Wt, out_dim, in, in_dim, beta, out, out_dim);
+}
+
+static void params_product(ds_real *dW, const ds_real *dout, const ds_real *in, int B, int in_dim, int out_dim)
+{
+    /* row-major dW (out, in) += dout^T in: column-major dW' (in x out) += in' (in x B) dout'^T (B x out), in
+     * blocks of rows (libxsmm's kernels slow down 4x over a long inner dimension) */
+    for (int r = 0; r < B; r += 512) {
+        const int k = B - r < 512 ? B - r : 512;
+        xsmm_gemm(1, in_dim, out_dim, k, in + (size_t)r * in_dim, in_dim, dout + (size_t)r * out_dim, out_dim, 1,
+                  dW, in_dim);
+    }
+}
+
+static void input_product(ds_real *din, const ds_real *dout, const ds_real *W, int B, int in_dim, int out_dim,
+                          float beta)
+{
+    /* row-major din (B, in) = dout W: column-major din' (in x B) = W' (in x out) dout' (out x B) */
+    xsmm_gemm(0, in_dim, B, out_dim, W, in_dim, dout, out_dim, beta, din, in_dim);
+}
+#else
+static void linear_product(ds_real *out, const ds_real *in, const ds_real *W, int B, int in_dim, int out_dim,
+                           ds_real beta)
+{
+    DS_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, out_dim, in_dim, 1, in, in_dim, W, in_dim, beta, out,
+            out_dim);
+}
+
+static void params_product(ds_real *dW, const ds_real *dout, const ds_real *in, int B, int in_dim, int out_dim)
+{
+    DS_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in_dim, B, 1, dout, out_dim, in, in_dim, 1, dW,
+            in_dim);
+}
+
+static void input_product(ds_real *din, const ds_real *dout, const ds_real *W, int B, int in_dim, int out_dim,
+                          ds_real beta)
+{
+    DS_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in_dim, out_dim, 1, dout, out_dim, W, in_dim, beta, din,
+            in_dim);
+}
+#endif
+
 void ds_linear_forward(ds_real *out, const ds_real *in, const ds_real *W, const ds_real *b,
                        int B, int in_dim, int out_dim)
 {
@@ -125,21 +223,19 @@ void ds_linear_forward(ds_real *out, const ds_real *in, const ds_real *W, const 
     if (b) {
         for (int r = 0; r < B; r++) memcpy(out + (size_t)r * out_dim, b, (size_t)out_dim * sizeof(ds_real));
     }
-    DS_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, out_dim, in_dim, 1, in, in_dim, W, in_dim,
-            b ? 1 : 0, out, out_dim);
+    linear_product(out, in, W, B, in_dim, out_dim, b ? 1 : 0);
 }
 
 void ds_linear_forward_add(ds_real *out, const ds_real *in, const ds_real *W, int B, int in_dim, int out_dim)
 {
-    DS_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, out_dim, in_dim, 1, in, in_dim, W, in_dim, 1, out, out_dim);
+    linear_product(out, in, W, B, in_dim, out_dim, 1);
 }
 
 void ds_linear_backward_params(ds_real *dW, ds_real *db, const ds_real *dout, const ds_real *in, int B, int in_dim,
                                int out_dim)
 {
     // dW (out_dim, in_dim) += dout^T (out_dim, B) @ in (B, in_dim)
-    DS_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in_dim, B, 1, dout, out_dim, in, in_dim, 1, dW,
-            in_dim);
+    params_product(dW, dout, in, B, in_dim, out_dim);
     if (db) {
         for (int r = 0; r < B; r++) {
             const ds_real *row = dout + (size_t)r * out_dim;
@@ -152,8 +248,7 @@ void ds_linear_backward_input(ds_real *din, const ds_real *dout, const ds_real *
                               int accumulate)
 {
     // din (B, in_dim) (+)= dout (B, out_dim) @ W (out_dim, in_dim)
-    DS_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in_dim, out_dim, 1, dout, out_dim, W, in_dim,
-            accumulate ? 1 : 0, din, in_dim);
+    input_product(din, dout, W, B, in_dim, out_dim, accumulate ? 1 : 0);
 }
 
 void ds_linear_backward(ds_real *din, ds_real *dW, ds_real *db, const ds_real *dout,
