@@ -17,6 +17,11 @@ fail=0
 check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; else echo "ok: $1"; fi; }
 cd "$tmp" || exit 1
 
+check "README's example is energies/examples/banana.c" \
+    'diff <(sed -n "/^#include <diffsamp\/energy.h>/,/^DS_ENERGY_PLUGIN/p" "$src/README.md") \
+          <(sed -n "/^#include <diffsamp\/energy.h>/,/^DS_ENERGY_PLUGIN/p" "$src/energies/examples/banana.c")'
+check "README's build line is the documented one" \
+    'grep -qxF "cc -shared -fPIC -O2 \$(pkg-config --cflags diffsamp) banana.c -o banana.so" "$src/README.md"'
 cc -shared -fPIC -O2 -I"$src/include" "$src/energies/examples/banana.c" -o banana.so 2>"$tmp/cc_err"
 check "the example builds with the documented cc line" '[ -f banana.so ] && [ ! -s "$tmp/cc_err" ]'
 cc -shared -fPIC -I"$src/include" -DBAD_ABI "$src/tests/plugin_bad.c" -o wrong_abi.so
