@@ -55,6 +55,22 @@ void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *inf
 #define LGCP_GEMM cblas_sgemm
 #endif
 
+/* OpenBLAS's kernels can return with the upper halves of the vector
+ * registers dirty; the libm exp calls that follow then pay the AVX-SSE
+ * transition penalty (measured in a training run: the elementwise part 26x
+ * slower, 2.6 s instead of 0.10 s over 80 calls). vzeroupper after each
+ * product clears that state. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx"))) static void clean_upper_avx(void) { _mm256_zeroupper(); }
+static void clean_upper(void)
+{
+    if (__builtin_cpu_supports("avx")) clean_upper_avx();
+}
+#else
+static void clean_upper(void) {}
+#endif
+
 /* Rows per product when log R is asked without a gradient (into scratch). */
 #define LGCP_CHUNK 256
 
@@ -302,6 +318,7 @@ static ds_status lgcp_log_reward(const void *state, int dim, int n, const ds_rea
     if (grad) { /* one product for the whole batch, straight into grad */
         LGCP_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, dim, dim, 1, x, dim, g->kinv, dim, 0,
                   grad, dim);
+        clean_upper();
         lgcp_finish(g, n, x, grad, log_r, 1);
         return DS_OK;
     }
@@ -310,6 +327,7 @@ static ds_status lgcp_log_reward(const void *state, int dim, int n, const ds_rea
         const ds_real *xr = x + (size_t)k0 * dim;
         LGCP_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, dim, dim, 1, xr, dim, g->kinv, dim, 0,
                   g->scratch, dim);
+        clean_upper();
         lgcp_finish(g, m, xr, g->scratch, log_r + k0, 0);
     }
     return DS_OK;
@@ -322,6 +340,7 @@ static ds_status lgcp_hvp(const void *state, int dim, int n, const ds_real *x, c
     const lgcp_state *g = state;
     LGCP_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, dim, dim, -1, v, dim, g->kinv, dim, 0, hv,
               dim);
+    clean_upper();
     for (size_t i = 0; i < (size_t)n * dim; i++)
         hv[i] = (ds_real)((double)hv[i] - g->area * exp((double)x[i]) * (double)v[i]);
     return DS_OK;

@@ -232,7 +232,6 @@ const char *ds_energy_plugin_missing(const ds_energy_vtable *vt, int has_gradien
 }
 
 /* Forward declarations of the adapter's functions. */
-static ds_status ad_check_dim(int dim);
 static ds_status ad_create(int dim, const ds_energy_args *args, void **state);
 static void ad_destroy(void *state);
 static ds_status ad_log_reward(const void *state, int dim, int n, const ds_real *x, const ds_real *cond,
@@ -357,7 +356,8 @@ ds_status ds_energy_family(const char *name, const ds_energy_args *args, const d
 
 /* -------------------------------------------------------------- adapter */
 
-static ds_status ad_check_dim(int dim)
+/* The family "plugin" before energy.path is known: any dim. */
+static ds_status base_check_dim(int dim)
 {
     DS_CHECK(dim >= 1, DS_ERR_CONFIG, "energy 'plugin': dim must be positive; got %d", dim);
     return DS_OK;
@@ -520,7 +520,7 @@ const ds_energy_vtable ds_energy_plugin_base = {
     .doc = "an energy from a shared library: energy.path and the library's own keys (README: your own energy)",
     .default_dim = 1,
     .dims = "what the library accepts",
-    .check_dim = ad_check_dim,
+    .check_dim = base_check_dim,
     DS_ENERGY_KEYS(base_keys),
     .create = base_create,
     .destroy = base_destroy,
