@@ -588,10 +588,10 @@ static int is_null_scalar(const yaml_node_t *node)
            strcmp(t, "NULL") == 0;
 }
 
-/* Applies the value node of key k, reporting errors at the value. */
 static const ds_energy_vtable *family_of(const ds_settings *s);
 static const ds_energy_vtable *family_or_base(const ds_settings *s);
 
+/* Applies the value node of key k, reporting errors at the value. */
 static ds_status apply_node(const source *src, const key_def *k, const yaml_node_t *node,
                             ds_settings *s)
 {
