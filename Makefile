@@ -9,7 +9,9 @@ PYTHON     ?= /usr/bin/python3
 export OMPI_ALLOW_RUN_AS_ROOT = 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = 1
 
-.PHONY: all deps build build-asan demo demo-plots test test-fast bench bench-scaling bench-quality clean
+PREFIX     ?= /usr/local
+
+.PHONY: all deps build build-asan install demo demo-plots test test-fast bench bench-scaling bench-quality clean
 
 all: build
 
@@ -25,6 +27,11 @@ build: deps $(BUILD)/CMakeCache.txt
 build-asan: deps
 	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DDS_SANITIZE=ON
 	cmake --build $(BUILD_SAN) -j $(JOBS)
+
+# The program, the energy plugin header and diffsamp.pc (pkg-config) under
+# PREFIX (default /usr/local): see README, "Your own energy".
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 # The embedded default: 25gmm, TB + exploration + local search (about a
 # minute), then the pictures of the run.

@@ -588,6 +588,9 @@ static int is_null_scalar(const yaml_node_t *node)
            strcmp(t, "NULL") == 0;
 }
 
+static const ds_energy_vtable *family_of(const ds_settings *s);
+static const ds_energy_vtable *family_or_base(const ds_settings *s);
+
 /* Applies the value node of key k, reporting errors at the value. */
 static ds_status apply_node(const source *src, const key_def *k, const yaml_node_t *node,
                             ds_settings *s)
@@ -608,7 +611,7 @@ static ds_status apply_node(const source *src, const key_def *k, const yaml_node
     }
     /* energy.dim must suit the family. */
     if (k->flags & ENERGY_DIM) {
-        const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
+        const ds_energy_vtable *vt = family_or_base(s);
         if (vt && s->energy_dim != 0 && vt->check_dim(s->energy_dim) != DS_OK) {
             ds_error_clear();
             char shown[80];
@@ -625,7 +628,7 @@ static ds_status apply_node(const source *src, const key_def *k, const yaml_node
  * must accept that dim. */
 static ds_status check_family_dim(const source *src, const yaml_mark_t *mark, const ds_settings *s)
 {
-    const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
+    const ds_energy_vtable *vt = family_or_base(s);
     if (!vt || s->energy_dim == 0 || vt->check_dim(s->energy_dim) == DS_OK) return DS_OK;
     ds_error_clear();
     return SRC_ERR(src, mark,
@@ -635,6 +638,38 @@ static ds_status check_family_dim(const source *src, const yaml_mark_t *mark, co
 }
 
 /* ---------------------------------------------------- energy family keys */
+
+/* The table of s's family: for energy.name plugin with energy.path set, the
+ * library's (loaded on first use, energies/plugin.c); NULL with the error
+ * set when it cannot be loaded. */
+static const ds_energy_vtable *family_of(const ds_settings *s)
+{
+    const ds_energy_vtable *vt = NULL;
+    return ds_energy_family(s->energy_name, &s->energy_args, &vt) == DS_OK ? vt : NULL;
+}
+
+/* The message of the current error without its "file:line func(): "
+ * prefix and trace lines, into buf (to re-raise it at a config location). */
+static const char *error_text(char *buf, size_t n)
+{
+    const char *m = ds_error_message(), *at = strstr(m, "(): ");
+    if (at) m = at + 4;
+    const char *end = strstr(m, "\n  from ");
+    snprintf(buf, n, "%.*s", (int)(end ? (size_t)(end - m) : strlen(m)), m);
+    return buf;
+}
+
+/* The same, else the registered table (the error cleared): for messages
+ * and output. */
+static const ds_energy_vtable *family_or_base(const ds_settings *s)
+{
+    const ds_energy_vtable *vt = family_of(s);
+    if (!vt) {
+        ds_error_clear();
+        vt = ds_energy_lookup(s->energy_name);
+    }
+    return vt;
+}
 
 /* A key_def describing the family key ek, for messages and docs (path is
  * the caller's buffer for "energy.<name>"). */
@@ -724,7 +759,7 @@ static void list_energy_keys(const ds_energy_vtable *vt, char *buf, size_t n)
 static ds_status unknown_family_key(const source *src, const yaml_mark_t *mark,
                                     const ds_settings *s, const char *name)
 {
-    const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
+    const ds_energy_vtable *vt = family_or_base(s);
     char list[1024], hint[640] = "", owners[512] = "";
     list_energy_keys(vt, list, sizeof list);
     /* Families that do have the key, and a near miss among vt's keys. */
@@ -833,7 +868,14 @@ static ds_status apply_document(const source *src, yaml_document_t *doc, ds_sett
         const int energy = strcmp(sec, "energy") == 0;
         yaml_mark_t family_seen[DS_ENERGY_MAX_ARGS];
         unsigned char family_set[DS_ENERGY_MAX_ARGS] = {0};
-        for (int pass = 0; pass < 1 + energy; pass++)
+        /* Passes of the energy section: energy.name, then the keys of the
+         * registered table (a plugin's energy.path), then the rest, whose
+         * table may be a plugin library's. */
+        yaml_mark_t base_mark = vn->start_mark;
+        char why[1024];
+        for (int pass = 0; pass < 1 + 2 * energy; pass++) {
+        if (energy && pass == 2 && !family_of(s)) /* a plugin library that cannot be used */
+            return SRC_ERR(src, &base_mark, "%s", error_text(why, sizeof why));
         for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top;
              q++) {
             yaml_node_t *kk = yaml_document_get_node(doc, q->key);
@@ -845,10 +887,14 @@ static ds_status apply_document(const source *src, yaml_document_t *doc, ds_sett
             if (!name) return DS_ERR_CONFIG;
             if (energy && (pass == 0) != (strcmp(name, "name") == 0)) continue;
             int ki = find_key(first, name);
+            const int base_key = ki < 0 && ds_energy_find_key(ds_energy_lookup(s->energy_name), name);
+            if (energy && pass > 0 && (pass == 1) != base_key) continue;
             if (ki < 0 && energy) {
-                const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
+                const ds_energy_vtable *vt = base_key ? ds_energy_lookup(s->energy_name) : family_of(s);
+                if (!vt) return SRC_ERR(src, &base_mark, "%s", error_text(why, sizeof why));
                 const ds_energy_key *ek = ds_energy_find_key(vt, name);
                 if (!ek) return unknown_family_key(src, &kk->start_mark, s, name);
+                if (base_key) base_mark = kv ? kv->start_mark : kk->start_mark;
                 int fi = (int)(ek - vt->keys);
                 if (family_set[fi])
                     return SRC_ERR(src, &kk->start_mark, "duplicate key 'energy.%s' (first at line %zu:%zu)",
@@ -865,6 +911,7 @@ static ds_status apply_document(const source *src, yaml_document_t *doc, ds_sett
             key_set[ki] = 1;
             key_seen[ki] = kk->start_mark;
             DS_TRY(apply_node(src, &keys[ki], kv, s));
+        }
         }
         if (energy) {
             /* A dim of this document was checked against the family already. */
@@ -1023,7 +1070,12 @@ ds_status ds_settings_set(ds_settings *s, const char *assignment)
     }
     int ki = find_key(first, dot + 1);
     if (ki < 0 && first == find_section("energy", 6)) {
-        const ds_energy_key *ek = ds_energy_find_key(ds_energy_lookup(s->energy_name), dot + 1);
+        const ds_energy_vtable *fvt = ds_energy_find_key(ds_energy_lookup(s->energy_name), dot + 1)
+                                          ? ds_energy_lookup(s->energy_name)
+                                          : family_of(s);
+        char why[1024];
+        if (!fvt) return SRC_ERR(&src, NULL, "%s", error_text(why, sizeof why));
+        const ds_energy_key *ek = ds_energy_find_key(fvt, dot + 1);
         if (!ek) return unknown_family_key(&src, NULL, s, dot + 1);
         yaml_document_t fdoc;
         DS_TRY(parse_document(&src, eq + 1, strlen(eq + 1), &fdoc));
@@ -1078,9 +1130,14 @@ ds_status ds_settings_validate(const ds_settings *s)
 {
     DS_CHECK(s, DS_ERR_INVALID, "ds_settings_validate: NULL settings");
     char list[1024];
-    const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
-    if (!vt) CFG_FAIL("energy.name '%s' is not a registered energy; allowed: %s", s->energy_name,
-                      ds_energy_names(list, sizeof list));
+    if (!ds_energy_lookup(s->energy_name))
+        CFG_FAIL("energy.name '%s' is not a registered energy; allowed: %s", s->energy_name,
+                 ds_energy_names(list, sizeof list));
+    const ds_energy_vtable *vt = family_of(s);
+    if (!vt) return ds_error_trace(__FILE__, __LINE__, __func__), DS_ERR_CONFIG;
+    if (vt == ds_energy_lookup("plugin"))
+        CFG_FAIL("energy.name plugin needs energy.path: the shared library of the energy (README: your own "
+                 "energy)");
     if (s->energy_dim != 0 && vt->check_dim(s->energy_dim) != DS_OK) {
         ds_error_clear();
         CFG_FAIL("energy.dim is %d, but energy '%s' allows 0 (its default, %d) or %s", s->energy_dim,
@@ -1253,7 +1310,7 @@ static void fmt_family_value(const ds_energy_key *ek, const ds_energy_arg *v, ch
  * Returns nonzero on a write error. */
 static int write_family_keys(const ds_settings *s, FILE *out, int docs)
 {
-    const ds_energy_vtable *vt = ds_energy_lookup(s->energy_name);
+    const ds_energy_vtable *vt = family_or_base(s);
     int bad = 0;
     for (int i = 0; vt && i < vt->nkeys; i++) {
         const ds_energy_key *ek = &vt->keys[i];
@@ -1326,7 +1383,7 @@ ds_status ds_settings_write_yaml(const ds_settings *s, FILE *out, int docs)
             snprintf(allowed, sizeof allowed, "one of %s", list);
         } else
             describe_allowed(k, allowed, sizeof allowed);
-        const ds_energy_vtable *fam = ds_energy_lookup(s->energy_name);
+        const ds_energy_vtable *fam = family_or_base(s);
         if ((k->flags & ENERGY_DIM) && fam)
             cat(allowed, sizeof allowed, " that %s accepts: %s", fam->name, fam->dims);
         fmt_value(k, &defaults, dflt, sizeof dflt);

@@ -5,6 +5,7 @@
  * interface in h5io_impl.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "h5io_impl.h"
+#include "diffsamp/energy.h"
 #include "diffsamp/mpicheck.h"
 
 #include <cblas.h>
@@ -401,6 +402,13 @@ ds_status ds_h5_write_root_attrs(hid_t file, const char *format, const ds_h5_hea
     DS_TRY(ds_h5_attr_write_str(file, "precision", DS_REAL_NAME));
     DS_TRY(ds_h5_attr_write_str(file, "energy", h->energy));
     DS_TRY(ds_h5_attr_write_scalar(file, "dim", H5T_STD_I32LE, H5T_NATIVE_INT, &dim));
+    /* An energy from a shared library (energies/plugin.c): which file, and
+     * the SHA-256 of its bytes. */
+    const ds_energy_plugin_lib *plugin = ds_energy_plugin_last();
+    if (plugin && strcmp(h->energy, "plugin") == 0) {
+        DS_TRY(ds_h5_attr_write_str(file, "energy_plugin", plugin->file));
+        DS_TRY(ds_h5_attr_write_str(file, "energy_plugin_sha256", plugin->sha256));
+    }
     return DS_OK;
 }
 

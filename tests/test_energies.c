@@ -579,12 +579,18 @@ END_TEST
 
 START_TEST(registry_names_and_defaults)
 {
-    static const struct { const char *name; int dim; } want[] = {
-        {"9gmm", 2}, {"25gmm", 2}, {"easy_funnel", 10}, {"hard_funnel", 10}, {"many_well", 32}, {"gaussian", 4}};
+    static const struct { const char *name; int dim; int log_z; } want[] = {
+        {"9gmm", 2, 1},     {"25gmm", 2, 1},    {"easy_funnel", 10, 1}, {"hard_funnel", 10, 1},
+        {"many_well", 32, 1}, {"gaussian", 4, 1}, {"lgcp", 1600, 0}};
     const int nw = (int)(sizeof want / sizeof want[0]);
-    ck_assert_int_eq(ds_energy_registry_count(), nw);
+    /* ... and "plugin", which needs energy.path (tests/test_plugin.c). */
+    ck_assert_int_eq(ds_energy_registry_count(), nw + 1);
     ck_assert(ds_energy_registry_get(-1) == NULL);
-    ck_assert(ds_energy_registry_get(nw) == NULL);
+    ck_assert(ds_energy_registry_get(nw + 1) == NULL);
+    ds_energy *p = NULL;
+    ck_assert_int_eq(ds_energy_create("plugin", 0, NULL, &p), DS_ERR_CONFIG);
+    ck_assert_msg(p == NULL && strstr(ds_error_message(), "energy.path"), "%s", ds_error_message());
+    ds_error_clear();
     for (int i = 0; i < nw; i++) {
         const ds_energy_vtable *vt = NULL;
         for (int j = 0; j < ds_energy_registry_count(); j++)
@@ -595,7 +601,7 @@ START_TEST(registry_names_and_defaults)
         ds_energy *e = make(want[i].name, 0);
         ck_assert(e->vt == vt);
         ck_assert_int_eq(e->dim, want[i].dim);
-        ck_assert(e->has_log_z && isfinite(e->log_z));
+        ck_assert(e->has_log_z == want[i].log_z && (!e->has_log_z || isfinite(e->log_z)));
         ds_energy_destroy(&e);
         ck_assert(e == NULL);
     }
@@ -717,7 +723,7 @@ START_TEST(every_family_declares_the_interface)
     ck_assert_str_eq(ds_energy_key_names(ds_energy_lookup("9gmm"), buf, sizeof buf), "spacing, std");
     ck_assert_str_eq(ds_energy_key_names(ds_energy_lookup("gaussian"), buf, sizeof buf), "none");
     ck_assert_str_eq(ds_energy_names(buf, sizeof buf),
-                     "9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian");
+                     "9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian, lgcp, plugin");
     ck_assert_str_eq(ds_energy_names(buf, 12), "9gmm, 25...");
 }
 END_TEST

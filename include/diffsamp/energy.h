@@ -28,7 +28,9 @@
  * ds_energy_args, the meaning of their fields and the signatures and
  * contracts of the vtable functions. Any change to one of these (a field
  * added, removed or reordered, a function argument changed, DS_ENERGY_MAX_ARGS
- * or DS_ENERGY_TEXT_MAX changed) bumps it. A family sets
+ * or DS_ENERGY_TEXT_MAX changed; the plugin entry point and
+ * ds_energy_plugin_info below, except that abi_version stays its first field)
+ * bumps it. A family sets
  * .abi_version = DS_ENERGY_ABI_VERSION; ds_energy_create_from refuses a table
  * built against another version (a plugin compiled for an older diffsamp).
  * Adding a family, or a key to a family, does not bump it. */
@@ -206,5 +208,75 @@ const ds_energy_key *ds_energy_find_key(const ds_energy_vtable *vt, const char *
 const char *ds_energy_key_names(const ds_energy_vtable *vt, char *buf, size_t size);
 /* Writes "name dim log_z doc" lines for `diffsamp energies`. */
 void ds_energy_list(FILE *out);
+
+/* ------------------------------------------------------------------ plugins
+ *
+ * An energy in a shared library, built against this header alone:
+ *   cc -shared -fPIC -O2 $(pkg-config --cflags diffsamp) myenergy.c -o myenergy.so
+ * and named in the config as
+ *   energy: {name: plugin, path: ./myenergy.so, ...its own keys...}
+ * The library defines its ds_energy_vtable (name, keys, dims, functions as
+ * for a built-in family) and exports it with DS_ENERGY_PLUGIN(table,
+ * has_gradient). diffsamp dlopens the file (path relative to the working
+ * directory), checks the ABI version and the precision of ds_real (the
+ * program runs in float: do not define DS_REAL_DOUBLE), validates the table
+ * (keys, default dimension), and then treats it like a built-in: its keys
+ * are validated by the config reader with file:line:col, the optional parts
+ * (HVP, exact sampler, log Z) may be NULL, and the gradient may be absent
+ * (has_gradient 0: log_reward is never asked for one, and what needs it is
+ * refused). Every value it returns must be finite: a NaN or infinity is an
+ * error naming the file. Its functions may call ds_error_set (and DS_CHECK)
+ * and the ds_rng functions, which the diffsamp executable exports.
+ * Checkpoints and sample sets record the library's path and SHA-256. */
+
+/* What the entry point returns. abi_version stays the first field in every
+ * version, so that a library of another version is recognised and refused. */
+typedef struct ds_energy_plugin_info {
+    int abi_version;   /* DS_ENERGY_ABI_VERSION */
+    int real_size;     /* sizeof(ds_real) */
+    int has_gradient;  /* 1 when log_reward fills grad when asked */
+    const ds_energy_vtable *vtable;
+} ds_energy_plugin_info;
+
+/* The exported entry point: a function of this type named
+ * DS_ENERGY_PLUGIN_SYMBOL. */
+typedef const ds_energy_plugin_info *ds_energy_plugin_fn(void);
+#define DS_ENERGY_PLUGIN_SYMBOL "ds_energy_plugin"
+
+/* Defines the entry point of a plugin whose family is `table`. */
+#define DS_ENERGY_PLUGIN(table, has_gradient)                                          \
+    const ds_energy_plugin_info *ds_energy_plugin(void);                               \
+    const ds_energy_plugin_info *ds_energy_plugin(void)                                \
+    {                                                                                  \
+        static const ds_energy_plugin_info info = {DS_ENERGY_ABI_VERSION, (int)sizeof(ds_real), \
+                                                   (has_gradient), &(table)};         \
+        return &info;                                                                  \
+    }
+
+/* The family table for name with the key values args (the settings' own:
+ * only the keys set): the registered table, except for "plugin" with an
+ * energy.path, whose table is the library's (loaded once per process and
+ * path, kept loaded): its keys are "path" then the library's keys. Fails with
+ * DS_ERR_CONFIG for an unknown name, and for a library that cannot be
+ * loaded, lacks the entry point, has another ABI version or precision, or
+ * declares a bad table (DS_ERR_FORMAT for the version), naming the file. */
+ds_status ds_energy_family(const char *name, const ds_energy_args *args, const ds_energy_vtable **out);
+
+/* A loaded plugin library. */
+typedef struct ds_energy_plugin_lib {
+    const char *path;    /* energy.path as given */
+    const char *file;    /* its absolute path */
+    const char *sha256;  /* SHA-256 of the file's bytes, 64 hex digits */
+    int has_gradient;
+} ds_energy_plugin_lib;
+/* The library of e when e comes from a plugin (else NULL). */
+const ds_energy_plugin_lib *ds_energy_plugin_of(const ds_energy *e);
+/* The library that the last plugin energy created in this process came
+ * from, or NULL (what HDF5 writers record: a process trains one energy). */
+const ds_energy_plugin_lib *ds_energy_plugin_last(void);
+/* "what the missing optional parts disable" for a plugin's table, into buf. */
+const char *ds_energy_plugin_missing(const ds_energy_vtable *vt, int has_gradient, char *buf, size_t size);
+/* SHA-256 of the bytes of file into hex (65 chars with the NUL). */
+ds_status ds_sha256_file(const char *file, char hex[65]);
 
 #endif
