@@ -3,7 +3,7 @@
 # Runs as root (apt-get); does nothing when everything is present.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config git libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
-      hdf5-tools libopenblas-dev libyaml-dev check python3-h5py python3-numpy
+      hdf5-tools libopenblas-dev libyaml-dev zlib1g-dev check python3-h5py python3-numpy
       python3-matplotlib python3-pot python3-yaml)
 missing=()
 for p in "${pkgs[@]}"; do

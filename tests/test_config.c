@@ -389,7 +389,7 @@ START_TEST(value_errors_name_file_line_col_key_found_allowed)
     expect_file_error("sampler:\n  langevin: maybe\n", DS_ERR_CONFIG,
                       ":2:13: key 'sampler.langevin': found 'maybe', allowed: a boolean", NULL);
     expect_file_error("energy:\n  name: \"\"\n", DS_ERR_CONFIG,
-                      ":2:9: key 'energy.name': found '', allowed: 9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian",
+                      ":2:9: key 'energy.name': found '', allowed: 9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian, vae",
                       NULL);
     expect_file_error("energy:\n  name: "
                       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
@@ -611,7 +611,7 @@ START_TEST(write_then_load_round_trips)
                                "component; a number in (0, 1e+12]\n"), "%s", text);
     ck_assert(strstr(text, "# energy keys of the other families (valid with their energy.name): 9gmm: "
                            "spacing, std; easy_funnel: x0_std; hard_funnel: x0_std; many_well: none;"));
-    ck_assert(strstr(text, "one of 9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian\n"));
+    ck_assert(strstr(text, "one of 9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian, vae\n"));
     free(text);
 
     ck_assert_str_eq(ds_objective_name(DS_OBJ_FLSUBTB), "fl-subtb");
@@ -696,7 +696,7 @@ START_TEST(energy_section_is_the_family_s)
 {
     expect_file_error("energy:\n  name: nope\n", DS_ERR_CONFIG,
                       ":2:9: key 'energy.name': found 'nope', allowed: 9gmm, 25gmm, easy_funnel, "
-                      "hard_funnel, many_well, gaussian", NULL);
+                      "hard_funnel, many_well, gaussian, vae", NULL);
     expect_file_error("energy:\n  dim: 3\n", DS_ERR_CONFIG,
                       ":2:8: key 'energy.dim': found '3', allowed for energy '25gmm': 0 (its default, 2) or 2",
                       NULL);

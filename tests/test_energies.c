@@ -582,9 +582,10 @@ START_TEST(registry_names_and_defaults)
     static const struct { const char *name; int dim; } want[] = {
         {"9gmm", 2}, {"25gmm", 2}, {"easy_funnel", 10}, {"hard_funnel", 10}, {"many_well", 32}, {"gaussian", 4}};
     const int nw = (int)(sizeof want / sizeof want[0]);
-    ck_assert_int_eq(ds_energy_registry_count(), nw);
+    /* plus the conditional vae (it needs a VAE file: tests/test_vae.c) */
+    ck_assert_int_eq(ds_energy_registry_count(), nw + 1);
     ck_assert(ds_energy_registry_get(-1) == NULL);
-    ck_assert(ds_energy_registry_get(nw) == NULL);
+    ck_assert(ds_energy_registry_get(nw + 1) == NULL);
     for (int i = 0; i < nw; i++) {
         const ds_energy_vtable *vt = NULL;
         for (int j = 0; j < ds_energy_registry_count(); j++)
@@ -703,7 +704,8 @@ START_TEST(every_family_declares_the_interface)
         const ds_energy_vtable *vt = ds_energy_registry_get(i);
         ck_assert_int_eq(vt->abi_version, DS_ENERGY_ABI_VERSION);
         ck_assert_msg(vt->dims && vt->dims[0], "%s has no dims text", vt->name);
-        ck_assert_int_eq(vt->cond_dim, 0); /* every built-in is unconditional */
+        /* every built-in but the VAE posterior is unconditional */
+        ck_assert_int_eq(vt->cond_dim, strcmp(vt->name, "vae") == 0 ? 784 : 0);
         ck_assert(vt->nkeys >= 0 && vt->nkeys <= DS_ENERGY_MAX_ARGS);
         ck_assert(ds_energy_lookup(vt->name) == vt);
         for (int k = 0; k < vt->nkeys; k++) {
@@ -717,7 +719,7 @@ START_TEST(every_family_declares_the_interface)
     ck_assert_str_eq(ds_energy_key_names(ds_energy_lookup("9gmm"), buf, sizeof buf), "spacing, std");
     ck_assert_str_eq(ds_energy_key_names(ds_energy_lookup("gaussian"), buf, sizeof buf), "none");
     ck_assert_str_eq(ds_energy_names(buf, sizeof buf),
-                     "9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian");
+                     "9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian, vae");
     ck_assert_str_eq(ds_energy_names(buf, 12), "9gmm, 25...");
 }
 END_TEST
