@@ -62,6 +62,7 @@ struct ds_trainer {
     volatile sig_atomic_t *stop_flag;
     double t_created;
     char resumed_from[DS_PATH_MAX + 64];
+    struct ds_cond_state *cond;   /* conditional targets (train_cond.c); NULL otherwise */
     double t_train;               /* wall seconds inside ds_trainer_step */
     double t_mpi;                 /* of which in MPI calls (reductions, exchange) */
     long steps_timed;
@@ -79,5 +80,17 @@ ds_status ds_trainer_energy_calls(ds_trainer *t, double v[DS_NCALLS]);
 /* The file metadata of this run (energy, dim, the effective config as YAML in
  * *yaml, which the caller frees). */
 ds_status ds_trainer_meta(const ds_trainer *t, char **yaml, ds_h5_meta *meta);
+
+/* The conditional path (train_cond.c). setup: after the energy, before the
+ * policy (it sets B and first to whole conditions); check: after the policy. */
+ds_status ds_cond_setup(ds_trainer *t);
+ds_status ds_cond_check(ds_trainer *t);
+void ds_cond_free(ds_trainer *t);
+/* Draws iteration it's training conditions into the simulation's rows. */
+ds_status ds_cond_draw(ds_trainer *t, long it);
+/* condition.repeats of a conditional run, 1 otherwise. */
+int ds_cond_repeats(const ds_trainer *t);
+ds_status ds_cond_evaluate(ds_trainer *t, ds_eval_result *r);
+ds_status ds_cond_write_samples(ds_trainer *t, const char *path, ds_eval_result *r);
 
 #endif

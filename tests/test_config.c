@@ -28,8 +28,9 @@
     X(replay_priority) X(replay_beta) X(replay_rank_weight) X(eval_every) X(eval_samples)     \
     X(eval_gt_samples) X(eval_paths) X(checkpoint_every) X(recompute_every) X(beta_min) X(beta_max)  \
     X(smc_particles) X(smc_levels) X(smc_mcmc_steps) X(smc_init_var) X(smc_ess_threshold) X(smc_step) \
-    X(smc_target_acceptance) X(lp_through_grad)
-#define DS_STRING_FIELDS(X) X(energy_name) X(out_dir)
+    X(smc_target_acceptance) X(lp_through_grad) X(cond_train_first) X(cond_train_count)          \
+    X(cond_eval_first) X(cond_eval_count) X(cond_repeats) X(cond_eval_repeats) X(cond_layers)
+#define DS_STRING_FIELDS(X) X(energy_name) X(out_dir) X(cond_images)
 
 /* The effective value of family key k in s: the one set, else the default. */
 static ds_energy_arg effective_arg(const ds_settings *s, const ds_energy_key *k)
@@ -212,6 +213,8 @@ static const char *full_yaml =
     "  samples: *b\n"
     "  ground_truth_samples: 0\n"
     "  paths: 5\n"
+    "condition: {images: imgs.idx, train_first: 10, train_count: 50, eval_first: 5, eval_count: 7, repeats: 4,\n"
+    "            eval_repeats: 3, hidden_layers: 1}\n"
     "smc: {particles: 500, levels: 20, mcmc_steps: 3, init_var: 4, ess_threshold: 0.3, step: 0.1,\n"
     "      target_acceptance: 0.6}\n"
     "output:\n"
@@ -423,7 +426,7 @@ START_TEST(structure_errors_name_file_line_col)
     expect_file_error("# comment\nsamplr:\n  T: 5\n", DS_ERR_CONFIG,
                       ":2:1: unknown section 'samplr'", "did you mean 'sampler'?",
                       "allowed sections: energy, objective, train, sampler, exploration, "
-                      "local_search, replay, eval, smc, output",
+                      "local_search, replay, eval, condition, smc, output",
                       NULL);
     expect_file_error("T: 5\n", DS_ERR_CONFIG, ":1:1: unknown section 'T'",
                       "did you mean 'sampler.T'?", NULL);
