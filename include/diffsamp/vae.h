@@ -25,6 +25,8 @@
 #include "diffsamp/core.h"
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #define DS_VAE_EPS 1e-5
 
@@ -76,5 +78,50 @@ void ds_vae_log_posterior(const ds_vae *v, ds_vae_work *w, int n, const double *
  * second derivative is 0 (almost everywhere), as autograd has it. */
 void ds_vae_posterior_hvp(const ds_vae *v, ds_vae_work *w, int n, const double *z, const double *x,
                           const double *dz, double *hv);
+
+/* ---- training (vae_train.c) -------------------------------------------------
+ * The loss of gfn-diffusion's vae/energies/vae.py: for a batch of images x
+ * (m, x_dim) and standard normals eps (m, z_dim),
+ *   z = mu + exp(logvar / 2) eps,
+ *   BCE = -sum [x log p + (1 - x) log(1 - p)], p = sigmoid(fc4 h3), computed
+ *         from the logits (log p = -softplus(-a)), which matches torch's
+ *         binary_cross_entropy but where it clamps log p at -100,
+ *   KL  = -1/2 sum (1 + logvar - mu^2 - exp(logvar)),
+ * summed over the batch (reduction 'sum'). */
+typedef struct ds_vae_train_work {
+    int cap;
+    double *pre1, *h1, *mu, *lv, *z, *pre3, *h3, *a4, *da4, *dh3, *dz, *dmu, *dlv, *dh1;
+} ds_vae_train_work;
+ds_status ds_vae_train_work_create(const ds_vae *v, int cap, ds_vae_train_work **out);
+void ds_vae_train_work_destroy(ds_vae_train_work **w);
+/* bce and kl (sums over the m <= cap rows); when grad != NULL, adds
+ * d (bce + kl) / d theta into grad (n). */
+void ds_vae_loss(const ds_vae *v, ds_vae_train_work *w, int m, const double *x, const double *eps, double *bce,
+                 double *kl, double *grad);
+
+/* Adam exactly as torch.optim.Adam (no weight decay) on theta. */
+typedef struct ds_vae_adam {
+    double lr, beta1, beta2, eps;
+    long step;
+    double *m, *v; /* (n) */
+} ds_vae_adam;
+ds_status ds_vae_adam_init(ds_vae_adam *a, size_t n, double lr);
+void ds_vae_adam_step(ds_vae_adam *a, ds_vae *v, const double *grad);
+void ds_vae_adam_free(ds_vae_adam *a);
+
+/* diffsamp vae-train: training on an idx image set. */
+typedef struct ds_vae_train_opts {
+    const char *train_images, *test_images; /* idx files (pixels / 255) */
+    long subset;                            /* first images of the training set; 0 = all */
+    int epochs, batch, hidden, z_dim;
+    double lr;
+    uint64_t seed;
+    const char *out;                        /* the HDF5 file written after every epoch */
+} ds_vae_train_opts;
+/* Trains and writes opts->out after every epoch; one progress line per
+ * epoch on log: mean training loss per image and the test-set ELBO per image
+ * (one z sample per image). final_loss / final_elbo (may be NULL) get the
+ * last epoch's numbers. */
+ds_status ds_vae_train(const ds_vae_train_opts *opts, FILE *log, double *final_loss, double *final_elbo);
 
 #endif
