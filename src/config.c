@@ -1137,9 +1137,9 @@ ds_status ds_settings_validate(const ds_settings *s)
         /* conditional targets: forward TB or VarGrad with exploration and LP (train_cond.c) */
         if (s->objective != DS_OBJ_TB && s->objective != DS_OBJ_VARGRAD)
             CFG_FAIL("energy '%s' is conditional: objective.name must be tb or vargrad (found '%s')", vt->name, obj);
-        if (s->both_ways || s->ls_enabled)
-            CFG_FAIL("energy '%s' is conditional: backward training and local search are not implemented for "
-                     "conditional targets; set objective.both_ways: false and local_search.enabled: false", vt->name);
+        if ((s->both_ways || s->ls_enabled) && s->backward != DS_OBJ_TB && s->backward != DS_OBJ_VARGRAD)
+            CFG_FAIL("energy '%s' is conditional: objective.backward must be tb or vargrad (found '%s')", vt->name,
+                     ds_objective_name(s->backward));
         if (s->conditional_flow || s->partial_energy)
             CFG_FAIL("energy '%s' is conditional: its log Z(x) network is built in; set sampler.conditional_flow: "
                      "false and sampler.partial_energy: false", vt->name);

@@ -126,12 +126,13 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     if (t->both_ways) {
         /* The buffer capacity is split over the ranks: each keeps what it produced. */
         size_t cap = (size_t)((s->replay_capacity + t->size - 1) / t->size);
-        DS_TRY_GOTO(rc, ds_buffer_create(cap, d, s->replay_priority, s->replay_beta, s->replay_rank_weight, &t->buf),
+        const int bw = t->cond ? d + 1 : d;  /* conditional: rows [z, image index] (train_cond.c) */
+        DS_TRY_GOTO(rc, ds_buffer_create(cap, bw, s->replay_priority, s->replay_beta, s->replay_rank_weight, &t->buf),
                     fail);
         if (s->ls_enabled)
-            DS_TRY_GOTO(rc, ds_buffer_create(cap, d, s->replay_priority, s->replay_beta, s->replay_rank_weight,
+            DS_TRY_GOTO(rc, ds_buffer_create(cap, bw, s->replay_priority, s->replay_beta, s->replay_rank_weight,
                                              &t->buf_ls), fail);
-        t->bx = ds_calloc((size_t)t->B * d, sizeof(ds_real));
+        t->bx = ds_calloc((size_t)t->B * bw, sizeof(ds_real));
         t->blr = ds_calloc((size_t)t->B, sizeof(ds_real));
         if (!t->bx || !t->blr) {
             rc = ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, "out of memory for buffer batches");

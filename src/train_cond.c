@@ -33,6 +33,8 @@ struct ds_cond_state {
     ds_real *rows;       /* (B, C) the condition of each trajectory of the current pass */
     int32_t *idx;        /* (B) its image index in condition.images */
     double *lw;          /* (B) */
+    ds_real *z, *lr;     /* (B, d), (B): terminal states and log R of a backward batch */
+    ds_real *brow;       /* (B, d + 1): buffer rows [z, image index] */
 };
 
 ds_status ds_cond_vargrad(const ds_obj_input *in, int K, double *loss, ds_real *d_log_pf, ds_real *d_log_f)
@@ -121,7 +123,11 @@ ds_status ds_cond_setup(ds_trainer *t)
     q->rows = ds_calloc((size_t)t->B * q->C, sizeof(ds_real));
     q->idx = ds_calloc((size_t)t->B, sizeof(int32_t));
     q->lw = ds_calloc((size_t)t->B, sizeof(double));
-    DS_CHECK(q->rows && q->idx && q->lw, DS_ERR_NOMEM, "out of memory for the conditions of %d trajectories", t->B);
+    const size_t d = (size_t)t->energy->dim;
+    q->z = ds_calloc((size_t)t->B * d, sizeof(ds_real));
+    q->lr = ds_calloc((size_t)t->B, sizeof(ds_real));
+    q->brow = ds_calloc((size_t)t->B * (d + 1), sizeof(ds_real));
+    DS_CHECK(q->rows && q->idx && q->lw && q->z && q->lr && q->brow, DS_ERR_NOMEM, "out of memory for the conditions of %d trajectories", t->B);
     t->sim.cond = NULL;
     return DS_OK;
 }
@@ -143,6 +149,9 @@ void ds_cond_free(ds_trainer *t)
     ds_free(q->rows);
     ds_free(q->idx);
     ds_free(q->lw);
+    ds_free(q->z);
+    ds_free(q->lr);
+    ds_free(q->brow);
     free(q);
     t->cond = NULL;
 }
@@ -167,6 +176,181 @@ ds_status ds_cond_draw(ds_trainer *t, long it)
 }
 
 int ds_cond_repeats(const ds_trainer *t) { return t->cond ? t->cond->K : 1; }
+
+/* The image of condition index idx (training or evaluation range). */
+static const ds_real *image_of(const ds_trainer *t, int32_t idx)
+{
+    const struct ds_cond_state *q = t->cond;
+    const long tr = (long)idx - t->s.cond_train_first, ev = (long)idx - t->s.cond_eval_first;
+    if (tr >= 0 && tr < (long)q->ntrain) return q->train + (size_t)tr * q->C;
+    if (ev >= 0 && ev < (long)q->neval) return q->eval + (size_t)ev * q->C;
+    return NULL;
+}
+
+ds_status ds_cond_buffer_add(ds_trainer *t)
+{
+    struct ds_cond_state *q = t->cond;
+    const int T = t->s.T, B = t->B, d = t->energy->dim, K = q->K;
+    const ds_real *xT = t->tr.states + (size_t)T * B * d;
+    /* gfn-diffusion's VAE buffer: each condition's best of its K trajectories */
+    for (int c = 0; c < q->n_cond; c++) {
+        int best = c * K;
+        for (int k = 1; k < K; k++)
+            if (t->tr.log_r[c * K + k] > t->tr.log_r[best]) best = c * K + k;
+        memcpy(q->brow + (size_t)c * (d + 1), xT + (size_t)best * d, sizeof(ds_real) * (size_t)d);
+        q->brow[(size_t)c * (d + 1) + d] = (ds_real)q->idx[best];
+        q->lr[c] = t->tr.log_r[best];
+    }
+    DS_TRY(ds_buffer_add(t->buf, (size_t)q->n_cond, q->brow, q->lr));
+    return DS_OK;
+}
+
+/* Splits n buffer rows [z, idx] into q->z, q->idx and q->rows, each repeated rep times. */
+static ds_status split_rows(ds_trainer *t, const ds_real *rows_in, const ds_real *lr_in, int n, int rep)
+{
+    struct ds_cond_state *q = t->cond;
+    const int d = t->energy->dim;
+    for (int i = 0; i < n; i++) {
+        const ds_real *row = rows_in + (size_t)i * (d + 1);
+        const int32_t idx = (int32_t)lrint((double)row[d]);
+        const ds_real *img = image_of(t, idx);
+        DS_CHECK(img != NULL, DS_ERR_FORMAT, "a buffer entry names image %d, outside condition.images' training and "
+                 "evaluation ranges (a checkpoint of another run?)", (int)idx);
+        for (int k = 0; k < rep; k++) {
+            const int b = i * rep + k;
+            memcpy(q->z + (size_t)b * d, row, sizeof(ds_real) * (size_t)d);
+            memcpy(q->rows + (size_t)b * q->C, img, sizeof(ds_real) * (size_t)q->C);
+            q->idx[b] = idx;
+            q->lr[b] = lr_in[i];
+        }
+    }
+    return DS_OK;
+}
+
+ds_status ds_cond_backward_batch(ds_trainer *t, long it, int *did_ls)
+{
+    struct ds_cond_state *q = t->cond;
+    const ds_settings *s = &t->s;
+    const int B = t->B;
+    *did_ls = 0;
+    if (ds_trainer_is_local_search_iteration(s, it)) {
+        /* one chain per condition of the batch, as the reference's buffer.sample() */
+        DS_TRY(ds_buffer_sample(t->buf, ds_rng_make(s->seed, DS_RNG_BUFFER), (uint64_t)it,
+                                (uint64_t)(t->first + s->batch_size), q->n_cond, t->bx, t->blr));
+        DS_TRY(split_rows(t, t->bx, t->blr, q->n_cond, 1));
+        const int prev = ds_energy_set_purpose(t->energy, DS_ECALL_LS);
+        const ds_status rc = ds_cond_local_search(t->energy, &t->lsp, ds_rng_make(s->seed, DS_RNG_LOCAL_SEARCH),
+                                                  (uint64_t)it, (uint64_t)q->cond_first, q->n_cond, q->z, q->rows, q->idx,
+                                                  t->buf_ls, &t->last_ls);
+        ds_energy_set_purpose(t->energy, prev);
+        DS_TRY(rc);
+        t->ls_rounds++;
+        *did_ls = 1;
+    }
+    ds_buffer *src = s->ls_enabled ? t->buf_ls : t->buf;
+    DS_CHECK(ds_buffer_size(src) > 0, DS_ERR_INVALID,
+             "the %s buffer is empty at iteration %ld (local search added nothing: check local_search.burn_in < "
+             "local_search.max_iter and the step size)", s->ls_enabled ? "local-search" : "replay", it);
+    /* B / K entries, K backward trajectories from each (gfn-diffusion's bwd_tb_avg_cond) */
+    DS_TRY(ds_buffer_sample(src, ds_rng_make(s->seed, DS_RNG_BUFFER), (uint64_t)it, (uint64_t)q->cond_first,
+                            q->n_cond, t->bx, t->blr));
+    DS_TRY(split_rows(t, t->bx, t->blr, q->n_cond, q->K));
+    t->sim.cond = q->rows;
+    DS_TRY(ds_sim_backward(&t->sim, &t->tr, B, q->z, q->lr, ds_rng_make(s->seed, DS_RNG_BACKWARD), (uint64_t)it,
+                           (uint64_t)t->first, NULL));
+    return DS_OK;
+}
+
+ds_status ds_cond_local_search(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_t iteration,
+                               uint64_t first_sample, int n, ds_real *x, const ds_real *cond, const int32_t *idx,
+                               ds_buffer *out, ds_ls_stats *stats)
+{
+    DS_TRY(ds_ls_params_check(p));
+    const int d = e->dim;
+    DS_CHECK(n >= 0 && (n == 0 || (x && cond && idx)), DS_ERR_INVALID, "conditional local search: bad arguments");
+    DS_CHECK(out == NULL || ds_buffer_dim(out) == d + 1, DS_ERR_INVALID,
+             "conditional local search: the buffer has width %d, rows [z, image] need %d", out ? ds_buffer_dim(out) : 0,
+             d + 1);
+    const size_t nd = (size_t)n * d;
+    const int collect_steps = p->max_iter - 1 > p->burn_in ? p->max_iter - 1 - p->burn_in : 0;
+    const size_t cap = out ? (size_t)n * (size_t)collect_steps : 0;
+    ds_real *lr = ds_calloc((size_t)n + 1, sizeof(ds_real)), *g = ds_calloc(nd + 1, sizeof(ds_real));
+    ds_real *xp = ds_calloc(nd + 1, sizeof(ds_real)), *lrp = ds_calloc((size_t)n + 1, sizeof(ds_real));
+    ds_real *gp = ds_calloc(nd + 1, sizeof(ds_real));
+    double *xi = ds_calloc((size_t)d, sizeof(double));
+    ds_real *cx = cap ? ds_calloc(cap * (size_t)(d + 1), sizeof(ds_real)) : NULL;
+    ds_real *clr = cap ? ds_calloc(cap, sizeof(ds_real)) : NULL;
+    ds_status rc = DS_OK;
+    if (!lr || !g || !xp || !lrp || !gp || !xi || (cap && (!cx || !clr))) {
+        rc = ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__,
+                          "out of memory for conditional local search on %d chains", n);
+        goto done;
+    }
+    if (n > 0) DS_TRY_GOTO(rc, ds_energy_log_reward_cond(e, n, x, cond, lr, g), done);
+    double step = p->step, rate = 0.0, win_acc = 0, win_prop = 0, all_acc = 0, all_prop = 0, post_acc = 0,
+           post_prop = 0;
+    size_t nc = 0;
+    for (int s = 0; s < p->max_iter; s++) {
+        if (s > 0) step *= rate > p->target_acceptance ? p->adapt_up : p->adapt_down;
+        const double drift = step * p->beta, noise = sqrt(2.0 * step);
+        for (int k = 0; k < n; k++) {
+            ds_rng_normal_d(r, iteration, first_sample + (uint64_t)k, (uint32_t)s, d, xi);
+            for (int j = 0; j < d; j++)
+                xp[(size_t)k * d + j] = (ds_real)((double)x[(size_t)k * d + j] +
+                                                  drift * (double)g[(size_t)k * d + j] + noise * xi[j]);
+        }
+        if (n > 0) DS_TRY_GOTO(rc, ds_energy_log_reward_cond(e, n, xp, cond, lrp, gp), done);
+        double acc = 0;
+        for (int k = 0; k < n; k++) {
+            const size_t o = (size_t)k * d;
+            const double la = ds_ls_log_accept_ratio(d, step, p->beta, x + o, (double)lr[k], g + o, xp + o,
+                                                     (double)lrp[k], gp + o);
+            double u;
+            ds_rng_uniform_d(r, iteration, first_sample + (uint64_t)k, (uint32_t)(s + DS_LS_UNIFORM_STEP), 1, &u);
+            if (!(u < exp(la < 0.0 ? la : 0.0))) continue;
+            acc += 1;
+            memcpy(x + o, xp + o, sizeof(ds_real) * (size_t)d);
+            memcpy(g + o, gp + o, sizeof(ds_real) * (size_t)d);
+            lr[k] = lrp[k];
+            if (cap && s > p->burn_in) {
+                memcpy(cx + nc * (size_t)(d + 1), xp + o, sizeof(ds_real) * (size_t)d);
+                cx[nc * (size_t)(d + 1) + d] = (ds_real)idx[k];
+                clr[nc++] = lrp[k];
+            }
+        }
+        all_acc += acc;
+        all_prop += n;
+        if (s > p->burn_in) {
+            post_acc += acc;
+            post_prop += n;
+        }
+        win_acc += acc;
+        win_prop += n;
+        if (s % p->adapt_every == 0) {
+            double counts[2] = {win_acc, win_prop};
+            if (p->reduce) DS_TRY_GOTO(rc, p->reduce(p->reduce_ctx, counts), done);
+            rate = counts[1] > 0.0 ? counts[0] / counts[1] : 0.0;
+            win_acc = win_prop = 0.0;
+        }
+        if (stats) stats->final_step = step;
+    }
+    if (nc > 0) DS_TRY_GOTO(rc, ds_buffer_add(out, nc, cx, clr), done);
+    if (stats) {
+        stats->acceptance = all_prop > 0 ? all_acc / all_prop : 0;
+        stats->acceptance_after_burn_in = post_prop > 0 ? post_acc / post_prop : 0;
+        stats->added = (long)nc;
+    }
+done:
+    ds_free(lr);
+    ds_free(g);
+    ds_free(xp);
+    ds_free(lrp);
+    ds_free(gp);
+    ds_free(xi);
+    ds_free(cx);
+    ds_free(clr);
+    return rc;
+}
 
 /* Forward samples without exploration of images [i0, i0 + m) of this rank's
  * evaluation share, K each: log-weights into lw (m*K), and the columns when

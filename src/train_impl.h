@@ -91,6 +91,13 @@ ds_status ds_cond_draw(ds_trainer *t, long it);
 /* condition.repeats of a conditional run, 1 otherwise. */
 int ds_cond_repeats(const ds_trainer *t);
 ds_status ds_cond_evaluate(ds_trainer *t, ds_eval_result *r);
+/* Forward iterations: each condition's best trajectory (by log R) into the
+ * replay buffer as [z, image index]. */
+ds_status ds_cond_buffer_add(ds_trainer *t);
+/* Backward iterations: the local-search round when it is due (*did_ls = 1),
+ * then B / K buffer entries, each the terminal state of K backward
+ * trajectories with its image, simulated into t->tr. */
+ds_status ds_cond_backward_batch(ds_trainer *t, long it, int *did_ls);
 ds_status ds_cond_write_samples(ds_trainer *t, const char *path, ds_eval_result *r);
 
 #endif

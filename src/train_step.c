@@ -135,8 +135,15 @@ static ds_status step_impl(ds_trainer *t, double *loss)
         if (t->cond) DS_TRY(ds_cond_draw(t, it));  /* conditional: this iteration's images */
         DS_TRY(ds_sim_forward(&t->sim, &t->tr, B, ds_exploration_std(s, it), ds_rng_make(s->seed, DS_RNG_FORWARD),
                               (uint64_t)it, (uint64_t)t->first, NULL));
-        if (t->buf) DS_TRY(ds_buffer_add(t->buf, (size_t)B, t->tr.states + (size_t)T * B * d, t->tr.log_r));
+        if (t->buf && t->cond) DS_TRY(ds_cond_buffer_add(t));  /* conditional: (image, z, log R) */
+        else if (t->buf) DS_TRY(ds_buffer_add(t->buf, (size_t)B, t->tr.states + (size_t)T * B * d, t->tr.log_r));
         DS_TRY(train_on_batch(t, s->objective, loss));
+    } else if (t->cond) {
+        /* Backward, conditional: buffer entries carry their image (train_cond.c). */
+        int did_ls = 0;
+        DS_TRY(ds_cond_backward_batch(t, it, &did_ls));
+        if (did_ls && t->size > 1 && s->exchange_every == 0) DS_TRY(exchange(t, it));
+        DS_TRY(train_on_batch(t, s->backward, loss));
     } else {
         /* Backward: states from the buffer (or the local-search buffer), noised
          * by the reference process's backward kernel, trained with the

@@ -53,6 +53,68 @@ static const ds_energy_vtable cgauss = {
     .abi_version = DS_ENERGY_ABI_VERSION, .name = "cgauss", .doc = "test", .default_dim = 2, .dims = "any",
     .cond_dim = 4, .check_dim = cg_check, .create = cg_create, .destroy = cg_destroy, .log_reward = cg_log_reward};
 
+/* The same target seen as unconditional with the conditions of the chains
+ * bound in (row k of every call is chain k), for ds_ls_run. */
+static const ds_real *bound_cond;
+static ds_status view_log_reward(const void *st, int dim, int n, const ds_real *x, const ds_real *c, ds_real *lr,
+                                 ds_real *g)
+{
+    (void)c;
+    return cg_log_reward(st, dim, n, x, bound_cond, lr, g);
+}
+static const ds_energy_vtable cview = {
+    .abi_version = DS_ENERGY_ABI_VERSION, .name = "cview", .doc = "test", .default_dim = 2, .dims = "any",
+    .check_dim = cg_check, .create = cg_create, .destroy = cg_destroy, .log_reward = view_log_reward};
+
+START_TEST(conditional_local_search_is_ds_ls_run_per_condition)
+{
+    enum { N = 5, D = 2, C = 4 };
+    ds_energy *e = NULL, *v = NULL;
+    ck_assert_int_eq(ds_energy_create_from(&cgauss, D, NULL, &e), DS_OK);
+    ck_assert_int_eq(ds_energy_create_from(&cview, D, NULL, &v), DS_OK);
+    ds_real cond[N * C], x1[N * D], x2[N * D];
+    int32_t idx[N];
+    for (int i = 0; i < N * C; i++) cond[i] = (ds_real)(1.5 * sin(0.9 * i));
+    for (int i = 0; i < N * D; i++) x1[i] = x2[i] = (ds_real)(0.3 * cos(1.1 * i));
+    for (int k = 0; k < N; k++) idx[k] = 100 + 7 * k;
+    bound_cond = cond;
+    ds_ls_params p;
+    ds_ls_params_init(&p);
+    p.max_iter = 30;
+    p.burn_in = 10;
+    p.step = 0.05;
+    ds_buffer *b1 = NULL, *b2 = NULL;
+    ck_assert_int_eq(ds_buffer_create(1000, D, DS_PRIO_UNIFORM, 1, 0.01, &b1), DS_OK);
+    ck_assert_int_eq(ds_buffer_create(1000, D + 1, DS_PRIO_UNIFORM, 1, 0.01, &b2), DS_OK);
+    ds_ls_stats s1, s2;
+    ds_rng r = ds_rng_make(4, DS_RNG_LOCAL_SEARCH);
+    ck_assert_int_eq(ds_ls_run(v, &p, r, 3, 10, N, x1, b1, &s1), DS_OK);
+    ck_assert_int_eq(ds_cond_local_search(e, &p, r, 3, 10, N, x2, cond, idx, b2, &s2), DS_OK);
+    for (int i = 0; i < N * D; i++) ck_assert(x1[i] == x2[i]);
+    ck_assert(s1.added == s2.added && s1.added > 0 && s1.final_step == s2.final_step &&
+              s1.acceptance == s2.acceptance);
+    ck_assert_uint_eq(ds_buffer_size(b1), ds_buffer_size(b2));
+    /* every collected row carries its chain's image index; chain k's rows have log R under condition k */
+    for (size_t i = 0; i < ds_buffer_size(b2); i++) {
+        ds_real a[D], row[D + 1], l1, l2;
+        ds_buffer_get(b1, i, a, &l1);
+        ds_buffer_get(b2, i, row, &l2);
+        ck_assert(a[0] == row[0] && a[1] == row[1] && l1 == l2);
+        const int k = ((int)row[D] - 100) / 7;
+        ck_assert(k >= 0 && k < N && (int)row[D] == 100 + 7 * k);
+        ds_real lr;
+        ck_assert_int_eq(ds_energy_log_reward_cond(e, 1, row, cond + k * C, &lr, NULL), DS_OK);
+        ck_assert(lr == l2);
+    }
+    ck_assert_int_eq(ds_cond_local_search(e, &p, r, 3, 10, N, x2, cond, idx, b1, &s2), DS_ERR_INVALID);
+    ds_error_clear();
+    ds_buffer_destroy(&b1);
+    ds_buffer_destroy(&b2);
+    ds_energy_destroy(&e);
+    ds_energy_destroy(&v);
+}
+END_TEST
+
 START_TEST(conditional_vargrad_against_finite_differences)
 {
     enum { T = 3, B = 6, K = 3 };
@@ -277,6 +339,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, conditional_tb_gradient_against_finite_differences);
     tcase_add_test(tc, conditional_vargrad_gradient_against_finite_differences);
     tcase_add_test(tc, per_image_metrics);
+    tcase_add_test(tc, conditional_local_search_is_ds_ls_run_per_condition);
     tcase_add_test(tc, conditioning_is_real);
     suite_add_tcase(s, tc);
     int rc = ds_test_run(s);
