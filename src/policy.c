@@ -58,6 +58,7 @@ static ds_status register_tensors(ds_policy *p)
     ln.ptr[1] = "t_model.t_model.2";
     DS_TRY(ds_mlp_add(&p->time, a, 2, tdims, ln.ptr, DS_GROUP_POLICY));
     if (c->cond_dim > 0) {  /* conditional: policy_cond.c */
+        p->s_w = p->s_b = -1;
         DS_TRY(ds_pcond_register(p));
     } else {
         DS_TRY(ds_arena_add(a, "s_model.x_model.weight", H, d, DS_GROUP_POLICY, &p->s_w));
