@@ -20,11 +20,13 @@ extern const ds_energy_vtable ds_energy_many_well;
 extern const ds_energy_vtable ds_energy_gaussian;
 extern const ds_energy_vtable ds_energy_lgcp;
 extern const ds_energy_vtable ds_energy_plugin_base;
+extern const ds_energy_vtable ds_energy_vae;
 
 static const ds_energy_vtable *const registry[] = {
     &ds_energy_9gmm,        &ds_energy_25gmm,     &ds_energy_easy_funnel,
     &ds_energy_hard_funnel, &ds_energy_many_well, &ds_energy_gaussian,
     &ds_energy_lgcp,        &ds_energy_plugin_base,
+    &ds_energy_vae, /* conditional: the posterior of a VAE given an image */
 };
 #define REGISTRY_COUNT ((int)(sizeof registry / sizeof registry[0]))
 

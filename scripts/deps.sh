@@ -3,9 +3,10 @@
 # Runs as root (apt-get); does nothing when everything is present.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config git libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
-      hdf5-tools libopenblas-dev libyaml-dev check python3-h5py python3-numpy
+      hdf5-tools libopenblas-dev libyaml-dev zlib1g-dev check python3-h5py python3-numpy
       python3-matplotlib python3-pot python3-yaml
-      r-base-core r-cran-spatstat.data) # R: the lgcp energy's data (finpines), extracted at build
+      r-base-core r-cran-spatstat.data  # R: the lgcp energy's data (finpines), extracted at build
+      dataset-fashion-mnist)  # dataset-fashion-mnist: the default images of diffsamp vae-train
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

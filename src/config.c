@@ -196,6 +196,21 @@ static const key_def keys[] = {
         "ground-truth samples for the log-likelihood; 0 = none"),
     INT("eval.paths", eval_paths, "10", 1, IMAX, "backward paths per ground-truth sample"),
 
+    STR("condition.images", cond_images, "../shared/data/mnist/t10k-images-idx3-ubyte.gz",
+        "conditional energies (vae): idx file of the condition images, pixels / 255 (plain or .gz)"),
+    INT("condition.train_first", cond_train_first, "100", 0, IMAX,
+        "conditional energies: first image of the training conditions"),
+    INT("condition.train_count", cond_train_count, "9900", 1, IMAX,
+        "conditional energies: training conditions (each iteration draws batch_size / repeats of them)"),
+    INT("condition.eval_first", cond_eval_first, "0", 0, IMAX, "conditional energies: first evaluation image"),
+    INT("condition.eval_count", cond_eval_count, "100", 1, IMAX, "conditional energies: evaluation images"),
+    INT("condition.repeats", cond_repeats, "10", 1, 1e6,
+        "conditional energies: trajectories per condition in training (VarGrad's baseline is per condition)"),
+    INT("condition.eval_repeats", cond_eval_repeats, "10", 1, 1e6,
+        "conditional energies: forward samples per evaluation image (per-image ELBO and IS log p(x))"),
+    INT("condition.hidden_layers", cond_layers, "2", 0, 8,
+        "conditional energies: hidden Linear(H,H) layers of the state encoder of [x, image]"),
+
     LONG("smc.particles", smc_particles, "2000", 1, 1e8, "diffsamp smc: particles (over all ranks)"),
     INT("smc.levels", smc_levels, "100", 1, 1e6,
         "diffsamp smc: annealing levels of the geometric path from N(0, init_var I) to the target"),
@@ -1175,6 +1190,20 @@ ds_status ds_settings_validate(const ds_settings *s)
     if (onpolicy && (s->conditional_flow || s->partial_energy))
         CFG_FAIL("objective.name '%s' is on-policy and learns no flow: set sampler.conditional_flow: false "
                  "and sampler.partial_energy: false", obj);
+    if (vt->cond_dim > 0) {
+        /* conditional targets: forward TB or VarGrad with exploration and LP (train_cond.c) */
+        if (s->objective != DS_OBJ_TB && s->objective != DS_OBJ_VARGRAD)
+            CFG_FAIL("energy '%s' is conditional: objective.name must be tb or vargrad (found '%s')", vt->name, obj);
+        if ((s->both_ways || s->ls_enabled) && s->backward != DS_OBJ_TB && s->backward != DS_OBJ_VARGRAD)
+            CFG_FAIL("energy '%s' is conditional: objective.backward must be tb or vargrad (found '%s')", vt->name,
+                     ds_objective_name(s->backward));
+        if (s->conditional_flow || s->partial_energy)
+            CFG_FAIL("energy '%s' is conditional: its log Z(x) network is built in; set sampler.conditional_flow: "
+                     "false and sampler.partial_energy: false", vt->name);
+        if (s->batch_size % s->cond_repeats != 0)
+            CFG_FAIL("train.batch_size (%d) must be a multiple of condition.repeats (%d): each condition gets "
+                     "repeats trajectories", s->batch_size, s->cond_repeats);
+    }
     if (s->beta_min > s->beta_max)
         CFG_FAIL("sampler.beta_min (%g) must not exceed sampler.beta_max (%g)", s->beta_min, s->beta_max);
     if (s->ls_burn_in >= s->ls_max_iter)

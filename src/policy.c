@@ -3,6 +3,8 @@
  * names as in gfn-diffusion's models/architectures.py. */
 #include "diffsamp/policy.h"
 
+#include "policy_impl.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,8 +57,13 @@ static ds_status register_tensors(ds_policy *p)
     ln.ptr[0] = "t_model.t_model.0";
     ln.ptr[1] = "t_model.t_model.2";
     DS_TRY(ds_mlp_add(&p->time, a, 2, tdims, ln.ptr, DS_GROUP_POLICY));
-    DS_TRY(ds_arena_add(a, "s_model.x_model.weight", H, d, DS_GROUP_POLICY, &p->s_w));
-    DS_TRY(ds_arena_add(a, "s_model.x_model.bias", 1, H, DS_GROUP_POLICY, &p->s_b));
+    if (c->cond_dim > 0) {  /* conditional: policy_cond.c */
+        p->s_w = p->s_b = -1;
+        DS_TRY(ds_pcond_register(p));
+    } else {
+        DS_TRY(ds_arena_add(a, "s_model.x_model.weight", H, d, DS_GROUP_POLICY, &p->s_w));
+        DS_TRY(ds_arena_add(a, "s_model.x_model.bias", 1, H, DS_GROUP_POLICY, &p->s_b));
+    }
     int jdims[DS_MLP_MAX_LINEAR + 1];
     for (int l = 0; l <= L; l++) jdims[l] = H;
     jdims[L + 1] = 2 * d;
@@ -75,7 +82,7 @@ static ds_status register_tensors(ds_policy *p)
         DS_TRY(ds_mlp_add(&p->lgv, a, K + 1, ldims, ln.ptr, DS_GROUP_POLICY));
     }
     p->log_z = -1;
-    if (c->conditional_flow) {
+    if (c->conditional_flow || c->cond_dim > 0) {  /* conditional: log Z(c) */
         jdims[L + 1] = 1;
         sequential_names(&ln, L + 1, NULL, "flow_model.model", 0);
         DS_TRY(ds_mlp_add(&p->flow, a, L + 1, jdims, ln.ptr, DS_GROUP_FLOW));
@@ -148,6 +155,7 @@ ds_status ds_policy_create(const ds_policy_config *c, int max_steps, int max_row
     ds_arena_init(&p->arena);
     ds_status rc = register_tensors(p);
     if (rc == DS_OK) rc = ds_arena_alloc(&p->arena);
+    if (rc == DS_OK && c->cond_dim > 0) rc = ds_pcond_alloc(p);
     if (rc != DS_OK) {
         ds_policy_destroy(&p);
         ds_error_trace(__FILE__, __LINE__, __func__);
@@ -155,7 +163,7 @@ ds_status ds_policy_create(const ds_policy_config *c, int max_steps, int max_row
     }
     const size_t H = (size_t)c->hidden, d = (size_t)c->dim, h2 = 2 * (size_t)c->harmonics;
     const size_t R = (size_t)max_rows, S = (size_t)max_steps, wide = h2 > H ? h2 : H;
-    const int lp = c->langevin, flow = c->conditional_flow;
+    const int lp = c->langevin, flow = c->conditional_flow && c->cond_dim == 0;
     const size_t o = (size_t)ds_policy_lgv_out(p);
     ds_real *mlp_time = NULL, *mlp_joint = NULL, *mlp_flow = NULL, *mlp_lgv = NULL;
     /* The size table: every workspace array of the policy, in one allocation. */
@@ -207,6 +215,7 @@ void ds_policy_destroy(ds_policy **pp)
     if (!pp || !*pp) return;
     ds_policy *p = *pp;
     ds_arena_free(&p->arena);
+    ds_pcond_free(p);
     DS_FREE(p->ws);
     free(p);
     *pp = NULL;
@@ -267,14 +276,26 @@ ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x
     memcpy(X, x, sizeof(ds_real) * (size_t)n * d);
     // h0 (n, H) = x Ws^T + bs + temb[slot]; a0 = gelu(h0)
     ds_real *h0 = p->bw1 + r0 * H;  /* pre-activation scratch; only GELU' is kept */
-    const ds_real *sb = ds_arena_param(a, p->s_b);
-    for (int s = slot0; s < slot1; s++) {  /* each row starts as bias + time embedding of its step */
-        const ds_real *te = p->temb + (size_t)s * H;
-        ds_real *row0 = p->bw1 + (size_t)s * rows * H;
-        for (int j = 0; j < H; j++) row0[j] = sb[j] + te[j];
-        for (int r = 1; r < rows; r++) memcpy(row0 + (size_t)r * H, row0, sizeof(ds_real) * (size_t)H);
+    if (p->cond) {
+        /* conditional: h0 = s_model([x, c]) + temb (policy_cond.c) */
+        DS_TRY(ds_pcond_embed(p, slot0, slot1, X, h0));
+        for (int s = slot0; s < slot1; s++) {
+            const ds_real *te = p->temb + (size_t)s * H;
+            for (int r = 0; r < rows; r++) {
+                ds_real *row = p->bw1 + ((size_t)s * rows + r) * H;
+                for (int j = 0; j < H; j++) row[j] += te[j];
+            }
+        }
+    } else {
+        const ds_real *sb = ds_arena_param(a, p->s_b);
+        for (int s = slot0; s < slot1; s++) {  /* each row starts as bias + time embedding of its step */
+            const ds_real *te = p->temb + (size_t)s * H;
+            ds_real *row0 = p->bw1 + (size_t)s * rows * H;
+            for (int j = 0; j < H; j++) row0[j] = sb[j] + te[j];
+            for (int r = 1; r < rows; r++) memcpy(row0 + (size_t)r * H, row0, sizeof(ds_real) * (size_t)H);
+        }
+        ds_linear_forward_add(h0, X, ds_arena_param(a, p->s_w), n, d, H);
     }
-    ds_linear_forward_add(h0, X, ds_arena_param(a, p->s_w), n, d, H);
     ds_gelu_forward_grad(p->a0 + r0 * H, p->h0gd + r0 * H, h0, (size_t)n * H);
     // joint network: L x [Linear(H,H), GELU], Linear(H, 2d)
     ds_real *out = p->out + r0 * 2 * d;
@@ -317,8 +338,10 @@ ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x
             }
         }
     }
-    // flow: log F = flow net on the same a0, or the scalar log Z
-    if (c->conditional_flow) {
+    // flow: log F = flow net on the same a0, or the scalar log Z (conditional: log Z(c), policy_cond.c)
+    if (p->cond) {
+        DS_TRY(ds_pcond_flow_forward(p, slot0, slot1));
+    } else if (c->conditional_flow) {
         ds_mlp_forward(&p->flow, a, p->logf + r0, p->a0 + r0 * H, r0, n, p->bw2 + r0 * H);
     } else {
         const ds_real lz = ds_arena_param(a, p->log_z)[0];
@@ -377,7 +400,9 @@ ds_status ds_policy_backward(ds_policy *p, int slot0, int slot1, ds_real *dx)
     const ds_real *a0 = p->a0 + r0 * H;
     ds_real *s1 = p->bw1 + r0 * H, *s2 = p->bw2 + r0 * H;
     ds_mlp_backward(&p->joint, a, da0, 0, dout, a0, r0, n, s1, s2);
-    if (c->conditional_flow) {
+    if (p->cond) {
+        /* conditional: log Z(c) is back-propagated with the state encoder below */
+    } else if (c->conditional_flow) {
         ds_mlp_backward(&p->flow, a, da0, 1, p->d_logf + r0, a0, r0, n, s1, s2);
     } else {
         ds_real *gz = ds_arena_grad(a, p->log_z);
@@ -387,8 +412,12 @@ ds_status ds_policy_backward(ds_policy *p, int slot0, int slot1, ds_real *dx)
     }
     mul_inplace(da0, p->h0gd + r0 * H, (size_t)n * H);  // dh0
     // state embedding
-    ds_linear_backward_params(ds_arena_grad(a, p->s_w), ds_arena_grad(a, p->s_b), da0, p->x + r0 * d, n, d, H);
-    if (dx) ds_linear_backward_input(dx, da0, ds_arena_param(a, p->s_w), n, d, H, 0);
+    if (p->cond) {
+        DS_TRY(ds_pcond_backward(p, slot0, slot1, da0, dx));
+    } else {
+        ds_linear_backward_params(ds_arena_grad(a, p->s_w), ds_arena_grad(a, p->s_b), da0, p->x + r0 * d, n, d, H);
+        if (dx) ds_linear_backward_input(dx, da0, ds_arena_param(a, p->s_w), n, d, H, 0);
+    }
     // time embedding: dtemb[s] = sum of dh0 over the slot's rows, then back through the time net
     ds_real *dte = p->dtemb + (size_t)slot0 * H;
     memset(dte, 0, sizeof(ds_real) * (size_t)S * H);

@@ -64,6 +64,7 @@ ds_status ds_sim_check_batch(const ds_sim *s, const ds_traj *tr, int B)
 static ds_status begin_pass(const ds_sim *s, int B)
 {
     DS_TRY(ds_policy_begin(s->policy, s->ref->T, B, s->ref->step));
+    if (s->cond) DS_TRY(ds_policy_set_condition(s->policy, s->cond));
     return DS_OK;
 }
 
@@ -93,8 +94,15 @@ static ds_status state_terms(const ds_sim *s, ds_traj *tr, int B, int i0, int i1
     const int n = (i1 - i0) * B;
     /* per-step terms of a training pass are counted as LP calls */
     const int prev = ds_energy_refine_purpose(s->energy, DS_ECALL_TRAIN, DS_ECALL_LP);
-    ds_status rc = ds_energy_log_reward(s->energy, n, tr->states + r0 * d, tr->lr_scratch + r0,
-                                        lp ? tr->grad + r0 * d : NULL);
+    ds_status rc = DS_OK;
+    if (s->cond) {  /* conditional: one call per step, the batch's conditions */
+        for (int i = i0; i < i1 && rc == DS_OK; i++)
+            rc = ds_energy_log_reward_cond(s->energy, B, tr->states + (size_t)i * B * d, s->cond,
+                                           tr->lr_scratch + (size_t)i * B, lp ? tr->grad + (size_t)i * B * d : NULL);
+    } else {
+        rc = ds_energy_log_reward(s->energy, n, tr->states + r0 * d, tr->lr_scratch + r0,
+                                  lp ? tr->grad + r0 * d : NULL);
+    }
     ds_energy_set_purpose(s->energy, prev);
     DS_TRY(rc);
     if (s->partial_energy)
@@ -161,7 +169,7 @@ static ds_status score_from_policy(const ds_sim *s, ds_traj *tr, int B, const ds
     if (log_r) {
         memcpy(tr->log_r, log_r, sizeof(ds_real) * (size_t)B);
     } else {
-        DS_TRY(ds_energy_log_reward(s->energy, B, tr->states + (size_t)T * B * d, tr->log_r, NULL));
+        DS_TRY(ds_energy_log_reward_cond(s->energy, B, tr->states + (size_t)T * B * d, s->cond, tr->log_r, NULL));
     }
     memcpy(tr->log_f + (size_t)T * B, tr->log_r, sizeof(ds_real) * (size_t)B);
     return DS_OK;

@@ -57,13 +57,15 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     }
     ds_trainer_split(s->batch_size, t->rank, t->size, &t->B, &t->first);
     DS_TRY_GOTO(rc, ds_energy_create(s->energy_name, s->energy_dim, &s->energy_args, &t->energy), fail);
+    if (t->energy->vt->cond_dim > 0) DS_TRY_GOTO(rc, ds_cond_setup(t), fail);  /* conditional: train_cond.c */
     const int d = t->energy->dim, T = s->T;
     ds_policy_config pc = {
         .dim = d, .hidden = s->hidden, .harmonics = s->harmonics, .joint_layers = s->joint_layers,
         .lgv_layers = s->lgv_layers, .langevin = s->langevin, .lgv_per_dim = s->lgv_per_dimension,
         .learned_variance = s->learned_variance, .clipping = s->clipping, .zero_init = s->zero_init,
         .conditional_flow = s->conditional_flow, .log_var_range = s->log_var_range,
-        .lgv_clip = s->lgv_clip, .gfn_clip = s->gfn_clip};
+        .lgv_clip = s->lgv_clip, .gfn_clip = s->gfn_clip,
+        .cond_dim = t->energy->vt->cond_dim, .cond_layers = t->energy->vt->cond_dim > 0 ? s->cond_layers : 0};
     /* The policy holds one pass of T x B rows; an on-policy run that
      * recomputes segments of k steps needs only k x B (and evaluates in
      * chunks that fit). */
@@ -79,6 +81,7 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     const int rows = (int)rows_ll;
     t->chunk = rows / T < t->B ? rows / T : t->B;
     DS_TRY_GOTO(rc, ds_policy_create(&pc, T, rows, s->seed, &t->policy), fail);
+    if (t->cond) DS_TRY_GOTO(rc, ds_cond_check(t), fail);
     ds_adam_init(&t->adam, s->lr_policy, s->lr_flow);
     switch (ds_objective_info_of(s->objective)->reference) {
     case DS_REF_VP: rc = ds_reference_init_vp(&t->ref, T, s->t_scale, s->beta_min, s->beta_max); break;
@@ -123,12 +126,13 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     if (t->both_ways) {
         /* The buffer capacity is split over the ranks: each keeps what it produced. */
         size_t cap = (size_t)((s->replay_capacity + t->size - 1) / t->size);
-        DS_TRY_GOTO(rc, ds_buffer_create(cap, d, s->replay_priority, s->replay_beta, s->replay_rank_weight, &t->buf),
+        const int bw = t->cond ? d + 1 : d;  /* conditional: rows [z, image index] (train_cond.c) */
+        DS_TRY_GOTO(rc, ds_buffer_create(cap, bw, s->replay_priority, s->replay_beta, s->replay_rank_weight, &t->buf),
                     fail);
         if (s->ls_enabled)
-            DS_TRY_GOTO(rc, ds_buffer_create(cap, d, s->replay_priority, s->replay_beta, s->replay_rank_weight,
+            DS_TRY_GOTO(rc, ds_buffer_create(cap, bw, s->replay_priority, s->replay_beta, s->replay_rank_weight,
                                              &t->buf_ls), fail);
-        t->bx = ds_calloc((size_t)t->B * d, sizeof(ds_real));
+        t->bx = ds_calloc((size_t)t->B * bw, sizeof(ds_real));
         t->blr = ds_calloc((size_t)t->B, sizeof(ds_real));
         if (!t->bx || !t->blr) {
             rc = ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, "out of memory for buffer batches");
@@ -167,6 +171,7 @@ void ds_trainer_destroy(ds_trainer **tp)
     ds_reference_free(&t->ref);
     ds_policy_destroy(&t->policy);
     ds_energy_destroy(&t->energy);
+    ds_cond_free(t);
     DS_FREE(t->d_log_pf);
     DS_FREE(t->d_log_f);
     DS_FREE(t->lw);

@@ -105,6 +105,20 @@ ds_status ds_trainer_evaluate(ds_trainer *t, int with_ground_truth, ds_eval_resu
     return DS_OK;
 }
 
+/* What every evaluation reports besides its samples' metrics. */
+static ds_status finish(ds_trainer *t, ds_eval_result *r)
+{
+    const ds_settings *s = &t->s;
+    r->ls_acceptance = s->ls_enabled && t->ls_rounds > 0 ? t->last_ls.acceptance : NAN;
+    r->ls_step = s->ls_enabled && t->ls_rounds > 0 ? t->last_ls.final_step : NAN;
+    long sizes[2] = {t->buf ? (long)ds_buffer_size(t->buf) : 0, t->buf_ls ? (long)ds_buffer_size(t->buf_ls) : 0};
+    if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, sizes, 2, MPI_LONG, MPI_SUM, t->comm));
+    r->buffer_size = sizes[0];
+    r->buffer_ls_size = sizes[1];
+    r->seconds = ds_wtime() - t->t_start;
+    return DS_OK;
+}
+
 static ds_status evaluate(ds_trainer *t, int with_ground_truth, ds_eval_result *r)
 {
     const ds_settings *s = &t->s;
@@ -115,6 +129,11 @@ static ds_status evaluate(ds_trainer *t, int with_ground_truth, ds_eval_result *
     r->log_z_true = t->energy->log_z;
     r->mean_ll = NAN;
     r->modes = -1;
+    r->log_z_rw = NAN;
+    if (t->cond) {  /* conditional: per-image metrics on the evaluation images (train_cond.c) */
+        DS_TRY(ds_cond_evaluate(t, r));
+        return finish(t, r);
+    }
     double learned = 0;
     /* Forward samples without exploration, in chunks of the training batch. */
     double *mine = malloc(sizeof(double) * (size_t)(t->n_eval > 0 ? t->n_eval : 1));
@@ -188,14 +207,7 @@ static ds_status evaluate(ds_trainer *t, int with_ground_truth, ds_eval_result *
         if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, t->comm));
         r->mean_ll = sum / s->eval_gt_samples;
     }
-    r->ls_acceptance = s->ls_enabled && t->ls_rounds > 0 ? t->last_ls.acceptance : NAN;
-    r->ls_step = s->ls_enabled && t->ls_rounds > 0 ? t->last_ls.final_step : NAN;
-    long sizes[2] = {t->buf ? (long)ds_buffer_size(t->buf) : 0, t->buf_ls ? (long)ds_buffer_size(t->buf_ls) : 0};
-    if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, sizes, 2, MPI_LONG, MPI_SUM, t->comm));
-    r->buffer_size = sizes[0];
-    r->buffer_ls_size = sizes[1];
-    r->seconds = ds_wtime() - t->t_start;
-    return DS_OK;
+    return finish(t, r);
 }
 
 static ds_status write_samples(ds_trainer *t, const char *path, long n_total, ds_eval_result *r);
@@ -203,7 +215,8 @@ static ds_status write_samples(ds_trainer *t, const char *path, long n_total, ds
 ds_status ds_trainer_write_samples(ds_trainer *t, const char *path, long n_total, ds_eval_result *r)
 {
     const int prev = ds_energy_set_purpose(t->energy, DS_ECALL_EVAL);
-    ds_status rc = write_samples(t, path, n_total, r);
+    /* conditional: condition.eval_repeats samples of every evaluation image */
+    ds_status rc = t->cond ? ds_cond_write_samples(t, path, r) : write_samples(t, path, n_total, r);
     ds_energy_set_purpose(t->energy, prev);
     ds_eval_result unused;
     if (rc == DS_OK) rc = energy_calls_into(t, r ? r : &unused);

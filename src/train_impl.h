@@ -62,6 +62,7 @@ struct ds_trainer {
     volatile sig_atomic_t *stop_flag;
     double t_created;
     char resumed_from[DS_PATH_MAX + 64];
+    struct ds_cond_state *cond;   /* conditional targets (train_cond.c); NULL otherwise */
     double t_train;               /* wall seconds inside ds_trainer_step */
     double t_mpi;                 /* of which in MPI calls (reductions, exchange) */
     long steps_timed;
@@ -80,5 +81,24 @@ ds_status ds_trainer_energy_calls(ds_trainer *t, double v[DS_NCALLS]);
  * *yaml, which the caller frees). */
 ds_status ds_trainer_meta(const ds_trainer *t, char **yaml, ds_h5_meta *meta);
 const char *ds_trainer_notes(const ds_trainer *t);
+
+/* The conditional path (train_cond.c). setup: after the energy, before the
+ * policy (it sets B and first to whole conditions); check: after the policy. */
+ds_status ds_cond_setup(ds_trainer *t);
+ds_status ds_cond_check(ds_trainer *t);
+void ds_cond_free(ds_trainer *t);
+/* Draws iteration it's training conditions into the simulation's rows. */
+ds_status ds_cond_draw(ds_trainer *t, long it);
+/* condition.repeats of a conditional run, 1 otherwise. */
+int ds_cond_repeats(const ds_trainer *t);
+ds_status ds_cond_evaluate(ds_trainer *t, ds_eval_result *r);
+/* Forward iterations: each condition's best trajectory (by log R) into the
+ * replay buffer as [z, image index]. */
+ds_status ds_cond_buffer_add(ds_trainer *t);
+/* Backward iterations: the local-search round when it is due (*did_ls = 1),
+ * then B / K buffer entries, each the terminal state of K backward
+ * trajectories with its image, simulated into t->tr. */
+ds_status ds_cond_backward_batch(ds_trainer *t, long it, int *did_ls);
+ds_status ds_cond_write_samples(ds_trainer *t, const char *path, ds_eval_result *r);
 
 #endif

@@ -171,7 +171,13 @@ ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final, int *s
         snprintf(path, sizeof path, "%s/samples.h5", s->out_dir);
         DS_TRY_GOTO(rc, ds_trainer_write_samples(t, path, s->eval_samples, final), done);
         if (root) {
-            fprintf(log, "samples: %s (%d samples)\n", path, s->eval_samples);
+            if (t->cond) /* conditional: per-image metrics, and the reference's cross-image number */
+                fprintf(log, "samples: %s (%d per image of %d evaluation images; over images: mean ELBO %.4f, mean IS "
+                             "log p(x) %.4f; cross-image log-mean-exp (the reference's \"RW\") %.4f)\n", path,
+                        s->cond_eval_repeats, s->cond_eval_count, final ? final->elbo : NAN,
+                        final ? final->log_z_is : NAN, final ? final->log_z_rw : NAN);
+            else
+                fprintf(log, "samples: %s (%d samples)\n", path, s->eval_samples);
             fflush(log);
         }
         if (final && last.iteration >= 0) {

@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "train_impl.h"
 
+#include "diffsamp/conditional.h"
 #include "diffsamp/dist.h"
 #include "diffsamp/mpicheck.h"
 #include "diffsamp/objectives.h"
@@ -50,15 +51,18 @@ static ds_status train_on_batch(ds_trainer *t, ds_objective kind, double *loss)
     ds_obj_input in = {.T = T, .B = B, .log_pf = t->tr.log_pf, .log_pb = t->tr.log_pb, .log_f = t->tr.log_f,
                        .subtb_lambda = s->subtb_lambda, .batch_norm = (double)s->batch_size};
     double vg = 0;
-    if (kind == DS_OBJ_VARGRAD) {
+    double local = 0;
+    if (t->cond && kind == DS_OBJ_VARGRAD) {
+        /* conditional: the baseline of each condition's trajectories (train_cond.c) */
+        DS_TRY(ds_cond_vargrad(&in, ds_cond_repeats(t), &local, t->d_log_pf, t->d_log_f));
+    } else if (kind == DS_OBJ_VARGRAD) {
         ds_objective_log_weights(&in, t->lw);
         for (int b = 0; b < B; b++) vg += t->lw[b];
         if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, &vg, 1, MPI_DOUBLE, MPI_SUM, t->comm));
         vg /= s->batch_size;
         in.vargrad_log_z = &vg;
     }
-    double local = 0;
-    DS_TRY(ds_objective_eval(kind, &in, &local, t->d_log_pf, t->d_log_f));
+    if (!(t->cond && kind == DS_OBJ_VARGRAD)) DS_TRY(ds_objective_eval(kind, &in, &local, t->d_log_pf, t->d_log_f));
     double total;
     DS_TRY(global_loss(t, kind, local, &total));
     ds_arena_zero_grad(&t->policy->arena);
@@ -128,10 +132,18 @@ static ds_status step_impl(ds_trainer *t, double *loss)
         DS_TRY(train_on_policy(t, loss));
     } else if (!ds_trainer_is_backward_iteration(s, it)) {
         /* Forward: on-policy plus exploration; terminal states feed the buffer. */
+        if (t->cond) DS_TRY(ds_cond_draw(t, it));  /* conditional: this iteration's images */
         DS_TRY(ds_sim_forward(&t->sim, &t->tr, B, ds_exploration_std(s, it), ds_rng_make(s->seed, DS_RNG_FORWARD),
                               (uint64_t)it, (uint64_t)t->first, NULL));
-        if (t->buf) DS_TRY(ds_buffer_add(t->buf, (size_t)B, t->tr.states + (size_t)T * B * d, t->tr.log_r));
+        if (t->buf && t->cond) DS_TRY(ds_cond_buffer_add(t));  /* conditional: (image, z, log R) */
+        else if (t->buf) DS_TRY(ds_buffer_add(t->buf, (size_t)B, t->tr.states + (size_t)T * B * d, t->tr.log_r));
         DS_TRY(train_on_batch(t, s->objective, loss));
+    } else if (t->cond) {
+        /* Backward, conditional: buffer entries carry their image (train_cond.c). */
+        int did_ls = 0;
+        DS_TRY(ds_cond_backward_batch(t, it, &did_ls));
+        if (did_ls && t->size > 1 && s->exchange_every == 0) DS_TRY(exchange(t, it));
+        DS_TRY(train_on_batch(t, s->backward, loss));
     } else {
         /* Backward: states from the buffer (or the local-search buffer), noised
          * by the reference process's backward kernel, trained with the

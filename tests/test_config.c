@@ -28,8 +28,9 @@
     X(replay_priority) X(replay_beta) X(replay_rank_weight) X(eval_every) X(eval_samples)     \
     X(eval_gt_samples) X(eval_paths) X(checkpoint_every) X(recompute_every) X(beta_min) X(beta_max)  \
     X(smc_particles) X(smc_levels) X(smc_mcmc_steps) X(smc_init_var) X(smc_ess_threshold) X(smc_step) \
-    X(smc_target_acceptance) X(lp_through_grad)
-#define DS_STRING_FIELDS(X) X(energy_name) X(out_dir)
+    X(smc_target_acceptance) X(lp_through_grad) X(cond_train_first) X(cond_train_count)          \
+    X(cond_eval_first) X(cond_eval_count) X(cond_repeats) X(cond_eval_repeats) X(cond_layers)
+#define DS_STRING_FIELDS(X) X(energy_name) X(out_dir) X(cond_images)
 
 /* The effective value of family key k in s: the one set, else the default. */
 static ds_energy_arg effective_arg(const ds_settings *s, const ds_energy_key *k)
@@ -212,6 +213,8 @@ static const char *full_yaml =
     "  samples: *b\n"
     "  ground_truth_samples: 0\n"
     "  paths: 5\n"
+    "condition: {images: imgs.idx, train_first: 10, train_count: 50, eval_first: 5, eval_count: 7, repeats: 4,\n"
+    "            eval_repeats: 3, hidden_layers: 1}\n"
     "smc: {particles: 500, levels: 20, mcmc_steps: 3, init_var: 4, ess_threshold: 0.3, step: 0.1,\n"
     "      target_acceptance: 0.6}\n"
     "output:\n"
@@ -389,7 +392,7 @@ START_TEST(value_errors_name_file_line_col_key_found_allowed)
     expect_file_error("sampler:\n  langevin: maybe\n", DS_ERR_CONFIG,
                       ":2:13: key 'sampler.langevin': found 'maybe', allowed: a boolean", NULL);
     expect_file_error("energy:\n  name: \"\"\n", DS_ERR_CONFIG,
-                      ":2:9: key 'energy.name': found '', allowed: 9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian",
+                      ":2:9: key 'energy.name': found '', allowed: 9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian, vae",
                       NULL);
     expect_file_error("energy:\n  name: "
                       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
@@ -423,7 +426,7 @@ START_TEST(structure_errors_name_file_line_col)
     expect_file_error("# comment\nsamplr:\n  T: 5\n", DS_ERR_CONFIG,
                       ":2:1: unknown section 'samplr'", "did you mean 'sampler'?",
                       "allowed sections: energy, objective, train, sampler, exploration, "
-                      "local_search, replay, eval, smc, output",
+                      "local_search, replay, eval, condition, smc, output",
                       NULL);
     expect_file_error("T: 5\n", DS_ERR_CONFIG, ":1:1: unknown section 'T'",
                       "did you mean 'sampler.T'?", NULL);
@@ -611,7 +614,8 @@ START_TEST(write_then_load_round_trips)
                                "component; a number in (0, 1e+12]\n"), "%s", text);
     ck_assert(strstr(text, "# energy keys of the other families (valid with their energy.name): 9gmm: "
                            "spacing, std; easy_funnel: x0_std; hard_funnel: x0_std; many_well: none;"));
-    ck_assert(strstr(text, "one of 9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian, lgcp, plugin\n"));
+    ck_assert(strstr(text, "one of 9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian, lgcp, plugin, vae
+"));
     free(text);
 
     ck_assert_str_eq(ds_objective_name(DS_OBJ_FLSUBTB), "fl-subtb");
@@ -696,7 +700,7 @@ START_TEST(energy_section_is_the_family_s)
 {
     expect_file_error("energy:\n  name: nope\n", DS_ERR_CONFIG,
                       ":2:9: key 'energy.name': found 'nope', allowed: 9gmm, 25gmm, easy_funnel, "
-                      "hard_funnel, many_well, gaussian", NULL);
+                      "hard_funnel, many_well, gaussian, vae", NULL);
     expect_file_error("energy:\n  dim: 3\n", DS_ERR_CONFIG,
                       ":2:8: key 'energy.dim': found '3', allowed for energy '25gmm': 0 (its default, 2) or 2",
                       NULL);

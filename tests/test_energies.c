@@ -583,10 +583,11 @@ START_TEST(registry_names_and_defaults)
         {"9gmm", 2, 1},     {"25gmm", 2, 1},    {"easy_funnel", 10, 1}, {"hard_funnel", 10, 1},
         {"many_well", 32, 1}, {"gaussian", 4, 1}, {"lgcp", 1600, 0}};
     const int nw = (int)(sizeof want / sizeof want[0]);
-    /* ... and "plugin", which needs energy.path (tests/test_plugin.c). */
-    ck_assert_int_eq(ds_energy_registry_count(), nw + 1);
+    /* ... and "plugin", which needs energy.path (tests/test_plugin.c), and the
+     * conditional vae, which needs a VAE file (tests/test_vae.c). */
+    ck_assert_int_eq(ds_energy_registry_count(), nw + 2);
     ck_assert(ds_energy_registry_get(-1) == NULL);
-    ck_assert(ds_energy_registry_get(nw + 1) == NULL);
+    ck_assert(ds_energy_registry_get(nw + 2) == NULL);
     ds_energy *p = NULL;
     ck_assert_int_eq(ds_energy_create("plugin", 0, NULL, &p), DS_ERR_CONFIG);
     ck_assert_msg(p == NULL && strstr(ds_error_message(), "energy.path"), "%s", ds_error_message());
@@ -709,7 +710,8 @@ START_TEST(every_family_declares_the_interface)
         const ds_energy_vtable *vt = ds_energy_registry_get(i);
         ck_assert_int_eq(vt->abi_version, DS_ENERGY_ABI_VERSION);
         ck_assert_msg(vt->dims && vt->dims[0], "%s has no dims text", vt->name);
-        ck_assert_int_eq(vt->cond_dim, 0); /* every built-in is unconditional */
+        /* every built-in but the VAE posterior is unconditional */
+        ck_assert_int_eq(vt->cond_dim, strcmp(vt->name, "vae") == 0 ? 784 : 0);
         ck_assert(vt->nkeys >= 0 && vt->nkeys <= DS_ENERGY_MAX_ARGS);
         ck_assert(ds_energy_lookup(vt->name) == vt);
         for (int k = 0; k < vt->nkeys; k++) {
@@ -723,7 +725,7 @@ START_TEST(every_family_declares_the_interface)
     ck_assert_str_eq(ds_energy_key_names(ds_energy_lookup("9gmm"), buf, sizeof buf), "spacing, std");
     ck_assert_str_eq(ds_energy_key_names(ds_energy_lookup("gaussian"), buf, sizeof buf), "none");
     ck_assert_str_eq(ds_energy_names(buf, sizeof buf),
-                     "9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian, lgcp, plugin");
+                     "9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian, lgcp, plugin, vae");
     ck_assert_str_eq(ds_energy_names(buf, 12), "9gmm, 25...");
 }
 END_TEST

@@ -107,6 +107,16 @@ typedef struct ds_settings {
     int eval_gt_samples;           /* eval.ground_truth_samples (0 = none) */
     int eval_paths;                /* eval.paths: backward paths per true sample */
 
+    /* conditional targets (energies with cond_dim > 0, e.g. vae): the condition images */
+    char cond_images[DS_PATH_MAX]; /* condition.images: idx file of the conditions (pixels / 255) */
+    int cond_train_first;          /* condition.train_first */
+    int cond_train_count;          /* condition.train_count */
+    int cond_eval_first;           /* condition.eval_first */
+    int cond_eval_count;           /* condition.eval_count */
+    int cond_repeats;              /* condition.repeats: trajectories per condition in training (VarGrad's K) */
+    int cond_eval_repeats;         /* condition.eval_repeats: forward samples per evaluation image */
+    int cond_layers;               /* condition.hidden_layers: hidden layers of the conditional state encoder */
+
     /* SMC baseline (diffsamp smc) */
     long smc_particles;            /* smc.particles */
     int smc_levels;                /* smc.levels */

@@ -29,6 +29,11 @@ typedef struct ds_eval_result {
      * ds_energy_purpose: train, lp, ls, eval): points where log R was
      * evaluated, of those with the gradient, and Hessian-vector products */
     double energy_value[4], energy_grad[4], energy_hvp;
+    /* conditional targets (elbo and log_z_is are then means over the
+     * evaluation images of each image's ELBO and IS log p(x)): log mean exp
+     * of the log-weights of all images' samples together, the reference
+     * code's "RW" number, which estimates no image's likelihood; NaN otherwise */
+    double log_z_rw;
 } ds_eval_result;
 
 /* log(sum exp v) and log(mean exp v) over n values, stable (max shift);

@@ -36,6 +36,8 @@ typedef struct ds_policy_config {
     int clipping;         /* clip the whole output to +-gfn_clip */
     int zero_init;
     int conditional_flow; /* log F(x, t) network instead of a scalar log Z */
+    int cond_dim;         /* per-trajectory condition c (e.g. an image); 0 = none (the networks above, unchanged) */
+    int cond_layers;      /* conditional only: hidden Linear(H,H) layers of the state encoder of [x, c] */
     double log_var_range;
     double lgv_clip;
     double gfn_clip;
@@ -66,6 +68,8 @@ typedef struct ds_policy {
     ds_mlp lgv;           /* langevin_scaling_model.lgv_model.*: Fourier(2h) -> ... -> 1 or d (LP only) */
     int t_phase, s_w, s_b, l_phase;
     int log_z;            /* scalar log Z, or -1 */
+
+    struct ds_policy_cond *cond; /* conditional networks (policy_cond.c); NULL when cond_dim = 0 */
 
     /* Private: views into one workspace allocation (see the size table in policy.c). */
     ds_real *ws;
@@ -103,6 +107,21 @@ ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x
  * ((slot1-slot0)*rows, d; only the state-embedding path: the LP term's
  * dependence on x through grad log R is the caller's, via an energy HVP). */
 ds_status ds_policy_backward(ds_policy *p, int slot0, int slot1, ds_real *dx);
+
+/* Conditional policies (cond_dim > 0; policy_cond.c), the architecture of
+ * gfn-diffusion's VAE models: the state encoder is an MLP of [x, c]
+ * (Linear(d + C, H), GELU, cond_layers x [Linear(H, H), GELU], Linear(H, H)),
+ * its output plus the time embedding feeds the joint network as before, LP's
+ * scale is a function of t, and log Z(c) = flow(GELU(s_model(x_0 = 0, c)))
+ * (flow_model.model.*, the joint shape with output 1, group flow). log F is
+ * computed at slot 0 only (0 elsewhere): TB and VarGrad use nothing else.
+ *
+ * After every ds_policy_begin, ds_policy_set_condition gives the condition
+ * of each of the pass's rows per slot, cond (rows, cond_dim), the same for
+ * every slot (row r of any slot is trajectory r). The condition's part of
+ * the first layer is computed once per trajectory; its weight gradient is
+ * added when a backward call covers the pass's last slot. */
+ds_status ds_policy_set_condition(ds_policy *p, const ds_real *cond);
 
 /* Number of rows the output of LP's scale network has (1 or d). */
 int ds_policy_lgv_out(const ds_policy *p);

@@ -44,6 +44,10 @@ typedef struct ds_sim {
     const ds_energy *energy;
     const ds_reference *ref;    /* T = ref->T steps */
     int partial_energy;         /* add (1 - t_mix) log N(x; 0, v) + t_mix log R(x) to log F */
+    /* Conditional targets and policies: the condition of each trajectory of
+     * the batch, (B, cond_dim), for the energy and the policy; NULL when
+     * unconditional. */
+    const ds_real *cond;
 } ds_sim;
 
 /* Forward trajectories from x_0 ~ mu_0 (x_0 = 0 for Brownian motion) for

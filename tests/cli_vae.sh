@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# End-to-end tests of the VAE experiment's command line: a short conditional
+# run on the pretrained MNIST VAE of ../shared (TB + exploration with local
+# search, both ways) whose sample set carries /condition and the per-image
+# metrics, on 1 and 2 ranks; bitwise resume; refusals of conditional
+# settings that are not supported; vae-train's help and refusals. Skipped
+# (77) when ../shared is absent.
+set -u
+exe="$1"
+src="$2"
+shared="$src/../shared/data/mnist"
+if [ ! -r "$shared/vae_bce_mnist_100ep.h5" ] || [ ! -r "$shared/t10k-images-idx3-ubyte.gz" ]; then
+    echo "SKIPPED: $shared/vae_bce_mnist_100ep.h5 or the MNIST test images are absent (../shared)"
+    exit 77
+fi
+py=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; else echo "ok: $1"; fi; }
+mpi() { mpirun --oversubscribe -n "$@"; }
+
+cat > "$tmp/vae.yaml" <<YAML
+energy: {name: vae, dim: 20, file: $shared/vae_bce_mnist_100ep.h5}
+objective: {name: tb, backward: tb, both_ways: true}
+train: {iterations: 8, batch_size: 6, lr_flow: 0.1, log_every: 4}
+sampler: {T: 10, clipping: true}
+exploration: {factor: 0.1}
+local_search: {enabled: true, cycle: 4, max_iter: 12, burn_in: 3, ld_step: 0.001}
+condition: {images: $shared/t10k-images-idx3-ubyte.gz, repeats: 1, train_count: 40, eval_count: 5, eval_repeats: 3}
+eval: {every: 4, ground_truth_samples: 0}
+output: {checkpoint_every: 4}
+YAML
+"$exe" train "$tmp/vae.yaml" --out "$tmp/a" --resume never >"$tmp/out" 2>&1; rc=$?
+check "a conditional run ends" '[ $rc -eq 0 ]'
+check "its closing line names the per-image and cross-image numbers" \
+    'grep -q "3 per image of 5 evaluation images; over images: mean ELBO .*mean IS log p(x) .*(the reference.s \"RW\")" "$tmp/out"'
+layout=$($py - "$tmp/a/samples.h5" <<'PY'
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1])
+c = f["condition"][:]
+ok = f["x"].shape == (15, 20) and list(c) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+lw = f["log_weight"][:].reshape(5, 3)
+m = lw.max(1, keepdims=True)
+is_ = (m[:, 0] + np.log(np.exp(lw - m).mean(1))).mean()
+ok = ok and abs(f.attrs["elbo"] - lw.mean()) < 1e-9 and abs(f.attrs["log_p_is"] - is_) < 1e-9
+ok = ok and f.attrs["log_z_rw_cross_image"] >= f.attrs["log_p_is"] and f.attrs["samples_per_image"] == 3
+print("ok" if ok else "bad: %s %s" % (c, dict(f.attrs)))
+PY
+)
+check "the sample set has /condition per row and per-image metrics that h5py recomputes ($layout)" '[ "$layout" = ok ]'
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpi 2 "$exe" train "$tmp/vae.yaml" --out "$tmp/b" \
+    --resume never >"$tmp/out2" 2>&1; rc=$?
+check "the same run on 2 ranks ends" '[ $rc -eq 0 ]'
+# rows land in rank order per round of appends, each image with its 3 samples (np 2 = np 1 without a
+# buffer: tests/test_mpi_cond.c; with one, each rank draws from its own shard)
+check "2 ranks write every image 3 times" \
+    '$py -c "import h5py,numpy as n,sys; c=h5py.File(sys.argv[1])[\"condition\"][:]; sys.exit(not n.array_equal(n.bincount(c), [3]*5))" "$tmp/b/samples.h5"'
+"$exe" train "$tmp/vae.yaml" --out "$tmp/c" --resume never --set train.stop_iteration=4 >/dev/null 2>&1; rc=$?
+check "a conditional run stops with a checkpoint (exit 3)" '[ $rc -eq 3 ]'
+"$exe" train "$tmp/vae.yaml" --out "$tmp/c" >"$tmp/out3" 2>&1; rc=$?
+check "and resumes to the same samples, bitwise" \
+    '[ $rc -eq 0 ] && $py -c "import h5py,numpy as n,sys; a=h5py.File(sys.argv[1]); b=h5py.File(sys.argv[2]); sys.exit(not (n.array_equal(a[\"x\"][:], b[\"x\"][:]) and n.array_equal(a[\"log_weight\"][:], b[\"log_weight\"][:])))" "$tmp/a/samples.h5" "$tmp/c/samples.h5"'
+
+"$exe" config "$tmp/vae.yaml" --set objective.name=subtb --set sampler.conditional_flow=true >/dev/null 2>"$tmp/err"; rc=$?
+check "subtb on a conditional target is refused (exit 2, names the allowed objectives)" \
+    '[ $rc -eq 2 ] && grep -q "conditional: objective.name must be tb or vargrad" "$tmp/err"'
+"$exe" config "$tmp/vae.yaml" --set train.batch_size=7 --set condition.repeats=2 >/dev/null 2>"$tmp/err"; rc=$?
+check "a batch that is not whole conditions is refused" '[ $rc -eq 2 ] && grep -q "multiple of condition.repeats" "$tmp/err"'
+"$exe" train "$tmp/vae.yaml" --out "$tmp/d" --resume never --set condition.images=/nonexistent.idx >/dev/null 2>"$tmp/err"
+check "a missing image file is named" 'grep -q "/nonexistent.idx: cannot open the idx file" "$tmp/err"'
+
+"$exe" vae-train --help > "$tmp/help"
+check "vae-train --help documents the layout and the default data" \
+    'grep -q "fashion-mnist" "$tmp/help" && grep -q "vae_bce_mnist_100ep.h5" "$tmp/help"'
+"$exe" vae-train --epochs 1 >/dev/null 2>"$tmp/err"; rc=$?
+check "vae-train without -o exits 2" '[ $rc -eq 2 ] && grep -q "needs -o FILE.h5" "$tmp/err"'
+"$exe" vae-train --train "$tmp/none.idx" -o "$tmp/v.h5" >/dev/null 2>"$tmp/err"; rc=$?
+check "vae-train names a missing image file" '[ $rc -ne 0 ] && grep -q "none.idx: cannot open the idx file" "$tmp/err"'
+exit $fail
