@@ -5,6 +5,7 @@
 #define DS_EVAL_H
 
 #include "diffsamp/core.h"
+#include "diffsamp/modes.h"
 
 typedef struct ds_eval_result {
     long iteration;
@@ -29,6 +30,8 @@ typedef struct ds_eval_result {
      * ds_energy_purpose: train, lp, ls, eval): points where log R was
      * evaluated, of those with the gradient, and Hessian-vector products */
     double energy_value[4], energy_grad[4], energy_hvp;
+    /* per-mode weights against the exact ones (modes.h; NaN where they do not apply) */
+    ds_modes_result mode_weights;
 } ds_eval_result;
 
 /* log(sum exp v) and log(mean exp v) over n values, stable (max shift);
