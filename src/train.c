@@ -143,6 +143,7 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     t->lsp.adapt_up = s->ls_adapt_up;
     t->lsp.adapt_down = s->ls_adapt_down;
     t->lsp.beta = s->ls_beta;
+    t->lsp.store_states = s->ls_store_states;
     t->lsp.reduce = ls_reduce;
     t->lsp.reduce_ctx = t;
     t->last_ls.final_step = s->ls_step;
