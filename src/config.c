@@ -174,6 +174,8 @@ static const key_def keys[] = {
         "step-size factor when the acceptance is below target"),
     DBL("local_search.beta", ls_beta, "1.0", 0, 0, LO_OPEN | NO_MAX,
         "inverse temperature of the local-search target R(x)^beta"),
+    BOOL("local_search.carry_step", ls_carry_step, "false",
+         "start each round from the previous round's adapted step (the reference restarts from ld_step)"),
     BOOL("local_search.store_states", ls_store_states, "false",
          "buffer the chain state of every step after burn_in (distributed as the target) instead of the "
          "accepted proposals (the reference; distributed as target x acceptance probability)"),

@@ -178,6 +178,8 @@ static ds_status step_impl(ds_trainer *t, double *loss)
         if (ds_trainer_is_local_search_iteration(s, it)) {
             DS_TRY(ds_buffer_sample(t->buf, ds_rng_make(s->seed, DS_RNG_BUFFER), (uint64_t)it,
                                     (uint64_t)(t->first + s->batch_size), B, t->bx, t->blr));
+            /* carry_step: go on from the step the previous round adapted to (restored on resume) */
+            if (s->ls_carry_step && t->ls_rounds > 0) t->lsp.step = t->last_ls.final_step;
             const int prev = ds_energy_set_purpose(t->energy, DS_ECALL_LS);
             const ds_status rc = ds_ls_run(t->energy, &t->lsp, ds_rng_make(s->seed, DS_RNG_LOCAL_SEARCH),
                                            (uint64_t)it, (uint64_t)t->first, B, t->bx, t->buf_ls, &t->last_ls);

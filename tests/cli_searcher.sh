@@ -5,6 +5,8 @@
 # bitwise (parameters, moments, buffer, chain states, metrics); the chains
 # are the same on 1 and 2 ranks (and a 1-rank checkpoint resumes on 2); the
 # re-initialisation keeps log Z; a bad setting is refused with exit code 2.
+# Also local_search.carry_step: later rounds start from the adapted step,
+# and a resumed run is still the uninterrupted one.
 set -u
 exe="$1"
 /usr/bin/python3 -c "import h5py, numpy" 2>/dev/null || { echo "SKIPPED: /usr/bin/python3 lacks h5py"; exit 77; }
@@ -91,4 +93,25 @@ PY'
 check "searcher.keep >= searcher.steps is refused with exit 2, naming the keys" '[ $rc -eq 2 ] && grep -q "searcher.keep" "$tmp/bad.log"'
 "$exe" train "${args[@]}" --set objective.name=pis --set exploration.factor=0 --out "$tmp/bad2" --resume never > "$tmp/bad2.log" 2>&1; rc=$?
 check "an on-policy objective with the searcher is refused with exit 2" '[ $rc -eq 2 ] && grep -q "searcher.enabled" "$tmp/bad2.log"'
+lsargs=(--set energy.name=many_well --set energy.dim=8 --set sampler.t_scale=1 --set sampler.T=8
+        --set train.batch_size=24 --set train.seed=5 --set exploration.factor=0.1 --set eval.every=10
+        --set eval.samples=60 --set eval.ground_truth_samples=0 --set output.checkpoint_every=1000
+        --set local_search.enabled=true --set local_search.cycle=10 --set local_search.max_iter=30
+        --set local_search.burn_in=10 --set local_search.ld_step=0.5 --set replay.capacity=3000)
+"$exe" train "${lsargs[@]}" --set train.iterations=30 --out "$tmp/lsA" --resume never > /dev/null 2>&1
+"$exe" train "${lsargs[@]}" --set local_search.carry_step=true --set train.iterations=30 --out "$tmp/lsB" --resume never > /dev/null 2>&1
+"$exe" train "${lsargs[@]}" --set local_search.carry_step=true --set train.iterations=20 --out "$tmp/lsC" --resume never > /dev/null 2>&1
+"$exe" train "${lsargs[@]}" --set local_search.carry_step=true --set train.iterations=30 --out "$tmp/lsC" > /dev/null 2>&1
+check "local_search.carry_step: the step goes on adapting across rounds; resume exact" '/usr/bin/python3 - "$tmp" <<PY
+import csv, sys, h5py, numpy as np
+t = sys.argv[1]
+a = [float(r["ls_step"]) for r in csv.DictReader(open(t + "/lsA/metrics.csv"))]
+b = [float(r["ls_step"]) for r in csv.DictReader(open(t + "/lsB/metrics.csv"))]
+# the first round (iteration 1) is the same; every later round of B starts where the previous ended
+assert a[0] == b[0], (a, b)
+assert abs(a[2] / a[0] - 1) < 0.35 and b[2] < 0.6 * a[2], (a, b)
+x, y = h5py.File(t + "/lsB/checkpoint.h5", "r"), h5py.File(t + "/lsC/checkpoint.h5", "r")
+for n in ("/model/params", "/replay/buffer_ls/x", "/state/ls_step"):
+    assert np.array_equal(x[n][()], y[n][()]), n
+PY'
 exit $fail

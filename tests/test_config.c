@@ -28,7 +28,7 @@
     X(replay_priority) X(replay_beta) X(replay_rank_weight) X(eval_every) X(eval_samples)     \
     X(eval_gt_samples) X(eval_paths) X(checkpoint_every) X(recompute_every) X(beta_min) X(beta_max)  \
     X(smc_particles) X(smc_levels) X(smc_mcmc_steps) X(smc_init_var) X(smc_ess_threshold) X(smc_step) \
-    X(smc_target_acceptance) X(lp_through_grad) X(ls_store_states) X(searcher_enabled)         \
+    X(smc_target_acceptance) X(lp_through_grad) X(ls_store_states) X(ls_carry_step) X(searcher_enabled)         \
     X(searcher_chains) X(searcher_every) X(searcher_steps) X(searcher_keep) X(searcher_step)   \
     X(searcher_target_acceptance) X(searcher_init_var) X(searcher_reinit_every)
 #define DS_STRING_FIELDS(X) X(energy_name) X(out_dir)
@@ -205,6 +205,7 @@ static const char *full_yaml =
     "  adapt_down: 0.95\n"
     "  beta: 2.0\n"
     "  store_states: true\n"
+    "  carry_step: true\n"
     "searcher: {enabled: true, chains: 64, every: 3, steps: 20, keep: 4, ld_step: 0.02, target_acceptance: 0.5,\n"
     "           init_var: 2.5, reinit_every: 700}\n"
     "replay:\n"

@@ -91,6 +91,7 @@ typedef struct ds_settings {
     double ls_adapt_up;            /* local_search.adapt_up (1.01) */
     double ls_adapt_down;          /* local_search.adapt_down (0.99) */
     double ls_beta;                /* local_search.beta: inverse temperature */
+    int ls_carry_step;             /* local_search.carry_step: rounds go on from the adapted step */
     int ls_store_states;           /* local_search.store_states: chain states, not accepted proposals */
 
     /* MCMC searcher (searcher.h) */
