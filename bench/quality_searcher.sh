@@ -6,15 +6,16 @@
 # (training + local search/searcher; evaluation excluded), with ELBO,
 # Delta log Z, Delta log Z^RW, ESS, the per-mode diagnostic and W2
 # (2000 model vs 2000 exact samples).
-# Usage: bench/quality_searcher.sh [diffsamp] [iterations] [batch] [out dir]
+# Usage: bench/quality_searcher.sh [diffsamp] [iterations] [batch] [out dir] [dim]
 set -eu
 exe=${1:-build/diffsamp}
 iters=${2:-1500}
 batch=${3:-100}
 out=${4:-runs/quality_searcher}
+dim=${5:-32}
 mkdir -p "$out"
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
-common=(configs/manywell_tb_expl_ls.yaml --resume never --set train.iterations=$iters --set train.batch_size=$batch
+common=(configs/manywell_tb_expl_ls.yaml --resume never --set energy.dim=$dim --set train.iterations=$iters --set train.batch_size=$batch
         --set eval.every=$(( iters / 3 )) --set eval.samples=2000 --set eval.ground_truth_samples=0
         --set output.checkpoint_every=$iters)
 declare -A runs

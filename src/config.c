@@ -193,6 +193,8 @@ static const key_def keys[] = {
         "acceptance rate the searcher's step adapts toward (local_search.adapt_up / adapt_down)"),
     DBL("searcher.init_var", searcher_init_var, "1.0", 0, 0, LO_OPEN | NO_MAX,
         "variance of the Gaussian the chains start from"),
+    INT("searcher.smc_levels", searcher_smc_levels, "0", 0, 1e6,
+        "start the chains from an SMC run with this many levels (0: from the Gaussian)"),
     LONG("searcher.reinit_every", searcher_reinit_every, "0", 0, LMAX,
          "iterations between re-initialisations of the learner (network and Adam; log Z and buffers kept); 0 = never"),
 

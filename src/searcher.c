@@ -3,6 +3,7 @@
 
 #include "diffsamp/mpicheck.h"
 #include "diffsamp/rng.h"
+#include "diffsamp/smc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -24,6 +25,70 @@ static ds_status reduce_counts(void *ctx, double counts[2])
     ds_searcher *s = ctx;
     DS_MPI(MPI_Allreduce(MPI_IN_PLACE, counts, 2, MPI_DOUBLE, MPI_SUM, s->comm));
     return DS_OK;
+}
+
+static MPI_Datatype real_type(void) { return sizeof(ds_real) == sizeof(double) ? MPI_DOUBLE : MPI_FLOAT; }
+
+/* The SMC start: SMC with one particle per chain (the same split over the
+ * ranks), then systematic resampling of the gathered final particles (one
+ * uniform at (iteration 0, sample = chains, step 1) of the searcher's
+ * stream) so that every chain starts from an equally weighted particle. */
+static ds_status smc_start(ds_searcher *s)
+{
+    const int d = s->e->dim;
+    int size;
+    DS_MPI(MPI_Comm_size(s->comm, &size));
+    ds_smc_config sc;
+    ds_smc_config_defaults(&sc);
+    sc.particles = s->c.chains;
+    sc.levels = s->c.smc_levels;
+    sc.init_var = s->c.init_var;
+    sc.seed = s->c.seed;
+    const long N = s->c.chains;
+    double *lw = malloc(sizeof(double) * (size_t)(s->n > 0 ? s->n : 1));
+    double *all_lw = malloc(sizeof(double) * (size_t)N);
+    ds_real *all_x = ds_calloc((size_t)N * d, sizeof(ds_real));
+    int *cnt = malloc(sizeof(int) * 4 * (size_t)size);
+    ds_status rc = lw && all_lw && all_x && cnt ? DS_OK
+                                               : ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__,
+                                                              "out of memory for the SMC start of %ld chains", N);
+    /* every rank takes the same path: a local failure here is reported after the collectives would hang */
+    int bad = rc != DS_OK, any = 0;
+    DS_MPI_GOTO(rc, done, MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, s->comm));
+    if (any && rc == DS_OK) rc = ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__, "another rank ran out of memory");
+    ds_smc_result res;
+    if (rc == DS_OK) rc = ds_smc_run(s->comm, s->e, &sc, s->x, lw, &res);
+    if (rc == DS_OK) {
+        int *cd = cnt + size, *dp = cnt + 2 * size, *dd = cnt + 3 * size, mine = s->n;
+        DS_MPI_GOTO(rc, done, MPI_Allgather(&mine, 1, MPI_INT, cnt, 1, MPI_INT, s->comm));
+        dp[0] = 0;
+        for (int q = 1; q < size; q++) dp[q] = dp[q - 1] + cnt[q - 1];
+        for (int q = 0; q < size; q++) {
+            cd[q] = cnt[q] * d;
+            dd[q] = dp[q] * d;
+        }
+        DS_MPI_GOTO(rc, done, MPI_Allgatherv(s->x, s->n * d, real_type(), all_x, cd, dd, real_type(), s->comm));
+        DS_MPI_GOTO(rc, done, MPI_Allgatherv(lw, s->n, MPI_DOUBLE, all_lw, cnt, dp, MPI_DOUBLE, s->comm));
+        double mx = -INFINITY, tot = 0;
+        for (long i = 0; i < N; i++) mx = all_lw[i] > mx ? all_lw[i] : mx;
+        for (long i = 0; i < N; i++) tot += exp(all_lw[i] - mx);
+        double u;
+        ds_rng_uniform_d(ds_rng_make(s->c.seed, DS_RNG_SEARCHER), 0, (uint64_t)N, 1, 1, &u);
+        long anc = 0;
+        double cum = exp(all_lw[0] - mx) / tot;
+        for (long k = 0; k < s->first + s->n; k++) {
+            const double point = (u + (double)k) / (double)N;
+            while (cum < point && anc + 1 < N) cum += exp(all_lw[++anc] - mx) / tot;
+            if (k >= s->first)
+                memcpy(s->x + (size_t)(k - s->first) * d, all_x + (size_t)anc * d, sizeof(ds_real) * (size_t)d);
+        }
+    }
+done:
+    free(lw);
+    free(all_lw);
+    ds_free(all_x);
+    free(cnt);
+    return rc;
 }
 
 ds_status ds_searcher_create(MPI_Comm comm, const ds_energy *e, const ds_searcher_config *c, ds_searcher **out)
@@ -53,6 +118,15 @@ ds_status ds_searcher_create(MPI_Comm comm, const ds_energy *e, const ds_searche
     if (rc != DS_OK) {
         ds_searcher_destroy(&s);
         return rc;
+    }
+    if (c->smc_levels > 0) {
+        rc = smc_start(s);
+        if (rc != DS_OK) {
+            ds_searcher_destroy(&s);
+            return rc;
+        }
+        *out = s;
+        return DS_OK;
     }
     /* the start: chain k's normals at (iteration 0, sample k, step 0) */
     const double sd = sqrt(c->init_var);

@@ -155,8 +155,12 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
         ds_searcher_config sc = {.chains = s->searcher_chains, .steps = s->searcher_steps, .keep = s->searcher_keep,
                                  .step = s->searcher_step, .target_acceptance = s->searcher_target_acceptance,
                                  .adapt_up = s->ls_adapt_up, .adapt_down = s->ls_adapt_down,
-                                 .init_var = s->searcher_init_var, .seed = s->seed};
-        DS_TRY_GOTO(rc, ds_searcher_create(comm, t->energy, &sc, &t->searcher), fail);
+                                 .init_var = s->searcher_init_var, .smc_levels = s->searcher_smc_levels,
+                                 .seed = s->seed};
+        const int prev = ds_energy_set_purpose(t->energy, DS_ECALL_LS); /* the SMC start is search */
+        rc = ds_searcher_create(comm, t->energy, &sc, &t->searcher);
+        ds_energy_set_purpose(t->energy, prev);
+        DS_TRY_GOTO(rc, rc, fail);
     }
     t->last_search.acceptance = NAN;
     t->fail_iteration = -1; /* the test hook is off (ds_trainer_set_fail_hook) */

@@ -93,6 +93,19 @@ PY'
 check "searcher.keep >= searcher.steps is refused with exit 2, naming the keys" '[ $rc -eq 2 ] && grep -q "searcher.keep" "$tmp/bad.log"'
 "$exe" train "${args[@]}" --set objective.name=pis --set exploration.factor=0 --out "$tmp/bad2" --resume never > "$tmp/bad2.log" 2>&1; rc=$?
 check "an on-policy objective with the searcher is refused with exit 2" '[ $rc -eq 2 ] && grep -q "searcher.enabled" "$tmp/bad2.log"'
+# the SMC start (searcher.smc_levels): the same chains on 1 and 2 ranks, its calls counted
+"$exe" train "${args[@]}" --set searcher.smc_levels=10 --set train.iterations=10 --out "$tmp/smc1" --resume never > /dev/null 2>&1; rc1=$?
+mpirun -np 2 "$exe" train "${args[@]}" --set searcher.smc_levels=10 --set train.iterations=10 --out "$tmp/smc2" --resume never > /dev/null 2>&1; rc2=$?
+check "searcher.smc_levels: chains the same on 1 and 2 ranks, SMC calls counted under local search" '[ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && /usr/bin/python3 - "$tmp" <<PY
+import csv, sys, h5py, numpy as np
+t = sys.argv[1]
+a, b = h5py.File(t + "/smc1/checkpoint.h5", "r"), h5py.File(t + "/smc2/checkpoint.h5", "r")
+assert np.array_equal(a["/searcher/x"][()], b["/searcher/x"][()])
+for run in ("smc1", "smc2"):
+    r = list(csv.DictReader(open(t + "/" + run + "/metrics.csv")))[-1]
+    # SMC: 37 particles x (10 levels x 2 MALA moves + 1); then 3 rounds (before iterations 1, 5, 9) of 37 x 7
+    assert float(r["energy_values_ls"]) == 37 * 21 + 3 * 37 * 7, r["energy_values_ls"]
+PY'
 lsargs=(--set energy.name=many_well --set energy.dim=8 --set sampler.t_scale=1 --set sampler.T=8
         --set train.batch_size=24 --set train.seed=5 --set exploration.factor=0.1 --set eval.every=10
         --set eval.samples=60 --set eval.ground_truth_samples=0 --set output.checkpoint_every=1000

@@ -30,7 +30,7 @@
     X(smc_particles) X(smc_levels) X(smc_mcmc_steps) X(smc_init_var) X(smc_ess_threshold) X(smc_step) \
     X(smc_target_acceptance) X(lp_through_grad) X(ls_store_states) X(ls_carry_step) X(searcher_enabled)         \
     X(searcher_chains) X(searcher_every) X(searcher_steps) X(searcher_keep) X(searcher_step)   \
-    X(searcher_target_acceptance) X(searcher_init_var) X(searcher_reinit_every)
+    X(searcher_target_acceptance) X(searcher_init_var) X(searcher_reinit_every) X(searcher_smc_levels)
 #define DS_STRING_FIELDS(X) X(energy_name) X(out_dir)
 
 /* The effective value of family key k in s: the one set, else the default. */
@@ -207,7 +207,7 @@ static const char *full_yaml =
     "  store_states: true\n"
     "  carry_step: true\n"
     "searcher: {enabled: true, chains: 64, every: 3, steps: 20, keep: 4, ld_step: 0.02, target_acceptance: 0.5,\n"
-    "           init_var: 2.5, reinit_every: 700}\n"
+    "           init_var: 2.5, reinit_every: 700, smc_levels: 30}\n"
     "replay:\n"
     "  capacity: 1000\n"
     "  priority: reward\n"

@@ -103,6 +103,7 @@ typedef struct ds_settings {
     double searcher_step;          /* searcher.ld_step */
     double searcher_target_acceptance; /* searcher.target_acceptance */
     double searcher_init_var;      /* searcher.init_var */
+    int searcher_smc_levels;       /* searcher.smc_levels: 0 = Gaussian start */
     long searcher_reinit_every;    /* searcher.reinit_every: 0 = never */
 
     /* replay buffer */

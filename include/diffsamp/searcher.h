@@ -2,6 +2,14 @@
  * trained off-policy from it (issue 20, section 4; the searcher / learner
  * split of SGDS, arXiv 2505.19552).
  *
+ * MALA chains do not cross many_well's barriers (about 8 and 10 nats), so
+ * each chain's wells are those it starts in: from the Gaussian, a pair lands
+ * in the right-hand well about half the time (the target: 0.84). smc_levels
+ * > 0 starts the chains from an SMC run instead (annealed from the same
+ * Gaussian, 2 MALA moves per level, then one systematic resampling of the
+ * final weighted particles), whose particles carry the target's mode
+ * weights up to the SMC's error.
+ *
  * `chains` chains over all ranks, split like a batch (ds_trainer_split:
  * rank r holds a contiguous range of global chain indices). They start from
  * N(0, init_var I) and persist for the whole run: a round runs `steps` MALA
@@ -32,14 +40,17 @@ typedef struct ds_searcher_config {
     double target_acceptance; /* in (0, 1) */
     double adapt_up, adapt_down; /* step factors (local_search.adapt_up / adapt_down) */
     double init_var;          /* variance of the Gaussian start, > 0 */
+    int smc_levels;           /* > 0: start from an SMC run (smc.h) of `chains` particles and this many levels
+                               * from that Gaussian, resampled to equal weights; 0: the Gaussian itself */
     uint64_t seed;
 } ds_searcher_config;
 
 typedef struct ds_searcher ds_searcher;
 
 /* Creates the searcher of this rank of comm (its share of the chains, drawn
- * from their start). Not collective. DS_ERR_INVALID on a bad config,
- * DS_ERR_NOMEM. */
+ * from their start). Collective when smc_levels > 0 (the SMC run, whose
+ * energy calls count under the energy's current purpose). DS_ERR_INVALID on
+ * a bad config, DS_ERR_NOMEM, or the SMC's error. */
 ds_status ds_searcher_create(MPI_Comm comm, const ds_energy *e, const ds_searcher_config *c, ds_searcher **out);
 /* Frees *s and sets it to NULL; NULL is fine. */
 void ds_searcher_destroy(ds_searcher **s);
