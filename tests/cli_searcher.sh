@@ -93,6 +93,10 @@ PY'
 check "searcher.keep >= searcher.steps is refused with exit 2, naming the keys" '[ $rc -eq 2 ] && grep -q "searcher.keep" "$tmp/bad.log"'
 "$exe" train "${args[@]}" --set objective.name=pis --set exploration.factor=0 --out "$tmp/bad2" --resume never > "$tmp/bad2.log" 2>&1; rc=$?
 check "an on-policy objective with the searcher is refused with exit 2" '[ $rc -eq 2 ] && grep -q "searcher.enabled" "$tmp/bad2.log"'
+# the per-mode diagnostic of diffsamp eval: the same on 1 and 2 ranks (counts summed over the ranks)
+"$exe" eval --checkpoint "$tmp/full/checkpoint.h5" > "$tmp/ev1.log" 2>&1
+mpirun -np 2 "$exe" eval --checkpoint "$tmp/full/checkpoint.h5" > "$tmp/ev2.log" 2>&1
+check "diffsamp eval prints the per-mode diagnostic, the same on 1 and 2 ranks" 'grep -q "^TV #right wells " "$tmp/ev1.log" && grep -q "^right-hand (exact)   0.844311" "$tmp/ev1.log" && [ "$(grep -E "^(right-hand|TV #right)" "$tmp/ev1.log")" = "$(grep -E "^(right-hand|TV #right)" "$tmp/ev2.log")" ]'
 # the SMC start (searcher.smc_levels): the same chains on 1 and 2 ranks, its calls counted
 "$exe" train "${args[@]}" --set searcher.smc_levels=10 --set train.iterations=10 --out "$tmp/smc1" --resume never > /dev/null 2>&1; rc1=$?
 mpirun -np 2 "$exe" train "${args[@]}" --set searcher.smc_levels=10 --set train.iterations=10 --out "$tmp/smc2" --resume never > /dev/null 2>&1; rc2=$?
