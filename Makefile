@@ -56,7 +56,7 @@ bench: build
 bench-quality: build
 	bash bench/quality.sh $(BUILD)/diffsamp
 	/usr/bin/python3 bench/smc_table.py --diffsamp $(BUILD)/diffsamp --out runs/smc_table
-	bash bench/quality_searcher.sh $(BUILD)/diffsamp
+	bash bench/quality_searcher.sh $(BUILD)/diffsamp 2000 100 runs/quality_searcher_d8 8
 
 bench-scaling: build
 	bash bench/scaling.sh $(BUILD)/diffsamp
