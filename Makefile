@@ -58,8 +58,12 @@ test-fast: build
 bench: build
 	OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} $(BUILD)/ds_bench
 
+# issue 20: the 25gmm row at full budget, Table 1's SMC row (and log Z vs
+# budget), and searcher vs local search on manywell at a reduced budget
 bench-quality: build
 	bash bench/quality.sh $(BUILD)/diffsamp
+	/usr/bin/python3 bench/smc_table.py --diffsamp $(BUILD)/diffsamp --out runs/smc_table
+	bash bench/quality_searcher.sh $(BUILD)/diffsamp 2000 100 runs/quality_searcher_d8 8
 
 bench-scaling: build
 	bash bench/scaling.sh $(BUILD)/diffsamp

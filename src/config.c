@@ -174,6 +174,29 @@ static const key_def keys[] = {
         "step-size factor when the acceptance is below target"),
     DBL("local_search.beta", ls_beta, "1.0", 0, 0, LO_OPEN | NO_MAX,
         "inverse temperature of the local-search target R(x)^beta"),
+    BOOL("local_search.carry_step", ls_carry_step, "false",
+         "start each round from the previous round's adapted step (the reference restarts from ld_step)"),
+    BOOL("local_search.store_states", ls_store_states, "false",
+         "buffer the chain state of every step after burn_in (distributed as the target) instead of the "
+         "accepted proposals (the reference; distributed as target x acceptance probability)"),
+
+    BOOL("searcher.enabled", searcher_enabled, "false",
+         "long-running MALA chains fill the buffer backward iterations train on (turns objective.both_ways on)"),
+    LONG("searcher.chains", searcher_chains, "300", 1, 1e8, "searcher chains (over all ranks)"),
+    INT("searcher.every", searcher_every, "1", 1, IMAX, "backward iterations between searcher rounds"),
+    INT("searcher.steps", searcher_steps, "10", 2, DS_LS_UNIFORM_STEP, "MALA steps per searcher round"),
+    INT("searcher.keep", searcher_keep, "1", 1, IMAX,
+        "states of the last `keep` steps of each round added to the buffer (< searcher.steps)"),
+    DBL("searcher.ld_step", searcher_step, "0.01", 0, 0, LO_OPEN | NO_MAX,
+        "initial MALA step of the searcher (adapted as local search's, carried across rounds)"),
+    DBL("searcher.target_acceptance", searcher_target_acceptance, "0.574", 0, 1, LO_OPEN | HI_OPEN,
+        "acceptance rate the searcher's step adapts toward (local_search.adapt_up / adapt_down)"),
+    DBL("searcher.init_var", searcher_init_var, "1.0", 0, 0, LO_OPEN | NO_MAX,
+        "variance of the Gaussian the chains start from"),
+    INT("searcher.smc_levels", searcher_smc_levels, "0", 0, 1e6,
+        "start the chains from an SMC run with this many levels (0: from the Gaussian)"),
+    LONG("searcher.reinit_every", searcher_reinit_every, "0", 0, LMAX,
+         "iterations between re-initialisations of the learner (network and Adam; log Z and buffers kept); 0 = never"),
 
     LONG("replay.capacity", replay_capacity, "600000", 1, 4294967294.0, /* replay.c's limit */
          "maximum number of samples in the replay buffer"),
@@ -1209,6 +1232,13 @@ ds_status ds_settings_validate(const ds_settings *s)
     if (s->ls_burn_in >= s->ls_max_iter)
         CFG_FAIL("local_search.burn_in (%d) must be smaller than local_search.max_iter (%d)",
                  s->ls_burn_in, s->ls_max_iter);
+    if (onpolicy && s->searcher_enabled)
+        CFG_FAIL("objective.name '%s' is on-policy (simulation-based) and cannot train from the searcher's "
+                 "buffer: set searcher.enabled: false, or use an off-policy objective (tb, vargrad, db, subtb, "
+                 "fl-subtb)", obj);
+    if (s->searcher_keep >= s->searcher_steps)
+        CFG_FAIL("searcher.keep (%d) must be smaller than searcher.steps (%d)", s->searcher_keep,
+                 s->searcher_steps);
     return DS_OK;
 }
 

@@ -129,10 +129,16 @@ ds_status ds_ls_run(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_
             memcpy(x + o, xp + o, (size_t)d * sizeof(ds_real));
             memcpy(g + o, gp + o, (size_t)d * sizeof(ds_real));
             lr[k] = lrp[k];
-            if (collect_cap && s > p->burn_in) {
+            if (collect_cap && s > p->burn_in && !p->store_states) {
                 memcpy(cx + n_collected * (size_t)d, xp + o, (size_t)d * sizeof(ds_real));
                 clr[n_collected++] = lrp[k];
             }
+        }
+        /* store_states: every chain's state after this step, accepted or not */
+        if (collect_cap && s > p->burn_in && p->store_states) {
+            memcpy(cx + n_collected * (size_t)d, x, nd * sizeof(ds_real));
+            memcpy(clr + n_collected, lr, (size_t)n * sizeof(ds_real));
+            n_collected += (size_t)n;
         }
         all_acc += acc;
         all_prop += n;

@@ -30,6 +30,12 @@ static double get_eg_ls(const ds_eval_result *r) { return r->energy_grad[DS_ECAL
 static double get_ev_eval(const ds_eval_result *r) { return r->energy_value[DS_ECALL_EVAL]; }
 static double get_eg_eval(const ds_eval_result *r) { return r->energy_grad[DS_ECALL_EVAL]; }
 static double get_ehvp(const ds_eval_result *r) { return r->energy_hvp; }
+static double get_mw_frac(const ds_eval_result *r) { return r->mode_weights.right_fraction; }
+static double get_mw_exact(const ds_eval_result *r) { return r->mode_weights.right_exact; }
+static double get_mw_dev(const ds_eval_result *r) { return r->mode_weights.right_max_dev; }
+static double get_mw_tv(const ds_eval_result *r) { return r->mode_weights.wells_tv; }
+static double get_mw_tv_rw(const ds_eval_result *r) { return r->mode_weights.wells_tv_rw; }
+static double get_grid_tv(const ds_eval_result *r) { return r->mode_weights.grid_tv; }
 
 const ds_metrics_column ds_metrics_columns[] = {
     {"iteration", "iteration", "training iterations completed", 1, get_iteration},
@@ -65,6 +71,17 @@ const ds_metrics_column ds_metrics_columns[] = {
      get_ev_eval},
     {"energy_grads_eval", NULL, "of those, with the gradient", 1, get_eg_eval},
     {"energy_hvps", NULL, "Hessian-vector products of the energy (PIS/DDS/DIS with LP)", 1, get_ehvp},
+    /* per-mode weights of the evaluation samples against the exact ones (modes.h) */
+    {"wells_right_fraction", "right-hand wells", "many_well: mean over pairs of the fraction of samples in the "
+     "right-hand well", 0, get_mw_frac},
+    {"wells_right_exact", "right-hand (exact)", "many_well: its exact value", 0, get_mw_exact},
+    {"wells_right_max_dev", "right-hand max dev.", "many_well: max over pairs of |fraction - exact|", 0, get_mw_dev},
+    {"wells_count_tv", "TV #right wells", "many_well: total variation of the number of right-hand wells per "
+     "sample against its exact Poisson-binomial law", 0, get_mw_tv},
+    {"wells_count_tv_rw", "TV #right wells (IS)", "many_well: the same with self-normalised importance weights",
+     0, get_mw_tv_rw},
+    {"modes_tv", "TV mode weights", "2-D grid mixtures: total variation of the nearest-mode occupancy against the "
+     "exact weights 1/M", 0, get_grid_tv},
 };
 const int ds_metrics_ncolumns = (int)(sizeof ds_metrics_columns / sizeof ds_metrics_columns[0]);
 

@@ -82,6 +82,7 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     t->chunk = rows / T < t->B ? rows / T : t->B;
     DS_TRY_GOTO(rc, ds_policy_create(&pc, T, rows, s->seed, &t->policy), fail);
     if (t->cond) DS_TRY_GOTO(rc, ds_cond_check(t), fail);
+    t->pc = pc;
     ds_adam_init(&t->adam, s->lr_policy, s->lr_flow);
     switch (ds_objective_info_of(s->objective)->reference) {
     case DS_REF_VP: rc = ds_reference_init_vp(&t->ref, T, s->t_scale, s->beta_min, s->beta_max); break;
@@ -122,7 +123,8 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
             DS_TRY_GOTO(rc, ds_energy_sample(t->energy, ds_rng_make(s->seed, DS_RNG_GROUND_TRUTH),
                                              (uint64_t)t->gt_first, t->n_gt, t->gt_x), fail);
     }
-    t->both_ways = s->both_ways || s->ls_enabled;  /* local search implies both ways, as in the reference */
+    /* local search implies both ways, as in the reference; so does the searcher */
+    t->both_ways = s->both_ways || s->ls_enabled || s->searcher_enabled;
     if (t->both_ways) {
         /* The buffer capacity is split over the ranks: each keeps what it produced. */
         size_t cap = (size_t)((s->replay_capacity + t->size - 1) / t->size);
@@ -147,11 +149,24 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
     t->lsp.adapt_up = s->ls_adapt_up;
     t->lsp.adapt_down = s->ls_adapt_down;
     t->lsp.beta = s->ls_beta;
+    t->lsp.store_states = s->ls_store_states;
     t->lsp.reduce = ls_reduce;
     t->lsp.reduce_ctx = t;
     t->last_ls.final_step = s->ls_step;
     t->last_ls.acceptance = NAN;
     if (s->ls_enabled) DS_TRY_GOTO(rc, ds_ls_params_check(&t->lsp), fail);
+    if (s->searcher_enabled) {
+        ds_searcher_config sc = {.chains = s->searcher_chains, .steps = s->searcher_steps, .keep = s->searcher_keep,
+                                 .step = s->searcher_step, .target_acceptance = s->searcher_target_acceptance,
+                                 .adapt_up = s->ls_adapt_up, .adapt_down = s->ls_adapt_down,
+                                 .init_var = s->searcher_init_var, .smc_levels = s->searcher_smc_levels,
+                                 .seed = s->seed};
+        const int prev = ds_energy_set_purpose(t->energy, DS_ECALL_LS); /* the SMC start is search */
+        rc = ds_searcher_create(comm, t->energy, &sc, &t->searcher);
+        ds_energy_set_purpose(t->energy, prev);
+        DS_TRY_GOTO(rc, rc, fail);
+    }
+    t->last_search.acceptance = NAN;
     t->fail_iteration = -1; /* the test hook is off (ds_trainer_set_fail_hook) */
     ds_metrics_history_init(&t->hist, ds_metrics_columns, ds_metrics_ncolumns);
     t->t_start = t->t_created = ds_wtime();
@@ -180,6 +195,7 @@ void ds_trainer_destroy(ds_trainer **tp)
     DS_FREE(t->gt_lw);
     ds_buffer_destroy(&t->buf);
     ds_buffer_destroy(&t->buf_ls);
+    ds_searcher_destroy(&t->searcher);
     ds_metrics_history_free(&t->hist);
     DS_FREE(t->bx);
     DS_FREE(t->blr);
@@ -198,7 +214,7 @@ void ds_trainer_set_fail_hook(ds_trainer *t, int rank, long iteration)
 
 int ds_trainer_is_backward_iteration(const ds_settings *s, long it)
 {
-    return (s->both_ways || s->ls_enabled) && it % 2 == 1;
+    return (s->both_ways || s->ls_enabled || s->searcher_enabled) && it % 2 == 1;
 }
 
 int ds_trainer_is_local_search_iteration(const ds_settings *s, long it)
@@ -214,6 +230,16 @@ const char *ds_trainer_notes(const ds_trainer *t)
         return "# note: the energy has no Hessian-vector product; LP's grad log R is differentiated by central\n"
                "# differences of its gradient (objective.lp_through_grad: true)\n";
     return "";
+}
+
+int ds_trainer_is_searcher_iteration(const ds_settings *s, long it)
+{
+    return s->searcher_enabled && it % 2 == 1 && ((it - 1) / 2) % s->searcher_every == 0;
+}
+
+int ds_trainer_is_reinit_iteration(const ds_settings *s, long it)
+{
+    return s->searcher_enabled && s->searcher_reinit_every > 0 && it > 0 && it % s->searcher_reinit_every == 0;
 }
 
 ds_status ds_trainer_meta(const ds_trainer *t, char **yaml, ds_h5_meta *meta)

@@ -4,6 +4,7 @@
 #include "train_impl.h"
 
 #include "diffsamp/dist.h"
+#include "diffsamp/modes.h"
 #include "diffsamp/mpicheck.h"
 #include "diffsamp/objectives.h"
 #include "diffsamp/rng.h"
@@ -67,6 +68,46 @@ static ds_status forward_chunk(ds_trainer *t, ds_rng_purpose purpose, int n, lon
 }
 
 static ds_status evaluate(ds_trainer *t, int with_ground_truth, ds_eval_result *r);
+
+/* The per-mode diagnostic of the evaluation samples (modes.h): counts on
+ * each rank, summed, then the distances. log_w: this rank's log-weights.
+ * Collective; no energy calls. */
+static ds_status mode_weights(ds_trainer *t, const double *log_w, ds_modes_result *out)
+{
+    ds_modes_result_clear(out);
+    const ds_modes_kind kind = ds_modes_kind_of(t->energy);
+    if (kind == DS_MODES_NONE) return DS_OK;
+    const int d = t->energy->dim;
+    int per_axis = 0, m;
+    double spacing = 0;
+    if (kind == DS_MODES_WELLS) m = d / 2 + 2 * (d / 2 + 1);  /* right[pairs], hist, whist */
+    else {
+        ds_energy_mode_grid(t->energy, &per_axis, &spacing);
+        m = per_axis * per_axis;
+    }
+    double *c = calloc((size_t)m, sizeof *c);
+    DS_ALLOC_CHECK(c);
+    ds_status rc = DS_OK;
+    if (kind == DS_MODES_WELLS) {
+        double shift = -INFINITY;
+        for (int i = 0; i < t->n_eval; i++)
+            if (log_w[i] > shift) shift = log_w[i];
+        if (t->size > 1) DS_MPI_GOTO(rc, done, MPI_Allreduce(MPI_IN_PLACE, &shift, 1, MPI_DOUBLE, MPI_MAX, t->comm));
+        const int pairs = d / 2;
+        /* a NaN or infinite maximum leaves the weighted histogram empty (NaN distance) */
+        ds_modes_wells_counts(t->eval_x, t->n_eval, d, isfinite(shift) ? log_w : NULL, shift, c, c + pairs,
+                              c + 2 * pairs + 1);
+        if (t->size > 1) DS_MPI_GOTO(rc, done, MPI_Allreduce(MPI_IN_PLACE, c, m, MPI_DOUBLE, MPI_SUM, t->comm));
+        ds_modes_wells_finish(d, t->s.eval_samples, c, c + pairs, c + 2 * pairs + 1, out);
+    } else {
+        ds_modes_grid_counts(t->eval_x, t->n_eval, per_axis, spacing, c);
+        if (t->size > 1) DS_MPI_GOTO(rc, done, MPI_Allreduce(MPI_IN_PLACE, c, m, MPI_DOUBLE, MPI_SUM, t->comm));
+        ds_modes_grid_finish(per_axis, c, out);
+    }
+done:
+    free(c);
+    return rc;
+}
 
 ds_status ds_trainer_energy_calls(ds_trainer *t, double v[DS_NCALLS])
 {
@@ -146,6 +187,7 @@ static ds_status evaluate(ds_trainer *t, int with_ground_truth, ds_eval_result *
             memcpy(t->eval_x + (size_t)c0 * d, t->tr.states + (size_t)T * n * d, sizeof(ds_real) * (size_t)n * d);
     }
     if (rc == DS_OK) rc = ds_dist_eval_weights(t->comm, mine, t->n_eval, r);
+    if (rc == DS_OK) rc = mode_weights(t, mine, &r->mode_weights);
     free(mine);
     DS_TRY(rc);
     if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, &learned, 1, MPI_DOUBLE, MPI_SUM, t->comm));
@@ -275,6 +317,7 @@ static ds_status write_samples(ds_trainer *t, const char *path, long n_total, ds
     res.log_z_learned = !ds_objective_has(s->objective, DS_OBJF_LEARNS_LOG_Z) ? NAN : learned / n_total;
     res.mean_ll = NAN;
     res.modes = -1;
+    ds_modes_result_clear(&res.mode_weights);
     if (rc == DS_OK) {
         ds_h5_metric m[8];
         int nm = 0;

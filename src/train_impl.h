@@ -15,6 +15,7 @@
 #include "diffsamp/onpolicy.h"
 #include "diffsamp/replay.h"
 #include "diffsamp/sampler.h"
+#include "diffsamp/searcher.h"
 
 #include <mpi.h>
 #include <signal.h>
@@ -54,6 +55,10 @@ struct ds_trainer {
     ds_ls_stats last_ls;          /* the latest local-search round */
     long ls_rounds;
     long exchanged;               /* samples received from other ranks so far */
+    /* the MCMC searcher (searcher.h): chains that fill the buffer backward iterations draw from */
+    ds_searcher *searcher;        /* NULL unless searcher.enabled */
+    ds_ls_stats last_search;      /* its latest round */
+    ds_policy_config pc;          /* the policy's configuration (re-initialisation of the learner) */
     long fail_iteration;          /* test hook (ds_trainer_set_fail_hook): fail here; -1 = never */
     /* run state that checkpoints carry beyond the model and the buffers */
     ds_metrics_history hist;      /* every evaluation so far (ds_metrics_columns) */

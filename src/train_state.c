@@ -155,6 +155,7 @@ ds_status ds_trainer_checkpoint(ds_trainer *t)
     if (rc == DS_OK) rc = ds_arena_write(f, &t->policy->arena, &t->adam);
     if (rc == DS_OK) rc = state_write(t, f);
     if (rc == DS_OK) rc = ds_metrics_history_write(f, &t->hist);
+    if (rc == DS_OK && t->searcher) rc = ds_searcher_write(f, t->searcher);
     if (rc == DS_OK) rc = ds_ckpt_write_group(f, "/replay");
     ds_buffer *bufs[2];
     const char *names[2];
@@ -182,6 +183,8 @@ static ds_status load(ds_ckpt_file *f, void *ctx)
     DS_TRY(ds_arena_read(f, &t->policy->arena, &t->adam));
     DS_TRY(state_read(t, f, &c->world_size));
     DS_TRY(ds_metrics_history_read(f, &t->hist));
+    /* a checkpoint without /searcher (the searcher turned on at resume) keeps the fresh chains */
+    if (t->searcher && ds_ckpt_has(f, "/searcher")) DS_TRY(ds_searcher_read(f, t->searcher));
     ds_buffer *bufs[2];
     const char *names[2];
     const int nb = buffers_of(t, bufs, names);

@@ -104,6 +104,36 @@ static ds_status train_on_policy(ds_trainer *t, double *loss)
     return DS_OK;
 }
 
+/* A fresh learner (searcher.reinit_every): the network of a new seed, Adam
+ * started over; the learned log Z keeps its value (SGDS keeps it across
+ * re-initialisations). Every rank does the same, from the same seed. */
+static ds_status reinit_learner(ds_trainer *t, long it)
+{
+    ds_policy *fresh = NULL;
+    const uint64_t seed = t->s.seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(it / t->s.searcher_reinit_every));
+    DS_TRY(ds_policy_create(&t->pc, t->s.T, t->s.T, seed, &fresh));
+    ds_arena *a = &t->policy->arena;
+    const ds_arena *b = &fresh->arena;
+    ds_status rc = a->n == b->n ? DS_OK
+                                : ds_error_set(DS_ERR_INVALID, __FILE__, __LINE__, __func__,
+                                               "re-initialised policy has %zu parameters, expected %zu", b->n, a->n);
+    if (rc == DS_OK) {
+        size_t z0 = 0, z1 = 0; /* the log Z tensor's range, kept */
+        if (t->policy->log_z >= 0) {
+            const ds_tensor_info *ti = &a->tensors[t->policy->log_z];
+            z0 = ti->offset;
+            z1 = z0 + (size_t)ti->rows * (size_t)ti->cols;
+        }
+        for (size_t i = 0; i < a->n; i++) {
+            if (i < z0 || i >= z1) a->params[i] = b->params[i];
+            a->m[i] = a->v[i] = 0;
+        }
+        t->adam.step = 0;
+    }
+    ds_policy_destroy(&fresh);
+    return rc;
+}
+
 static ds_status step_impl(ds_trainer *t, double *loss);
 
 ds_status ds_trainer_step(ds_trainer *t, double *loss)
@@ -128,6 +158,7 @@ static ds_status step_impl(ds_trainer *t, double *loss)
     const long it = t->iteration;
     DS_CHECK(it != t->fail_iteration, DS_ERR_INVALID,
              "forced failure of rank %d at iteration %ld (the test hook ds_trainer_set_fail_hook is set)", t->rank, it);
+    if (ds_trainer_is_reinit_iteration(s, it)) DS_TRY(reinit_learner(t, it));
     if (t->onp) {
         DS_TRY(train_on_policy(t, loss));
     } else if (!ds_trainer_is_backward_iteration(s, it)) {
@@ -148,9 +179,19 @@ static ds_status step_impl(ds_trainer *t, double *loss)
         /* Backward: states from the buffer (or the local-search buffer), noised
          * by the reference process's backward kernel, trained with the
          * backward objective. */
+        if (ds_trainer_is_searcher_iteration(s, it)) {
+            /* the searcher's chains move on and feed the buffer training draws from */
+            const int prev = ds_energy_set_purpose(t->energy, DS_ECALL_LS);
+            const ds_status rc =
+                ds_searcher_round(t->searcher, (uint64_t)it, s->ls_enabled ? t->buf_ls : t->buf, &t->last_search);
+            ds_energy_set_purpose(t->energy, prev);
+            DS_TRY(rc);
+        }
         if (ds_trainer_is_local_search_iteration(s, it)) {
             DS_TRY(ds_buffer_sample(t->buf, ds_rng_make(s->seed, DS_RNG_BUFFER), (uint64_t)it,
                                     (uint64_t)(t->first + s->batch_size), B, t->bx, t->blr));
+            /* carry_step: go on from the step the previous round adapted to (restored on resume) */
+            if (s->ls_carry_step && t->ls_rounds > 0) t->lsp.step = t->last_ls.final_step;
             const int prev = ds_energy_set_purpose(t->energy, DS_ECALL_LS);
             const ds_status rc = ds_ls_run(t->energy, &t->lsp, ds_rng_make(s->seed, DS_RNG_LOCAL_SEARCH),
                                            (uint64_t)it, (uint64_t)t->first, B, t->bx, t->buf_ls, &t->last_ls);

@@ -29,7 +29,10 @@
     X(eval_gt_samples) X(eval_paths) X(checkpoint_every) X(recompute_every) X(beta_min) X(beta_max)  \
     X(smc_particles) X(smc_levels) X(smc_mcmc_steps) X(smc_init_var) X(smc_ess_threshold) X(smc_step) \
     X(smc_target_acceptance) X(lp_through_grad) X(cond_train_first) X(cond_train_count)          \
-    X(cond_eval_first) X(cond_eval_count) X(cond_repeats) X(cond_eval_repeats) X(cond_layers)
+    X(cond_eval_first) X(cond_eval_count) X(cond_repeats) X(cond_eval_repeats) X(cond_layers)         \
+    X(ls_store_states) X(ls_carry_step) X(searcher_enabled)                                           \
+    X(searcher_chains) X(searcher_every) X(searcher_steps) X(searcher_keep) X(searcher_step)   \
+    X(searcher_target_acceptance) X(searcher_init_var) X(searcher_reinit_every) X(searcher_smc_levels)
 #define DS_STRING_FIELDS(X) X(energy_name) X(out_dir) X(cond_images)
 
 /* The effective value of family key k in s: the one set, else the default. */
@@ -203,6 +206,10 @@ static const char *full_yaml =
     "  adapt_up: 1.05\n"
     "  adapt_down: 0.95\n"
     "  beta: 2.0\n"
+    "  store_states: true\n"
+    "  carry_step: true\n"
+    "searcher: {enabled: true, chains: 64, every: 3, steps: 20, keep: 4, ld_step: 0.02, target_acceptance: 0.5,\n"
+    "           init_var: 2.5, reinit_every: 700, smc_levels: 30}\n"
     "replay:\n"
     "  capacity: 1000\n"
     "  priority: reward\n"
@@ -426,7 +433,7 @@ START_TEST(structure_errors_name_file_line_col)
     expect_file_error("# comment\nsamplr:\n  T: 5\n", DS_ERR_CONFIG,
                       ":2:1: unknown section 'samplr'", "did you mean 'sampler'?",
                       "allowed sections: energy, objective, train, sampler, exploration, "
-                      "local_search, replay, eval, condition, smc, output",
+                      "local_search, searcher, replay, eval, condition, smc, output",
                       NULL);
     expect_file_error("T: 5\n", DS_ERR_CONFIG, ":1:1: unknown section 'T'",
                       "did you mean 'sampler.T'?", NULL);

@@ -91,6 +91,20 @@ typedef struct ds_settings {
     double ls_adapt_up;            /* local_search.adapt_up (1.01) */
     double ls_adapt_down;          /* local_search.adapt_down (0.99) */
     double ls_beta;                /* local_search.beta: inverse temperature */
+    int ls_carry_step;             /* local_search.carry_step: rounds go on from the adapted step */
+    int ls_store_states;           /* local_search.store_states: chain states, not accepted proposals */
+
+    /* MCMC searcher (searcher.h) */
+    int searcher_enabled;          /* searcher.enabled */
+    long searcher_chains;          /* searcher.chains (all ranks) */
+    int searcher_every;            /* searcher.every: backward iterations between rounds */
+    int searcher_steps;            /* searcher.steps: MALA steps per round */
+    int searcher_keep;             /* searcher.keep: last steps of a round whose states are buffered */
+    double searcher_step;          /* searcher.ld_step */
+    double searcher_target_acceptance; /* searcher.target_acceptance */
+    double searcher_init_var;      /* searcher.init_var */
+    int searcher_smc_levels;       /* searcher.smc_levels: 0 = Gaussian start */
+    long searcher_reinit_every;    /* searcher.reinit_every: 0 = never */
 
     /* replay buffer */
     long replay_capacity;          /* replay.capacity */

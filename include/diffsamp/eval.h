@@ -5,6 +5,7 @@
 #define DS_EVAL_H
 
 #include "diffsamp/core.h"
+#include "diffsamp/modes.h"
 
 typedef struct ds_eval_result {
     long iteration;
@@ -34,6 +35,8 @@ typedef struct ds_eval_result {
      * of the log-weights of all images' samples together, the reference
      * code's "RW" number, which estimates no image's likelihood; NaN otherwise */
     double log_z_rw;
+    /* per-mode weights against the exact ones (modes.h; NaN where they do not apply) */
+    ds_modes_result mode_weights;
 } ds_eval_result;
 
 /* log(sum exp v) and log(mean exp v) over n values, stable (max shift);

@@ -24,7 +24,10 @@
  * Buffer: the accepted proposals of every step s > burn_in (strictly, as in
  * the reference) are added with their log R, step by step, chains in order.
  * Note that these are distributed as pi(x) a(x) (a = acceptance probability
- * from x), not exactly pi; the final chain states are distributed as pi.
+ * from x, by detailed balance), not exactly pi; the final chain states are
+ * distributed as pi. With store_states the state of every chain after every
+ * step s > burn_in (accepted or not, chains in order) is added instead:
+ * the chains' own empirical law, about 1/acceptance times more entries.
  *
  * Random numbers: chain k at step s draws its noise from stream r at
  * (iteration, sample = first_sample + k, step = s) and its accept uniform at
@@ -57,6 +60,7 @@ typedef struct ds_ls_params {
     double adapt_down;        /* factor otherwise (0.99) */
     double beta;              /* inverse temperature of the target (1.0) */
     int adapt_every;          /* acceptance window length in steps (5) */
+    int store_states;         /* 1: buffer the chain states, not the accepted proposals (0) */
     /* Optional (NULL = local counts): called at every step s with
      * s % adapt_every == 0 (also with n = 0 chains) with the window's
      * counts = {accepted, proposed} of this call's chains; must replace them

@@ -29,6 +29,7 @@ typedef enum ds_rng_purpose {
     DS_RNG_SAMPLES = 10,     /* sample sets (samples.h5, diffsamp sample) */
     DS_RNG_SMC = 11,         /* SMC baseline: initial particles, MALA moves, resampling */
     DS_RNG_CONDITION = 12,   /* training conditions drawn each iteration (conditional targets) */
+    DS_RNG_SEARCHER = 13,    /* MCMC searcher: chain starts (iteration 0) and MALA moves */
     DS_RNG_TEST = 15         /* tests and tools */
 } ds_rng_purpose;
 

@@ -84,6 +84,13 @@ void ds_trainer_set_fail_hook(ds_trainer *t, int rank, long iteration);
  * local search runs on the odd iterations with it % local_search.cycle == 1. */
 int ds_trainer_is_backward_iteration(const ds_settings *s, long it);
 int ds_trainer_is_local_search_iteration(const ds_settings *s, long it);
+/* With searcher.enabled: a searcher round runs before the backward
+ * iterations it with ((it - 1) / 2) % searcher.every == 0, and the learner
+ * (the policy network and the Adam moments and step; log Z and the buffers
+ * kept) is re-initialised before iterations it > 0 with
+ * it % searcher.reinit_every == 0 (reinit_every > 0). */
+int ds_trainer_is_searcher_iteration(const ds_settings *s, long it);
+int ds_trainer_is_reinit_iteration(const ds_settings *s, long it);
 
 /* The exploration standard deviation at iteration it (0 when off). */
 double ds_exploration_std(const ds_settings *s, long it);
