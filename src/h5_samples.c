@@ -29,6 +29,8 @@ struct ds_samples_writer {
     int ncols;
     ds_samples_column *cols; /* (ncols) a copy of the table (its strings borrowed) */
     hid_t *d;                /* (ncols) one dataset per column */
+    uint32_t *crc;           /* (ncols) CRC-32C of the rows written so far, in order */
+    ds_h5_index ix;          /* the datasets' byte ranges (for the completion record) */
     int dim;
     uint64_t n_total, written;
     char path[H5IO_PATH], tmp[H5IO_PATH];
@@ -39,6 +41,8 @@ static void writer_release(ds_samples_writer *w, int remove_tmp)
     for (int k = 0; w->d && k < w->ncols; k++) ds_h5_close(w->d[k]);
     ds_free(w->d);
     ds_free(w->cols);
+    ds_free(w->crc);
+    ds_h5_index_free(&w->ix);
     ds_h5_close(w->dxpl);
     if (w->file >= 0) H5Fclose(w->file);
     w->file = -1;
@@ -74,7 +78,8 @@ ds_status ds_samples_open_columns(MPI_Comm comm, const char *path, const ds_h5_m
     }
     w->cols = ds_calloc((size_t)ncols, sizeof *w->cols);
     w->d = ds_calloc((size_t)ncols, sizeof *w->d);
-    CHECK(w->cols && w->d, rc, local, DS_ERR_NOMEM, "out of memory for a sample writer");
+    w->crc = ds_calloc((size_t)ncols, sizeof *w->crc);
+    CHECK(w->cols && w->d && w->crc, rc, local, DS_ERR_NOMEM, "out of memory for a sample writer");
     memcpy(w->cols, cols, sizeof *cols * (size_t)ncols);
     w->ncols = ncols;
     for (int k = 0; k < ncols; k++) w->d[k] = -1;
@@ -86,6 +91,7 @@ local:
         if (w) {
             ds_free(w->cols);
             ds_free(w->d);
+            ds_free(w->crc);
         }
         ds_free(w);
         ds_h5_quiet_end(&q);
@@ -174,6 +180,13 @@ ds_status ds_samples_append_columns(ds_samples_writer *w, size_t n_local, const 
         ds_h5_close(fspace);
     }
     DS_TRY_GOTO(rc, ds_h5_agree(w->comm, rc), done);
+    /* the chunk's rows follow everything written before, in rank order */
+    for (int k = 0; k < w->ncols && total > 0; k++) {
+        uint64_t row = ds_h5_size(w->cols[k].type) * (uint64_t)(w->cols[k].per_dim ? w->dim : 1);
+        uint32_t chunk = 0, local = n ? ds_crc32c(0, bufs[k], (size_t)(n * row)) : 0;
+        DS_TRY_GOTO(rc, ds_h5_crc_rank_order(w->comm, local, n * row, &chunk), done);
+        w->crc[k] = ds_crc32c_combine(w->crc[k], chunk, total * row);
+    }
     w->written += total;
 done:
     ds_h5_quiet_end(&q);
@@ -229,6 +242,10 @@ local:
         DS_TRY_GOTO(rc, ds_h5_agree(w->comm, rc), fail);
     }
     for (int k = 0; k < w->ncols; k++) {
+        char dname[DS_NAME_MAX + 2];
+        snprintf(dname, sizeof dname, "/%s", w->cols[k].name);
+        rc = ds_h5_dset_seal(w->d[k], dname, w->crc[k], &w->ix);
+        DS_TRY_GOTO(rc, ds_h5_agree(w->comm, rc), fail);
         ds_h5_close(w->d[k]);
         w->d[k] = -1;
     }
@@ -239,6 +256,7 @@ local:
     DS_TRY_GOTO(rc, ds_h5_agree(w->comm, cerr >= 0 ? DS_OK : ds_error_set(DS_ERR_IO, __FILE__, __LINE__, __func__,
                                                                         "closing %s failed (disk full?)", w->tmp)),
                 fail);
+    DS_TRY_GOTO(rc, ds_h5_seal_file(w->comm, w->tmp, &w->ix), fail);
     DS_TRY_GOTO(rc, ds_h5_commit_collective(w->comm, w->tmp, w->path, NULL), fail);
     writer_release(w, 0);
     ds_h5_quiet_end(&q);
