@@ -5,6 +5,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config git libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
       hdf5-tools libopenblas-dev libyaml-dev check python3-h5py python3-numpy
       python3-matplotlib python3-pot python3-yaml)
+# `deps.sh fuzz` (make fuzz): clang and its libFuzzer runtime as well
+[ "${1:-}" = fuzz ] && pkgs+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -393,7 +393,7 @@ done:
 
 /* Root attributes: format, format_version, energy, dim, precision, config,
  * code_version; refuses another format and newer versions. */
-static ds_status read_header(const ds_h5_rd *r, const char *want_format, ds_ckpt_data *out)
+ds_status ds_h5_read_header(const ds_h5_rd *r, const char *want_format, ds_ckpt_data *out)
 {
     ds_status rc = DS_OK;
     char *s = NULL;
@@ -448,7 +448,7 @@ ds_status ds_ckpt_open(MPI_Comm comm, const char *path, const ds_ckpt_expect *ex
     *out = NULL;
     DS_TRY_GOTO(rc, handle_new(comm, path, 0, &f), out);
     DS_TRY_GOTO(rc, ds_h5_agree(f->comm, ds_h5_open_for_read(f->comm, &f->r)), fail);
-    DS_TRY_GOTO(rc, ds_h5_agree(f->comm, read_header(&f->r, DS_H5_FORMAT_CHECKPOINT, &f->hdr)), fail);
+    DS_TRY_GOTO(rc, ds_h5_agree(f->comm, ds_h5_read_header(&f->r, DS_H5_FORMAT_CHECKPOINT, &f->hdr)), fail);
     DS_TRY_GOTO(rc, ds_h5_agree(f->comm, check_expect(&f->r, expect, &f->hdr)), fail);
     *out = f;
     goto out;

@@ -661,3 +661,111 @@ ds_status ds_h5_dset_check(const ds_h5_rd *r, hid_t d, const char *name)
              (unsigned long long)(off == HADDR_UNDEF ? 0 : off), e ? "" : ", which does not list it");
     return DS_OK;
 }
+
+ds_status ds_h5_record_index(const char *path, ds_h5_index *ix, uint64_t *content)
+{
+    unsigned char foot[FOOTER], *rec = NULL;
+    ds_status rc = DS_OK;
+    *content = 0;
+    int fd = open(path, O_RDONLY);
+    DS_CHECK(fd >= 0, DS_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat st;
+    CHECK(fstat(fd, &st) == 0 && st.st_size >= FOOTER, rc, done, DS_ERR_FORMAT, "%s has no record", path);
+    uint64_t size = (uint64_t)st.st_size;
+    CHECK(pread(fd, foot, FOOTER, (off_t)(size - FOOTER)) == FOOTER && memcmp(foot, record_magic, 8) == 0, rc, done,
+          DS_ERR_FORMAT, "%s has no record", path);
+    uint64_t c = get64(foot + 8);
+    uint32_t n = get32(foot + 16), len = get32(foot + 20);
+    CHECK(len <= RECORD_MAX && c <= size - FOOTER && size - FOOTER - c == len, rc, done, DS_ERR_FORMAT,
+          "%s: its record does not fit", path);
+    rec = ds_calloc((size_t)len + 1, 1);
+    CHECK(rec != NULL, rc, done, DS_ERR_NOMEM, "out of memory");
+    CHECK(len == 0 || pread(fd, rec, len, (off_t)c) == (ssize_t)len, rc, done, DS_ERR_IO, "cannot read %s", path);
+    DS_TRY_GOTO(rc, parse_entries(rec, len, n, path, "file", ix), done);
+    *content = c;
+done:
+    close(fd);
+    ds_free(rec);
+    if (rc != DS_OK) ds_h5_index_free(ix);
+    return rc;
+}
+
+/* ---- HDF5's global heap, checked before HDF5 reads it ----------------------------- */
+
+/* A global heap collection ("GCOL", version 1, 3 zero bytes, u64 size, then
+ * objects of u16 index, u16 refcount, u32 reserved, u64 size and the data
+ * padded to 8 bytes; index 0 is free space, its size counting its header):
+ * HDF5 1.10 walks the objects trusting their sizes, and loops forever on a
+ * free-space object of size 0 or crashes when an object overruns the
+ * collection. 1 when the collection at off is sound, walked the way HDF5
+ * walks it (H5HG__cache_heap_deserialize). */
+static int heap_sound(int fd, uint64_t off, uint64_t file_size, uint64_t *bad_at)
+{
+    unsigned char h[16];
+    static unsigned char seen[65536 / 8];
+    if (pread(fd, h, 16, (off_t)off) != 16) return 0;
+    uint64_t size = get64(h + 8);
+    *bad_at = off;
+    if (size < 16 || size > file_size || off > file_size - size) return 0;
+    memset(seen, 0, sizeof seen);
+    uint64_t p = off + 16, end = off + size;
+    while (end - p >= 16) {
+        *bad_at = p;
+        if (pread(fd, h, 16, (off_t)p) != 16) return 0;
+        unsigned idx = (unsigned)h[0] | (unsigned)h[1] << 8;
+        uint64_t n = get64(h + 8);
+        if (n > end - p) return 0;
+        uint64_t need = idx ? 16 + ((n + 7) & ~(uint64_t)7) : n;
+        if (need < 16 || need > end - p) return 0;
+        if (idx) {
+            if (seen[idx / 8] & (1u << (idx % 8))) return 0; /* two objects with one index */
+            seen[idx / 8] |= (unsigned char)(1u << (idx % 8));
+        }
+        p += need;
+    }
+    return 1;
+}
+
+static int in_data(const ds_h5_index *ix, uint64_t off)
+{
+    for (int i = 0; ix && i < ix->n; i++)
+        if (ix->e[i].length && off >= ix->e[i].offset && off - ix->e[i].offset < ix->e[i].length) return 1;
+    return 0;
+}
+
+static ds_status heaps_local(const char *path, const char *kind, const ds_h5_index *ix)
+{
+    static const unsigned char sig[8] = {'G', 'C', 'O', 'L', 1, 0, 0, 0};
+    ds_status rc = DS_OK;
+    unsigned char *buf = ds_calloc(IO_CHUNK + 8, 1);
+    int fd = open(path, O_RDONLY);
+    CHECK(buf != NULL, rc, done, DS_ERR_NOMEM, "out of memory to check %s", path);
+    CHECK(fd >= 0, rc, done, DS_ERR_IO, "cannot open %s %s: %s", kind, path, strerror(errno));
+    struct stat st;
+    CHECK(fstat(fd, &st) == 0, rc, done, DS_ERR_IO, "cannot stat %s %s", kind, path);
+    uint64_t size = (uint64_t)st.st_size;
+    for (uint64_t at = 0; at < size; at += IO_CHUNK) {
+        size_t want = size - at < IO_CHUNK + 8 ? (size_t)(size - at) : IO_CHUNK + 8;
+        ssize_t got = pread(fd, buf, want, (off_t)at);
+        CHECK(got == (ssize_t)want, rc, done, DS_ERR_IO, "cannot read %s %s", kind, path);
+        for (size_t i = 0; i + 8 <= (size_t)got && i < IO_CHUNK; i++) {
+            if (buf[i] != 'G' || memcmp(buf + i, sig, 8) != 0 || in_data(ix, at + i)) continue;
+            uint64_t bad = 0;
+            CHECK(heap_sound(fd, at + i, size, &bad), rc, done, DS_ERR_FORMAT,
+                  "%s %s: the HDF5 global heap at byte %llu (it holds the variable-length strings: the config and "
+                  "the other root attributes, column names, descriptions) is damaged at byte %llu; not opened",
+                  kind, path, (unsigned long long)(at + i), (unsigned long long)bad);
+        }
+    }
+done:
+    if (fd >= 0) close(fd);
+    ds_free(buf);
+    return rc;
+}
+
+ds_status ds_h5_check_heaps(MPI_Comm comm, const char *path, const char *kind, const ds_h5_index *ix)
+{
+    int rank;
+    DS_MPI(MPI_Comm_rank(comm, &rank));
+    return ds_h5_agree(comm, rank == 0 ? heaps_local(path, kind, ix) : DS_OK);
+}

@@ -295,3 +295,74 @@ ds_status ds_samples_write(MPI_Comm comm, const char *path, const ds_h5_meta *me
     DS_TRY(ds_samples_close(&w, metrics, nmetrics));
     return DS_OK;
 }
+
+/* ---- reading ---------------------------------------------------------------- */
+
+void ds_samples_set_free(ds_samples_set *s)
+{
+    if (!s) return;
+    ds_ckpt_data_free(&s->hdr);
+    ds_free(s->x);
+    ds_free(s->log_reward);
+    ds_free(s->log_pf);
+    ds_free(s->log_pb);
+    ds_free(s->log_weight);
+    memset(s, 0, sizeof *s);
+}
+
+static ds_status samples_read_local(ds_h5_rd *r, ds_samples_set *s)
+{
+    DS_TRY(ds_h5_read_header(r, DS_H5_FORMAT_SAMPLES, &s->hdr));
+    int64_t n = 0;
+    DS_TRY(ds_h5_attr_read_num(r, r->file, "/", "n_samples", H5T_NATIVE_INT64, &n));
+    /* every sample takes more than a byte of the file: a bound before sizing */
+    DS_CHECK(n >= 0 && (uint64_t)n <= r->file_size, DS_ERR_FORMAT,
+             "sample set %s: n_samples is %lld, impossible for a file of %llu bytes", r->path, (long long)n,
+             (unsigned long long)r->file_size);
+    DS_CHECK(s->hdr.dim >= 1 && (uint64_t)s->hdr.dim <= r->file_size, DS_ERR_FORMAT,
+             "sample set %s: dim %d is impossible for a file of %llu bytes", r->path, s->hdr.dim,
+             (unsigned long long)r->file_size);
+    DS_CHECK((uint64_t)n <= r->file_size / 4 / (uint64_t)s->hdr.dim, DS_ERR_FORMAT,
+             "sample set %s: %lld samples of dimension %d cannot fit in a file of %llu bytes", r->path, (long long)n,
+             s->hdr.dim, (unsigned long long)r->file_size);
+    s->n = (size_t)n;
+    size_t rows = s->n ? s->n : 1;
+    s->x = ds_calloc(rows * (size_t)s->hdr.dim, sizeof *s->x);
+    double **cols[4] = {&s->log_reward, &s->log_pf, &s->log_pb, &s->log_weight};
+    for (int k = 0; k < 4; k++) *cols[k] = ds_calloc(rows, sizeof(double));
+    DS_CHECK(s->x && s->log_reward && s->log_pf && s->log_pb && s->log_weight, DS_ERR_NOMEM,
+             "out of memory for the %zu samples of %s", s->n, r->path);
+    return DS_OK;
+}
+
+ds_status ds_samples_read(MPI_Comm comm, const char *path, ds_samples_set *out)
+{
+    DS_CHECK(out && path && *path, DS_ERR_INVALID, "sample set path or output missing");
+    memset(out, 0, sizeof *out);
+    ds_h5_quiet q;
+    ds_h5_quiet_begin(&q);
+    char p[H5IO_PATH];
+    ds_h5_rd r = {-1, -1, p, "sample set", 0, {0, 0, NULL}, 0};
+    ds_status rc = ds_h5_join_path(p, sizeof p, path, "");
+    DS_TRY_GOTO(rc, ds_h5_agree(comm, rc), done);
+    DS_TRY_GOTO(rc, ds_h5_agree(comm, ds_h5_open_for_read(comm, &r)), done);
+    DS_TRY_GOTO(rc, ds_h5_agree(comm, samples_read_local(&r, out)), done);
+    hsize_t want[2] = {(hsize_t)out->n, (hsize_t)out->hdr.dim};
+    void *bufs[DS_SAMPLES_NCOLUMNS] = {out->x, out->log_reward, out->log_pf, out->log_pb, out->log_weight};
+    for (int k = 0; k < DS_SAMPLES_NCOLUMNS; k++) {
+        const ds_samples_column *c = &ds_samples_columns[k];
+        char name[DS_NAME_MAX + 2];
+        snprintf(name, sizeof name, "/%s", c->name);
+        DS_TRY_GOTO(rc, ds_h5_agree(comm, ds_h5_dset_read_all(&r, name, ds_h5_class(c->type), ds_h5_mem_type(c->type),
+                                                              c->per_dim ? 2 : 1, want, bufs[k])),
+                    done);
+    }
+done:
+    ds_h5_close(r.dxpl);
+    if (r.file >= 0 && H5Fclose(r.file) < 0 && rc == DS_OK)
+        rc = ds_error_set(DS_ERR_IO, __FILE__, __LINE__, __func__, "closing sample set %s failed", path);
+    ds_h5_index_free(&r.index);
+    if (rc != DS_OK) ds_samples_set_free(out);
+    ds_h5_quiet_end(&q);
+    return rc;
+}

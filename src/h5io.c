@@ -711,6 +711,7 @@ ds_status ds_h5_open_for_read(MPI_Comm comm, ds_h5_rd *r)
     }
     /* Before HDF5 sees a byte of it: HDF5 can crash on a damaged file. */
     DS_TRY_GOTO(rc, ds_h5_verify_file(comm, r->path, r->kind, &r->sealed, &r->index), done);
+    DS_TRY_GOTO(rc, ds_h5_check_heaps(comm, r->path, r->kind, r->sealed ? &r->index : NULL), done);
     fapl = H5Pcreate(H5P_FILE_ACCESS);
     CHECK(fapl >= 0 && H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) >= 0, rc, done, DS_ERR_IO,
           "cannot set up the MPI-IO driver to read %s", r->path);
@@ -725,7 +726,8 @@ ds_status ds_h5_open_for_read(MPI_Comm comm, ds_h5_rd *r)
               "%s %s has no completion record at its end (it was truncated, or its last bytes are damaged, or a "
               "tool rewrote it): its contents cannot be verified; not used", r->kind, r->path);
         MPI_Comm_rank(comm, &rank);
-        if (rank == 0)
+        static char warned[H5IO_PATH]; /* once per file, not at every reopening */
+        if (rank == 0 && strcmp(warned, r->path) != 0 && snprintf(warned, sizeof warned, "%s", r->path) >= 0)
             fprintf(stderr, "diffsamp: warning: %s %s was written before diffsamp kept checksums: its contents "
                     "are not verified\n", r->kind, r->path);
     }

@@ -115,11 +115,19 @@ ds_status ds_h5_seal_bytes(const char *path, ds_h5_index *ix);
  * HDF5, drops its old record, rewrites every dataset's crc32c attribute from
  * its stored bytes and appends a new record. The file must be intact. */
 ds_status ds_h5_reseal(const char *path);
+/* Not collective, for fuzzing: the index of path's record (its CRCs not
+ * checked) and the length of the content before it. */
+ds_status ds_h5_record_index(const char *path, ds_h5_index *ix, uint64_t *content);
 /* Collective, before HDF5 opens path: when it ends in a completion record,
  * checks every byte against it (DS_ERR_FORMAT naming the damaged dataset, or
  * the metadata) and returns *sealed = 1 and the index in ix; *sealed = 0 when
  * it has no record. */
 ds_status ds_h5_verify_file(MPI_Comm comm, const char *path, const char *kind, int *sealed, ds_h5_index *ix);
+
+/* Collective, before HDF5 opens path: every HDF5 global heap collection
+ * outside ix's dataset bytes (ix may be NULL) must hold objects that fit in
+ * it (HDF5 1.10 crashes on one that overruns). DS_ERR_FORMAT otherwise. */
+ds_status ds_h5_check_heaps(MPI_Comm comm, const char *path, const char *kind, const ds_h5_index *ix);
 
 /* ---- writing ---------------------------------------------------------------- */
 
@@ -195,6 +203,9 @@ ds_status ds_h5_attr_read_num(const ds_h5_rd *r, hid_t obj, const char *objname,
 /* A 1-D string-array attribute into n new strings (n may be 0). */
 ds_status ds_h5_attr_read_str_array(const ds_h5_rd *r, hid_t obj, const char *objname, const char *name, int *n_out,
                                     char ***out);
+/* Root attributes: format (must be want_format), format_version (refuses
+ * newer ones), energy, dim, precision, config, code_version. */
+ds_status ds_h5_read_header(const ds_h5_rd *r, const char *want_format, ds_ckpt_data *out);
 /* Opens dataset `name` and checks its type class and shape: ndims 0 is a
  * scalar, want[i] = ANY_DIM accepts any extent. found (ndims entries) gets
  * the shape. */

@@ -280,4 +280,20 @@ ds_status ds_samples_write(MPI_Comm comm, const char *path, const ds_h5_meta *me
                            const ds_real *x, const double *log_reward, const double *log_pf, const double *log_pb,
                            const double *log_weight, const ds_h5_metric *metrics, int nmetrics);
 
+/* A sample set read back (every rank holds all of it). */
+typedef struct ds_samples_set {
+    ds_ckpt_data hdr;   /* root attributes: energy, dim, config, ... */
+    size_t n;           /* n_samples */
+    ds_real *x;         /* (n, hdr.dim) */
+    double *log_reward, *log_pf, *log_pb, *log_weight; /* (n) each */
+} ds_samples_set;
+/* Reads the sample set at path (its completion record and checksums
+ * verified first, every shape checked against n_samples and dim). Collective.
+ * Errors: DS_ERR_IO (no file), DS_ERR_FORMAT (damaged or not a sample set:
+ * the file and the dataset named), DS_ERR_NOMEM. *out is zeroed first and
+ * freed on error. */
+ds_status ds_samples_read(MPI_Comm comm, const char *path, ds_samples_set *out);
+/* Frees the arrays and strings of s and zeroes it; NULL allowed. */
+void ds_samples_set_free(ds_samples_set *s);
+
 #endif
