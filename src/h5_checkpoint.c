@@ -553,6 +553,10 @@ static ds_status read_table(const ds_ckpt_file *f, const char *name, long want_r
     CHECK((hsize_t)t->ncols == found[1], rc, done, DS_ERR_FORMAT,
           "checkpoint %s: %s has %llu columns but its columns attribute names %d", f->path, name,
           (unsigned long long)found[1], t->ncols);
+    /* ds_h5_dset_open checked the shape against the stored bytes; the
+     * product is checked again here because it sizes the allocation */
+    CHECK(found[0] <= (hsize_t)(SIZE_MAX / sizeof(double)) / (found[1] ? found[1] : 1) - 1, rc, done, DS_ERR_FORMAT,
+          "checkpoint %s: %s claims %llu rows of %d columns", f->path, name, (unsigned long long)found[0], t->ncols);
     t->rows = (size_t)found[0];
     t->v = ds_calloc(t->rows * (size_t)t->ncols + 1, sizeof(double));
     CHECK(t->v != NULL, rc, done, DS_ERR_NOMEM, "out of memory for table %s", name);

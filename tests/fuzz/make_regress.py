@@ -60,6 +60,14 @@ def data_offset(b, name):
             return f[name].id.get_offset()
 
 
+def shape(b, name):
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "f.h5")
+        open(p, "wb").write(b)
+        with h5py.File(p, "r") as f:
+            return f[name].shape
+
+
 def put(b, off, raw):
     b = bytearray(b)
     b[off:off + len(raw)] = raw
@@ -80,7 +88,7 @@ def cases(b, kind):
         "truncated_record": b[:len(b) - 10],
     }
     if kind == "checkpoint":
-        dims = b.find(struct.pack("<QQ", 2, 24))  # /metrics (rows, ncols)
+        dims = b.find(struct.pack("<QQ", *shape(b, "/metrics")))  # in its dataspace message
         out["metrics_rows_3"] = put(b, dims, struct.pack("<Q", 3))
         out["metrics_rows_huge"] = put(b, dims, struct.pack("<Q", 1 << 62))
         v = data_offset(b, "/optimizer/v")
