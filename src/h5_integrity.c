@@ -726,39 +726,53 @@ static int heap_sound(int fd, uint64_t off, uint64_t file_size, uint64_t *bad_at
     return 1;
 }
 
-static int in_data(const ds_h5_index *ix, uint64_t off)
-{
-    for (int i = 0; ix && i < ix->n; i++)
-        if (ix->e[i].length && off >= ix->e[i].offset && off - ix->e[i].offset < ix->e[i].length) return 1;
-    return 0;
-}
-
-static ds_status heaps_local(const char *path, const char *kind, const ds_h5_index *ix)
+/* Checks every collection whose signature starts in [from, to). */
+static ds_status heaps_in(int fd, const char *path, const char *kind, uint64_t from, uint64_t to, uint64_t size,
+                          unsigned char *buf)
 {
     static const unsigned char sig[8] = {'G', 'C', 'O', 'L', 1, 0, 0, 0};
+    for (uint64_t at = from; at < to; at += IO_CHUNK) {
+        /* 7 bytes past the chunk, so that a signature across its end is seen */
+        uint64_t lim = to - at < IO_CHUNK ? to - at : IO_CHUNK, want = lim + 7 <= size - at ? lim + 7 : size - at;
+        ssize_t got = pread(fd, buf, (size_t)want, (off_t)at);
+        DS_CHECK(got == (ssize_t)want, DS_ERR_IO, "cannot read %s %s", kind, path);
+        for (unsigned char *p = buf; (p = memchr(p, 'G', (size_t)(buf + lim - p))) != NULL; p++) {
+            if ((uint64_t)(p - buf) + 8 > want || memcmp(p, sig, 8) != 0) continue;
+            uint64_t bad = 0, off = at + (uint64_t)(p - buf);
+            DS_CHECK(heap_sound(fd, off, size, &bad), DS_ERR_FORMAT,
+                     "%s %s: the HDF5 global heap at byte %llu (it holds the variable-length strings: the config and "
+                     "the other root attributes, column names, descriptions) is damaged at byte %llu; not opened",
+                     kind, path, (unsigned long long)off, (unsigned long long)bad);
+        }
+    }
+    return DS_OK;
+}
+
+/* The collections outside the datasets' data (ix, already verified to lie
+ * inside the file without overlapping) or, without ix, anywhere. */
+static ds_status heaps_local(const char *path, const char *kind, const ds_h5_index *ix)
+{
     ds_status rc = DS_OK;
+    const ds_h5_entry **s = NULL;
     unsigned char *buf = ds_calloc(IO_CHUNK + 8, 1);
     int fd = open(path, O_RDONLY);
     CHECK(buf != NULL, rc, done, DS_ERR_NOMEM, "out of memory to check %s", path);
     CHECK(fd >= 0, rc, done, DS_ERR_IO, "cannot open %s %s: %s", kind, path, strerror(errno));
     struct stat st;
     CHECK(fstat(fd, &st) == 0, rc, done, DS_ERR_IO, "cannot stat %s %s", kind, path);
-    uint64_t size = (uint64_t)st.st_size;
-    for (uint64_t at = 0; at < size; at += IO_CHUNK) {
-        size_t want = size - at < IO_CHUNK + 8 ? (size_t)(size - at) : IO_CHUNK + 8;
-        ssize_t got = pread(fd, buf, want, (off_t)at);
-        CHECK(got == (ssize_t)want, rc, done, DS_ERR_IO, "cannot read %s %s", kind, path);
-        for (size_t i = 0; i + 8 <= (size_t)got && i < IO_CHUNK; i++) {
-            if (buf[i] != 'G' || memcmp(buf + i, sig, 8) != 0 || in_data(ix, at + i)) continue;
-            uint64_t bad = 0;
-            CHECK(heap_sound(fd, at + i, size, &bad), rc, done, DS_ERR_FORMAT,
-                  "%s %s: the HDF5 global heap at byte %llu (it holds the variable-length strings: the config and "
-                  "the other root attributes, column names, descriptions) is damaged at byte %llu; not opened",
-                  kind, path, (unsigned long long)(at + i), (unsigned long long)bad);
+    uint64_t size = (uint64_t)st.st_size, at = 0;
+    if (ix && ix->n) {
+        DS_TRY_GOTO(rc, sorted_entries(ix, size, path, kind, &s), done);
+        for (int i = 0; i < ix->n; i++) {
+            if (s[i]->length == 0) continue;
+            DS_TRY_GOTO(rc, heaps_in(fd, path, kind, at, s[i]->offset, size, buf), done);
+            at = s[i]->offset + s[i]->length;
         }
     }
+    DS_TRY_GOTO(rc, heaps_in(fd, path, kind, at, size, size, buf), done);
 done:
     if (fd >= 0) close(fd);
+    ds_free(s);
     ds_free(buf);
     return rc;
 }
