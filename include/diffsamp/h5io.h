@@ -18,8 +18,19 @@
  *   library_versions  HDF5, MPI and OpenBLAS versions, one per line
  *   precision         "float" | "double": ds_real of the writer
  *   energy            energy name;  dim  int32, the dimension of x
+ *   integrity         "crc32c-record-1": the file ends in a completion record
  * Strings are variable-length UTF-8 (h5py reads them as str). Every dataset
- * has a one-sentence `description` attribute.
+ * has a one-sentence `description` attribute and a `crc32c` attribute (uint32,
+ * the CRC-32C of its stored little-endian bytes in row-major order, the
+ * ranks' rows combined in rank order: the same for any number of ranks).
+ *
+ * Integrity (src/h5_integrity.c): every file ends in a completion record,
+ * appended after HDF5's last byte before the fsync and rename that publish
+ * it, with the byte range and CRC of every dataset and of the HDF5 metadata
+ * between them. Readers check every byte against it before HDF5 opens the
+ * file, refuse a damaged file naming the dataset (DS_ERR_FORMAT), refuse a
+ * file with the integrity attribute but no record, and load a file from
+ * before the checksums (neither) with a warning on stderr.
  *
  * Checkpoint layout (R = ds_real of the writer, stored as IEEE float32 or
  * float64 and converted to the reader's ds_real on load):
