@@ -20,7 +20,7 @@ const ds_samples_column ds_samples_columns[DS_SAMPLES_NCOLUMNS] = {
     {"log_weight", DS_H5_F64, 0, "Importance log-weight log R(x_T) + sum log p_B - sum log p_F of each sample."},
 };
 static const char *const reserved_attrs[] = {"format", "format_version", "config", "code_version", "library_versions",
-                                             "precision", "energy", "dim", "n_samples"};
+                                             "precision", "energy", "dim", "n_samples", DS_H5_INTEGRITY_ATTR};
 
 struct ds_samples_writer {
     MPI_Comm comm;
