@@ -57,6 +57,27 @@ for f in "$tmp"/bad/legacy_*; do
     "$exe" eval --checkpoint "$f" > "$tmp/l.log" 2>&1; rc=$?
     check "$(basename "$f"): no crash (exit $rc)" '[ $rc -le 2 ]'
 done
+# the dataset checksums do not depend on the number of ranks, and are the
+# CRC-32C of the stored bytes (recomputed here in Python, bit by bit)
+"$exe" ground-truth --energy 25gmm -n 1001 -o "$tmp/gt1.h5" > /dev/null 2>&1
+mpirun -np 2 "$exe" ground-truth --energy 25gmm -n 1001 -o "$tmp/gt2.h5" > /dev/null 2>&1
+check "np 1 and np 2 sample sets carry the same crc32c, that of their bytes" '/usr/bin/python3 - "$tmp/gt1.h5" "$tmp/gt2.h5" <<"PY"
+import sys, h5py, numpy as np
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    return c ^ 0xFFFFFFFF
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+assert a.attrs["integrity"] == "crc32c-record-1"
+for n in a:
+    x, y = a[n][()], b[n][()]
+    assert np.array_equal(x, y), n
+    assert int(a[n].attrs["crc32c"]) == int(b[n].attrs["crc32c"]) == crc32c(np.ascontiguousarray(x).tobytes()), n
+PY'
+
 # sample sets: through the reader's fuzz replay program, when built beside the binary
 replay="$(dirname "$exe")/tests/fuzz_replay_samples"
 if [ -x "$replay" ]; then
