@@ -1,7 +1,10 @@
 /* fuzz_common: what the fuzz targets share. Each target defines
  * LLVMFuzzerTestOneInput; built with clang -fsanitize=fuzzer it is a
  * libFuzzer program (make fuzz), built with replay_main.c it replays the
- * corpus and the regression inputs through the sanitizer build (make test). */
+ * corpus and the regression inputs through the sanitizer build (make test).
+ * DS_FUZZ_RAW_ONLY set: the readers see the bytes only as they are, not
+ * resealed (for inputs that crash HDF5 itself once their record is forged to
+ * match: tests/fuzz/regress/checkpoint_hdf5). */
 #ifndef DS_FUZZ_COMMON_H
 #define DS_FUZZ_COMMON_H
 
