@@ -2,6 +2,10 @@
 # clean clone on Debian 12 as root (they install missing packages first).
 BUILD      ?= build
 BUILD_SAN  ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+# make fuzz: seconds per libFuzzer target (they run concurrently)
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= config checkpoint samples
 JOBS       ?= $(shell nproc)
 DEMO_DIR   ?= runs/demo
 # Debian's interpreter: it has matplotlib, h5py, numpy and yaml (scripts/deps.sh)
@@ -11,7 +15,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = 1
 
 PREFIX     ?= /usr/local
 
-.PHONY: all deps build build-asan install demo demo-plots test test-fast bench bench-scaling bench-quality clean
+.PHONY: all deps build build-asan install demo demo-plots test test-fast bench bench-scaling bench-quality fuzz clean
 
 all: build
 
@@ -55,6 +59,15 @@ test: build build-asan
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j 2
 
+# libFuzzer on the config loader and the checkpoint and sample-set readers
+# (clang; tests/fuzz/run.sh says where the corpus and any crashers go).
+# make test replays the seed corpus and regression inputs without clang.
+fuzz:
+	@bash scripts/deps.sh fuzz
+	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDS_FUZZ=ON -DDS_NATIVE=OFF
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	bash tests/fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 bench: build
 	OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} $(BUILD)/ds_bench
 
@@ -69,4 +82,4 @@ bench-scaling: build
 	bash bench/scaling.sh $(BUILD)/diffsamp
 
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN)
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ)

@@ -7,6 +7,8 @@ pkgs=(build-essential cmake pkg-config git libopenmpi-dev openmpi-bin libhdf5-op
       python3-matplotlib python3-pot python3-yaml
       r-base-core r-cran-spatstat.data  # R: the lgcp energy's data (finpines), extracted at build
       dataset-fashion-mnist)  # dataset-fashion-mnist: the default images of diffsamp vae-train
+# `deps.sh fuzz` (make fuzz): clang and its libFuzzer runtime as well
+[ "${1:-}" = fuzz ] && pkgs+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

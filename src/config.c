@@ -1285,14 +1285,53 @@ static void fmt_string(char *buf, size_t n, const char *t)
     }
     buf[0] = '\0';
     cat(buf, n, "\"");
-    for (const char *p = t; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\')
-            cat(buf, n, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
+    for (const unsigned char *p = (const unsigned char *)t; *p;) {
+        unsigned char c = *p;
+        if (c < 0x80) {
+            if (c == '"' || c == '\\')
+                cat(buf, n, "\\%c", c);
+            else if (c < 0x20 || c == 0x7f)
+                cat(buf, n, "\\x%02x", c);
+            else
+                cat(buf, n, "%c", c);
+            p++;
+            continue;
+        }
+        /* A UTF-8 sequence: YAML reads U+0085, U+2028 and U+2029 as line
+         * breaks (folded into a space inside quotes) and refuses the C1
+         * controls and U+FFFE/U+FFFF raw, so those are escaped; the rest
+         * stays as it is. */
+        int len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+        uint32_t cp = len == 4 ? c & 0x07u : len == 3 ? c & 0x0fu : c & 0x1fu;
+        for (int k = 1; k < len; k++) {
+            if ((p[k] & 0xc0) != 0x80) {
+                len = 0;
+                break;
+            }
+            cp = cp << 6 | (p[k] & 0x3fu);
+        }
+        if (len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) len = 0;
+        if (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) len = 0;
+        if (len == 0) {
+            /* Not UTF-8 (the loaders refuse it, so only a caller's own string
+             * can hold it): the nearest YAML can say is the code point. */
             cat(buf, n, "\\x%02x", c);
+            p++;
+            continue;
+        }
+        if (cp == 0x85)
+            cat(buf, n, "\\N");
+        else if (cp < 0xa0)
+            cat(buf, n, "\\x%02x", (unsigned)cp);
+        else if (cp == 0x2028)
+            cat(buf, n, "\\L");
+        else if (cp == 0x2029)
+            cat(buf, n, "\\P");
+        else if (cp == 0xfeff || cp == 0xfffe || cp == 0xffff)
+            cat(buf, n, "\\u%04x", (unsigned)cp);
         else
-            cat(buf, n, "%c", c);
+            cat(buf, n, "%.*s", len, (const char *)p);
+        p += len;
     }
     cat(buf, n, "\"");
 }

@@ -24,6 +24,7 @@ struct ds_ckpt_file {
     int writing;     /* 1: being written to tmp; 0: open for reading */
     ds_h5_rd r;      /* file, transfer properties, path, kind */
     ds_ckpt_data hdr;
+    ds_h5_index wix; /* the datasets written (writing) */
     char path[H5IO_PATH], tmp[H5IO_PATH], prev[H5IO_PATH];
 };
 
@@ -42,6 +43,8 @@ static ds_status release(ds_ckpt_file *f, int remove_tmp)
     if (remove_tmp && f->writing && f->rank == 0) remove(f->tmp);
     if (f->comm != MPI_COMM_NULL) MPI_Comm_free(&f->comm);
     ds_ckpt_data_free(&f->hdr);
+    ds_h5_index_free(&f->wix);
+    ds_h5_index_free(&f->r.index);
     ds_free(f);
     return rc;
 }
@@ -132,6 +135,7 @@ ds_status ds_ckpt_commit(ds_ckpt_file **fp)
     f->r.file = -1;
     rc = ds_h5_agree(f->comm, cerr >= 0 ? DS_OK : ds_error_set(DS_ERR_IO, __FILE__, __LINE__, __func__,
                                                                 "closing %s failed (disk full?)", f->tmp));
+    if (rc == DS_OK) rc = ds_h5_seal_file(f->comm, f->tmp, &f->wix);
     if (rc == DS_OK) rc = ds_h5_commit_collective(f->comm, f->tmp, f->path, f->prev);
     if (rc != DS_OK) ds_error_trace(__FILE__, __LINE__, __func__);
     release(f, rc != DS_OK);
@@ -237,7 +241,7 @@ ds_status ds_ckpt_write_array(ds_ckpt_file *f, const char *name, ds_h5_type type
     SYNC(rc, f->comm, done);
     hsize_t dn = (hsize_t)n, mine = f->rank == 0 ? dn : 0;
     STEP(rc, make_parents(f->r.file, name));
-    STEP(rc, ds_h5_dset_write(f->r.file, f->r.dxpl, name, ds_h5_file_type(type), ds_h5_mem_type(type), 1, &dn, 0,
+    STEP(rc, ds_h5_dset_write(f->r.file, f->r.dxpl, f->comm, &f->wix, name, ds_h5_file_type(type), ds_h5_mem_type(type), 1, &dn, 0,
                               mine, v, description));
     rc = ds_h5_agree(f->comm, rc);
 done:
@@ -262,7 +266,7 @@ ds_status ds_ckpt_write_scalar(ds_ckpt_file *f, const char *name, ds_h5_type typ
     rc = same_everywhere(f, name, "the value", iv);
     SYNC(rc, f->comm, done);
     STEP(rc, make_parents(f->r.file, name));
-    STEP(rc, ds_h5_dset_write(f->r.file, f->r.dxpl, name, ds_h5_file_type(type), ds_h5_mem_type(type), 0, NULL, 0,
+    STEP(rc, ds_h5_dset_write(f->r.file, f->r.dxpl, f->comm, &f->wix, name, ds_h5_file_type(type), ds_h5_mem_type(type), 0, NULL, 0,
                               f->rank == 0 ? 1 : 0, v, description));
     rc = ds_h5_agree(f->comm, rc);
 done:
@@ -303,7 +307,7 @@ ds_status ds_ckpt_write_table(ds_ckpt_file *f, const char *name, int ncols, cons
     hsize_t md[2] = {(hsize_t)rows, (hsize_t)ncols};
     static const double nothing = 0.0;
     STEP(rc, make_parents(f->r.file, name));
-    STEP(rc, ds_h5_dset_write(f->r.file, f->r.dxpl, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, md, 0,
+    STEP(rc, ds_h5_dset_write(f->r.file, f->r.dxpl, f->comm, &f->wix, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, md, 0,
                               f->rank == 0 && ncols > 0 ? md[0] : 0, v ? v : &nothing, description));
     if (rc == DS_OK) {
         d = H5Dopen2(f->r.file, name, H5P_DEFAULT);
@@ -340,7 +344,7 @@ ds_status ds_ckpt_write_rows(ds_ckpt_file *f, const char *name, ds_h5_type type,
     DS_MPI_GOTO(rc, done, MPI_Allreduce(&n, &total, 1, MPI_UINT64_T, MPI_SUM, f->comm));
     hsize_t dims[2] = {(hsize_t)total, (hsize_t)width};
     STEP(rc, make_parents(f->r.file, name));
-    STEP(rc, ds_h5_dset_write(f->r.file, f->r.dxpl, name, ds_h5_file_type(type), ds_h5_mem_type(type),
+    STEP(rc, ds_h5_dset_write(f->r.file, f->r.dxpl, f->comm, &f->wix, name, ds_h5_file_type(type), ds_h5_mem_type(type),
                               width > 0 ? 2 : 1, dims, (hsize_t)offset, (hsize_t)n, v, description));
     rc = ds_h5_agree(f->comm, rc);
 done:
@@ -389,7 +393,7 @@ done:
 
 /* Root attributes: format, format_version, energy, dim, precision, config,
  * code_version; refuses another format and newer versions. */
-static ds_status read_header(const ds_h5_rd *r, const char *want_format, ds_ckpt_data *out)
+ds_status ds_h5_read_header(const ds_h5_rd *r, const char *want_format, ds_ckpt_data *out)
 {
     ds_status rc = DS_OK;
     char *s = NULL;
@@ -444,7 +448,7 @@ ds_status ds_ckpt_open(MPI_Comm comm, const char *path, const ds_ckpt_expect *ex
     *out = NULL;
     DS_TRY_GOTO(rc, handle_new(comm, path, 0, &f), out);
     DS_TRY_GOTO(rc, ds_h5_agree(f->comm, ds_h5_open_for_read(f->comm, &f->r)), fail);
-    DS_TRY_GOTO(rc, ds_h5_agree(f->comm, read_header(&f->r, DS_H5_FORMAT_CHECKPOINT, &f->hdr)), fail);
+    DS_TRY_GOTO(rc, ds_h5_agree(f->comm, ds_h5_read_header(&f->r, DS_H5_FORMAT_CHECKPOINT, &f->hdr)), fail);
     DS_TRY_GOTO(rc, ds_h5_agree(f->comm, check_expect(&f->r, expect, &f->hdr)), fail);
     *out = f;
     goto out;
@@ -469,18 +473,21 @@ int ds_ckpt_has(ds_ckpt_file *f, const char *name)
 static ds_status shape_of(const ds_ckpt_file *f, const char *name, int *ndims, size_t dims[2])
 {
     ds_status rc = DS_OK;
-    hid_t d = -1, sp = -1;
+    hid_t d = -1, sp = -1, t = -1;
     hsize_t hd[H5S_MAX_RANK];
     CHECK(link_exists(f->r.file, name), rc, done, DS_ERR_FORMAT, "checkpoint %s: dataset %s is missing", f->path, name);
     d = H5Dopen2(f->r.file, name, H5P_DEFAULT);
     CHECK(d >= 0, rc, done, DS_ERR_FORMAT, "checkpoint %s: %s is not a readable dataset", f->path, name);
     sp = H5Dget_space(d);
+    t = H5Dget_type(d);
     int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
     CHECK(nd >= 0 && nd <= 2 && H5Sget_simple_extent_dims(sp, hd, NULL) >= 0, rc, done, DS_ERR_FORMAT,
           "checkpoint %s: dataset %s is not a scalar, vector or matrix", f->path, name);
+    DS_TRY_GOTO(rc, ds_h5_dset_sized(&f->r, d, t, name, nd, hd), done);
     *ndims = nd;
     for (int i = 0; i < 2; i++) dims[i] = i < nd ? (size_t)hd[i] : 0;
 done:
+    ds_h5_close(t);
     ds_h5_close(sp);
     ds_h5_close(d);
     return rc;
@@ -546,6 +553,10 @@ static ds_status read_table(const ds_ckpt_file *f, const char *name, long want_r
     CHECK((hsize_t)t->ncols == found[1], rc, done, DS_ERR_FORMAT,
           "checkpoint %s: %s has %llu columns but its columns attribute names %d", f->path, name,
           (unsigned long long)found[1], t->ncols);
+    /* ds_h5_dset_open checked the shape against the stored bytes; the
+     * product is checked again here because it sizes the allocation */
+    CHECK(found[0] <= (hsize_t)(SIZE_MAX / sizeof(double)) / (found[1] ? found[1] : 1) - 1, rc, done, DS_ERR_FORMAT,
+          "checkpoint %s: %s claims %llu rows of %d columns", f->path, name, (unsigned long long)found[0], t->ncols);
     t->rows = (size_t)found[0];
     t->v = ds_calloc(t->rows * (size_t)t->ncols + 1, sizeof(double));
     CHECK(t->v != NULL, rc, done, DS_ERR_NOMEM, "out of memory for table %s", name);

@@ -20,7 +20,7 @@ const ds_samples_column ds_samples_columns[DS_SAMPLES_NCOLUMNS] = {
     {"log_weight", DS_H5_F64, 0, "Importance log-weight log R(x_T) + sum log p_B - sum log p_F of each sample."},
 };
 static const char *const reserved_attrs[] = {"format", "format_version", "config", "code_version", "library_versions",
-                                             "precision", "energy", "dim", "n_samples"};
+                                             "precision", "energy", "dim", "n_samples", DS_H5_INTEGRITY_ATTR};
 
 struct ds_samples_writer {
     MPI_Comm comm;
@@ -29,6 +29,8 @@ struct ds_samples_writer {
     int ncols;
     ds_samples_column *cols; /* (ncols) a copy of the table (its strings borrowed) */
     hid_t *d;                /* (ncols) one dataset per column */
+    uint32_t *crc;           /* (ncols) CRC-32C of the rows written so far, in order */
+    ds_h5_index ix;          /* the datasets' byte ranges (for the completion record) */
     int dim;
     uint64_t n_total, written;
     char path[H5IO_PATH], tmp[H5IO_PATH];
@@ -39,6 +41,8 @@ static void writer_release(ds_samples_writer *w, int remove_tmp)
     for (int k = 0; w->d && k < w->ncols; k++) ds_h5_close(w->d[k]);
     ds_free(w->d);
     ds_free(w->cols);
+    ds_free(w->crc);
+    ds_h5_index_free(&w->ix);
     ds_h5_close(w->dxpl);
     if (w->file >= 0) H5Fclose(w->file);
     w->file = -1;
@@ -74,7 +78,8 @@ ds_status ds_samples_open_columns(MPI_Comm comm, const char *path, const ds_h5_m
     }
     w->cols = ds_calloc((size_t)ncols, sizeof *w->cols);
     w->d = ds_calloc((size_t)ncols, sizeof *w->d);
-    CHECK(w->cols && w->d, rc, local, DS_ERR_NOMEM, "out of memory for a sample writer");
+    w->crc = ds_calloc((size_t)ncols, sizeof *w->crc);
+    CHECK(w->cols && w->d && w->crc, rc, local, DS_ERR_NOMEM, "out of memory for a sample writer");
     memcpy(w->cols, cols, sizeof *cols * (size_t)ncols);
     w->ncols = ncols;
     for (int k = 0; k < ncols; k++) w->d[k] = -1;
@@ -86,6 +91,7 @@ local:
         if (w) {
             ds_free(w->cols);
             ds_free(w->d);
+            ds_free(w->crc);
         }
         ds_free(w);
         ds_h5_quiet_end(&q);
@@ -174,6 +180,13 @@ ds_status ds_samples_append_columns(ds_samples_writer *w, size_t n_local, const 
         ds_h5_close(fspace);
     }
     DS_TRY_GOTO(rc, ds_h5_agree(w->comm, rc), done);
+    /* the chunk's rows follow everything written before, in rank order */
+    for (int k = 0; k < w->ncols && total > 0; k++) {
+        uint64_t row = ds_h5_size(w->cols[k].type) * (uint64_t)(w->cols[k].per_dim ? w->dim : 1);
+        uint32_t chunk = 0, local = n ? ds_crc32c(0, bufs[k], (size_t)(n * row)) : 0;
+        DS_TRY_GOTO(rc, ds_h5_crc_rank_order(w->comm, local, n * row, &chunk), done);
+        w->crc[k] = ds_crc32c_combine(w->crc[k], chunk, total * row);
+    }
     w->written += total;
 done:
     ds_h5_quiet_end(&q);
@@ -229,6 +242,10 @@ local:
         DS_TRY_GOTO(rc, ds_h5_agree(w->comm, rc), fail);
     }
     for (int k = 0; k < w->ncols; k++) {
+        char dname[DS_NAME_MAX + 2];
+        snprintf(dname, sizeof dname, "/%s", w->cols[k].name);
+        rc = ds_h5_dset_seal(w->d[k], dname, w->crc[k], &w->ix);
+        DS_TRY_GOTO(rc, ds_h5_agree(w->comm, rc), fail);
         ds_h5_close(w->d[k]);
         w->d[k] = -1;
     }
@@ -239,6 +256,7 @@ local:
     DS_TRY_GOTO(rc, ds_h5_agree(w->comm, cerr >= 0 ? DS_OK : ds_error_set(DS_ERR_IO, __FILE__, __LINE__, __func__,
                                                                         "closing %s failed (disk full?)", w->tmp)),
                 fail);
+    DS_TRY_GOTO(rc, ds_h5_seal_file(w->comm, w->tmp, &w->ix), fail);
     DS_TRY_GOTO(rc, ds_h5_commit_collective(w->comm, w->tmp, w->path, NULL), fail);
     writer_release(w, 0);
     ds_h5_quiet_end(&q);
@@ -276,4 +294,75 @@ ds_status ds_samples_write(MPI_Comm comm, const char *path, const ds_h5_meta *me
     }
     DS_TRY(ds_samples_close(&w, metrics, nmetrics));
     return DS_OK;
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+void ds_samples_set_free(ds_samples_set *s)
+{
+    if (!s) return;
+    ds_ckpt_data_free(&s->hdr);
+    ds_free(s->x);
+    ds_free(s->log_reward);
+    ds_free(s->log_pf);
+    ds_free(s->log_pb);
+    ds_free(s->log_weight);
+    memset(s, 0, sizeof *s);
+}
+
+static ds_status samples_read_local(ds_h5_rd *r, ds_samples_set *s)
+{
+    DS_TRY(ds_h5_read_header(r, DS_H5_FORMAT_SAMPLES, &s->hdr));
+    int64_t n = 0;
+    DS_TRY(ds_h5_attr_read_num(r, r->file, "/", "n_samples", H5T_NATIVE_INT64, &n));
+    /* every sample takes more than a byte of the file: a bound before sizing */
+    DS_CHECK(n >= 0 && (uint64_t)n <= r->file_size, DS_ERR_FORMAT,
+             "sample set %s: n_samples is %lld, impossible for a file of %llu bytes", r->path, (long long)n,
+             (unsigned long long)r->file_size);
+    DS_CHECK(s->hdr.dim >= 1 && (uint64_t)s->hdr.dim <= r->file_size, DS_ERR_FORMAT,
+             "sample set %s: dim %d is impossible for a file of %llu bytes", r->path, s->hdr.dim,
+             (unsigned long long)r->file_size);
+    DS_CHECK((uint64_t)n <= r->file_size / 4 / (uint64_t)s->hdr.dim, DS_ERR_FORMAT,
+             "sample set %s: %lld samples of dimension %d cannot fit in a file of %llu bytes", r->path, (long long)n,
+             s->hdr.dim, (unsigned long long)r->file_size);
+    s->n = (size_t)n;
+    size_t rows = s->n ? s->n : 1;
+    s->x = ds_calloc(rows * (size_t)s->hdr.dim, sizeof *s->x);
+    double **cols[4] = {&s->log_reward, &s->log_pf, &s->log_pb, &s->log_weight};
+    for (int k = 0; k < 4; k++) *cols[k] = ds_calloc(rows, sizeof(double));
+    DS_CHECK(s->x && s->log_reward && s->log_pf && s->log_pb && s->log_weight, DS_ERR_NOMEM,
+             "out of memory for the %zu samples of %s", s->n, r->path);
+    return DS_OK;
+}
+
+ds_status ds_samples_read(MPI_Comm comm, const char *path, ds_samples_set *out)
+{
+    DS_CHECK(out && path && *path, DS_ERR_INVALID, "sample set path or output missing");
+    memset(out, 0, sizeof *out);
+    ds_h5_quiet q;
+    ds_h5_quiet_begin(&q);
+    char p[H5IO_PATH];
+    ds_h5_rd r = {-1, -1, p, "sample set", 0, {0, 0, NULL}, 0};
+    ds_status rc = ds_h5_join_path(p, sizeof p, path, "");
+    DS_TRY_GOTO(rc, ds_h5_agree(comm, rc), done);
+    DS_TRY_GOTO(rc, ds_h5_agree(comm, ds_h5_open_for_read(comm, &r)), done);
+    DS_TRY_GOTO(rc, ds_h5_agree(comm, samples_read_local(&r, out)), done);
+    hsize_t want[2] = {(hsize_t)out->n, (hsize_t)out->hdr.dim};
+    void *bufs[DS_SAMPLES_NCOLUMNS] = {out->x, out->log_reward, out->log_pf, out->log_pb, out->log_weight};
+    for (int k = 0; k < DS_SAMPLES_NCOLUMNS; k++) {
+        const ds_samples_column *c = &ds_samples_columns[k];
+        char name[DS_NAME_MAX + 2];
+        snprintf(name, sizeof name, "/%s", c->name);
+        DS_TRY_GOTO(rc, ds_h5_agree(comm, ds_h5_dset_read_all(&r, name, ds_h5_class(c->type), ds_h5_mem_type(c->type),
+                                                              c->per_dim ? 2 : 1, want, bufs[k])),
+                    done);
+    }
+done:
+    ds_h5_close(r.dxpl);
+    if (r.file >= 0 && H5Fclose(r.file) < 0 && rc == DS_OK)
+        rc = ds_error_set(DS_ERR_IO, __FILE__, __LINE__, __func__, "closing sample set %s failed", path);
+    ds_h5_index_free(&r.index);
+    if (rc != DS_OK) ds_samples_set_free(out);
+    ds_h5_quiet_end(&q);
+    return rc;
 }

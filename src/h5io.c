@@ -305,11 +305,18 @@ done:
  * dims[1] elements of mtype); a scalar is written when rows = 1. Collective:
  * every rank calls it with the same name, type and shape; ranks with rows = 0
  * select nothing but take part. */
-ds_status ds_h5_dset_write(hid_t loc, hid_t dxpl, const char *name, hid_t ftype, hid_t mtype, int ndims,
-                            const hsize_t *dims, hsize_t first, hsize_t rows, const void *buf,
+ds_status ds_h5_dset_write(hid_t loc, hid_t dxpl, MPI_Comm comm, ds_h5_index *ix, const char *name, hid_t ftype,
+                            hid_t mtype, int ndims, const hsize_t *dims, hsize_t first, hsize_t rows, const void *buf,
                             const char *description)
 {
     ds_status rc = DS_OK;
+    /* The bytes in memory are the bytes in the file (same size, both
+     * little-endian): their CRC is the dataset's. */
+    size_t esize = H5Tget_size(mtype);
+    uint64_t nbytes = (uint64_t)rows * (ndims > 1 ? dims[1] : 1) * esize;
+    uint32_t crc = 0, local = esize == H5Tget_size(ftype) && rows > 0 ? ds_crc32c(0, buf, (size_t)nbytes) : 0;
+    DS_TRY(ds_h5_crc_rank_order(comm, local, rows > 0 ? nbytes : 0, &crc));
+    DS_CHECK(esize == H5Tget_size(ftype), DS_ERR_INVALID, "dataset %s: memory and file types differ in size", name);
     hid_t fspace = -1, mspace = -1, dcpl = -1, d = -1;
     hsize_t mdims[2] = {rows, ndims > 1 ? dims[1] : 1};
     if (ndims == 0) {
@@ -344,6 +351,7 @@ ds_status ds_h5_dset_write(hid_t loc, hid_t dxpl, const char *name, hid_t ftype,
         CHECK(H5Dwrite(d, mtype, mspace, fspace, dxpl, rows > 0 ? buf : (const void *)&dummy) >= 0, rc, done,
               DS_ERR_IO, "writing dataset %s failed", name);
     DS_TRY_GOTO(rc, ds_h5_attr_write_str(d, "description", description), done);
+    DS_TRY_GOTO(rc, ds_h5_dset_seal(d, name, crc, ix), done);
 done:
     ds_h5_close(d);
     ds_h5_close(dcpl);
@@ -409,6 +417,7 @@ ds_status ds_h5_write_root_attrs(hid_t file, const char *format, const ds_h5_hea
         DS_TRY(ds_h5_attr_write_str(file, "energy_plugin", plugin->file));
         DS_TRY(ds_h5_attr_write_str(file, "energy_plugin_sha256", plugin->sha256));
     }
+    DS_TRY(ds_h5_attr_write_str(file, DS_H5_INTEGRITY_ATTR, DS_H5_INTEGRITY));
     return DS_OK;
 }
 
@@ -589,6 +598,28 @@ done:
     return rc;
 }
 
+/* The shape and element size read from the file must describe the bytes
+ * the file holds for the dataset (contiguous storage, allocated at
+ * creation): a damaged shape is refused before anything is sized by it. */
+ds_status ds_h5_dset_sized(const ds_h5_rd *r, hid_t d, hid_t ftype, const char *name, int nd, const hsize_t *dims)
+{
+    size_t tsize = ftype >= 0 ? H5Tget_size(ftype) : 0;
+    uint64_t npts = 1;
+    int overflow = tsize == 0 || tsize > 64;
+    for (int i = 0; i < nd && !overflow; i++) {
+        if (dims[i] != 0 && npts > UINT64_MAX / dims[i]) overflow = 1;
+        else npts *= dims[i];
+    }
+    if (!overflow && npts > UINT64_MAX / tsize) overflow = 1;
+    uint64_t bytes = overflow ? 0 : npts * tsize;
+    hsize_t stored = H5Dget_storage_size(d);
+    DS_CHECK(!overflow && bytes == (uint64_t)stored && (r->file_size == 0 || bytes <= r->file_size), DS_ERR_FORMAT,
+             "%s %s: dataset %s claims %d dimensions of %s%zu-byte elements but the file holds %llu bytes of it "
+             "(damaged shape or type)", r->kind, r->path, name, nd, overflow ? "an impossible number of " : "",
+             tsize, (unsigned long long)stored);
+    return DS_OK;
+}
+
 /* Opens dataset `name` and checks its type class and shape: ndims 0 is a
  * scalar, want[i] = ANY_DIM accepts any extent. found (ndims entries) gets
  * the shape. */
@@ -619,6 +650,8 @@ ds_status ds_h5_dset_open(const ds_h5_rd *r, const char *name, H5T_class_t want_
         FAIL(rc, done, DS_ERR_FORMAT, "%s %s: dataset %s has shape %s, expected %s", r->kind, r->path, name,
              ds_h5_shape_str(a, sizeof a, nd, dims), ds_h5_shape_str(b, sizeof b, ndims, want));
     }
+    DS_TRY_GOTO(rc, ds_h5_dset_sized(r, d, t, name, nd, dims), done);
+    DS_TRY_GOTO(rc, ds_h5_dset_check(r, d, name), done);
     for (int i = 0; i < nd; i++) found[i] = dims[i];
     *out = d;
     d = -1;
@@ -675,8 +708,18 @@ ds_status ds_h5_open_for_read(MPI_Comm comm, ds_h5_rd *r)
 {
     ds_status rc = DS_OK;
     hid_t fapl = -1;
+    int rank = 0;
     r->file = r->dxpl = -1;
+    r->sealed = 0;
+    r->file_size = 0;
     CHECK(ds_h5_file_exists(r->path), rc, done, DS_ERR_IO, "cannot open %s %s: no such file", r->kind, r->path);
+    {
+        struct stat st;
+        if (stat(r->path, &st) == 0) r->file_size = (uint64_t)st.st_size;
+    }
+    /* Before HDF5 sees a byte of it: HDF5 can crash on a damaged file. */
+    DS_TRY_GOTO(rc, ds_h5_verify_file(comm, r->path, r->kind, &r->sealed, &r->index), done);
+    DS_TRY_GOTO(rc, ds_h5_check_heaps(comm, r->path, r->kind, r->sealed ? &r->index : NULL), done);
     fapl = H5Pcreate(H5P_FILE_ACCESS);
     CHECK(fapl >= 0 && H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) >= 0, rc, done, DS_ERR_IO,
           "cannot set up the MPI-IO driver to read %s", r->path);
@@ -685,6 +728,17 @@ ds_status ds_h5_open_for_read(MPI_Comm comm, ds_h5_rd *r)
           "cannot set up collective transfers to read %s", r->path);
     r->file = H5Fopen(r->path, H5F_ACC_RDONLY, fapl);
     CHECK(r->file >= 0, rc, done, DS_ERR_FORMAT, "cannot open %s %s: not an HDF5 file or truncated", r->kind, r->path);
+    if (!r->sealed) {
+        htri_t has = H5Aexists(r->file, DS_H5_INTEGRITY_ATTR);
+        CHECK(has == 0, rc, done, DS_ERR_FORMAT,
+              "%s %s has no completion record at its end (it was truncated, or its last bytes are damaged, or a "
+              "tool rewrote it): its contents cannot be verified; not used", r->kind, r->path);
+        MPI_Comm_rank(comm, &rank);
+        static char warned[H5IO_PATH]; /* once per file, not at every reopening */
+        if (rank == 0 && strcmp(warned, r->path) != 0 && snprintf(warned, sizeof warned, "%s", r->path) >= 0)
+            fprintf(stderr, "diffsamp: warning: %s %s was written before diffsamp kept checksums: its contents "
+                    "are not verified\n", r->kind, r->path);
+    }
 done:
     ds_h5_close(fapl);
     return rc;

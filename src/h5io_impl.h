@@ -73,6 +73,62 @@ size_t ds_h5_size(ds_h5_type t);
  * 1 .. DS_NAME_MAX-1 letters, digits or '_'. */
 int ds_h5_plain_name(const char *s);
 
+/* ---- integrity (h5_integrity.c) ---------------------------------------------- */
+
+#define DS_H5_CRC_ATTR "crc32c"    /* per-dataset checksum attribute (uint32) */
+#define DS_H5_INTEGRITY_ATTR "integrity" /* root attribute of files with a record */
+#define DS_H5_INTEGRITY "crc32c-record-1"
+
+/* CRC-32C of n bytes continuing crc (0 to start; crc of nothing is 0). */
+uint32_t ds_crc32c(uint32_t crc, const void *buf, size_t n);
+/* crc(A || B) from crc(A), crc(B) and |B|. */
+uint32_t ds_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
+/* Collective: the CRC of the concatenation, in rank order, of every rank's
+ * bytes (local = their CRC, len = their count), on every rank. */
+ds_status ds_h5_crc_rank_order(MPI_Comm comm, uint32_t local, uint64_t len, uint32_t *out);
+
+/* The datasets of a file with their byte ranges and checksums. */
+typedef struct ds_h5_entry {
+    char *name;
+    uint64_t offset, length; /* its data (length 0: none) */
+    uint32_t crc;            /* of the data */
+    uint64_t header;         /* address of its object header */
+    uint32_t header_crc;     /* of the metadata bytes from there to the next header */
+} ds_h5_entry;
+typedef struct ds_h5_index {
+    int n, cap;
+    ds_h5_entry *e;
+} ds_h5_index;
+void ds_h5_index_free(ds_h5_index *ix);
+const ds_h5_entry *ds_h5_index_find(const ds_h5_index *ix, const char *name);
+/* Writes dataset d's crc32c attribute and, when ix is not NULL and d has
+ * storage, adds its byte range to ix (every rank, collectively). */
+ds_status ds_h5_dset_seal(hid_t d, const char *name, uint32_t crc, ds_h5_index *ix);
+/* Collective, after every rank closed tmp with HDF5: rank 0 appends the
+ * completion record of ix (h5_integrity.c) to tmp. */
+ds_status ds_h5_seal_file(MPI_Comm comm, const char *tmp, ds_h5_index *ix);
+/* Not collective, for tests and fuzzing: appends a completion record of ix's
+ * datasets with their CRCs recomputed from path's bytes (the metadata CRCs
+ * always are). */
+ds_status ds_h5_seal_bytes(const char *path, ds_h5_index *ix);
+/* Not collective, for tests: after a tool changed the file at path with
+ * HDF5, drops its old record, rewrites every dataset's crc32c attribute from
+ * its stored bytes and appends a new record. The file must be intact. */
+ds_status ds_h5_reseal(const char *path);
+/* Not collective, for fuzzing: the index of path's record (its CRCs not
+ * checked) and the length of the content before it. */
+ds_status ds_h5_record_index(const char *path, ds_h5_index *ix, uint64_t *content);
+/* Collective, before HDF5 opens path: when it ends in a completion record,
+ * checks every byte against it (DS_ERR_FORMAT naming the damaged dataset, or
+ * the metadata) and returns *sealed = 1 and the index in ix; *sealed = 0 when
+ * it has no record. */
+ds_status ds_h5_verify_file(MPI_Comm comm, const char *path, const char *kind, int *sealed, ds_h5_index *ix);
+
+/* Collective, before HDF5 opens path: every HDF5 global heap collection
+ * outside ix's dataset bytes (ix may be NULL) must hold objects that fit in
+ * it (HDF5 1.10 crashes on one that overruns). DS_ERR_FORMAT otherwise. */
+ds_status ds_h5_check_heaps(MPI_Comm comm, const char *path, const char *kind, const ds_h5_index *ix);
+
 /* ---- writing ---------------------------------------------------------------- */
 
 /* Collective end of a write: every rank has closed tmp; rank 0 fsyncs it,
@@ -91,9 +147,12 @@ ds_status ds_h5_attr_write_scalar(hid_t obj, const char *name, hid_t ftype, hid_
  * and writes this rank's rows [first, first + rows) of it from buf (rows of
  * dims[1] elements of mtype); a scalar is written when rows = 1. Collective:
  * every rank calls it with the same name, type and shape; ranks with rows = 0
- * select nothing but take part. */
-ds_status ds_h5_dset_write(hid_t loc, hid_t dxpl, const char *name, hid_t ftype, hid_t mtype, int ndims,
-                           const hsize_t *dims, hsize_t first, hsize_t rows, const void *buf, const char *description);
+ * select nothing but take part. The dataset gets its crc32c attribute (the
+ * ranks' rows combined in rank order over comm) and its entry in ix (may be
+ * NULL). ftype and mtype must have the same size (no conversion). */
+ds_status ds_h5_dset_write(hid_t loc, hid_t dxpl, MPI_Comm comm, ds_h5_index *ix, const char *name, hid_t ftype,
+                           hid_t mtype, int ndims, const hsize_t *dims, hsize_t first, hsize_t rows, const void *buf,
+                           const char *description);
 /* Creates dataset `name` (N, [cols]) without writing it (streamed later). */
 ds_status ds_h5_dset_create(hid_t loc, const char *name, hid_t ftype, int ndims, const hsize_t *dims,
                             const char *description, hid_t *out);
@@ -117,11 +176,23 @@ ds_status ds_h5_create_tmp_file(MPI_Comm comm, const char *tmp, hid_t *file, hid
 typedef struct ds_h5_rd {
     hid_t file, dxpl;
     const char *path;
-    const char *kind; /* "checkpoint" or "sample set" */
+    const char *kind;  /* "checkpoint" or "sample set" */
+    int sealed;        /* 1: the completion record verified every byte */
+    ds_h5_index index; /* its datasets (when sealed) */
+    uint64_t file_size;
 } ds_h5_rd;
+/* The checks of a dataset about to be read: in a sealed file, its crc32c
+ * attribute and byte range must be those of the record that verified them. */
+ds_status ds_h5_dset_check(const ds_h5_rd *r, hid_t d, const char *name);
+/* The shape dims (nd of them) and the element size of ftype must account for
+ * exactly the bytes the file stores for d, and fit in the file. */
+ds_status ds_h5_dset_sized(const ds_h5_rd *r, hid_t d, hid_t ftype, const char *name, int nd, const hsize_t *dims);
 
-/* Collective: opens r->path read-only through the MPI-IO driver.
- * DS_ERR_IO when there is no file, DS_ERR_FORMAT when it is not HDF5. */
+/* Collective: verifies r->path's completion record (ds_h5_verify_file), then
+ * opens it read-only through the MPI-IO driver. DS_ERR_IO when there is no
+ * file, DS_ERR_FORMAT when it is damaged or not HDF5, or has the integrity
+ * attribute but no record (truncated at its end). A file written before the
+ * checksums (no record, no attribute) is opened with a warning on stderr. */
 ds_status ds_h5_open_for_read(MPI_Comm comm, ds_h5_rd *r);
 ds_status ds_h5_attr_open(const ds_h5_rd *r, hid_t obj, const char *objname, const char *name, hid_t *a);
 /* A scalar string attribute (variable or fixed length) into a new string. */
@@ -132,6 +203,9 @@ ds_status ds_h5_attr_read_num(const ds_h5_rd *r, hid_t obj, const char *objname,
 /* A 1-D string-array attribute into n new strings (n may be 0). */
 ds_status ds_h5_attr_read_str_array(const ds_h5_rd *r, hid_t obj, const char *objname, const char *name, int *n_out,
                                     char ***out);
+/* Root attributes: format (must be want_format), format_version (refuses
+ * newer ones), energy, dim, precision, config, code_version. */
+ds_status ds_h5_read_header(const ds_h5_rd *r, const char *want_format, ds_ckpt_data *out);
 /* Opens dataset `name` and checks its type class and shape: ndims 0 is a
  * scalar, want[i] = ANY_DIM accepts any extent. found (ndims entries) gets
  * the shape. */

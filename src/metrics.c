@@ -3,6 +3,7 @@
 #include "diffsamp/energy.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,6 +172,19 @@ ds_status ds_metrics_history_read(ds_ckpt_file *f, ds_metrics_history *h)
     ds_status rc = ds_ckpt_agree(f, col ? DS_OK : ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__,
                                                              "out of memory for the metrics columns"));
     h->rows = 0;
+    /* Every index below comes from the file: the table's shape must describe
+     * its data (ds_ckpt_read_table checked it against the stored bytes) and
+     * each of our columns may appear at most once. */
+    if (rc == DS_OK && (tab.ncols < 0 || (tab.rows > 0 && tab.ncols > 0 && !tab.v) ||
+                        (tab.ncols > 0 && tab.rows > SIZE_MAX / sizeof(double) / (size_t)tab.ncols)))
+        rc = ds_error_set(DS_ERR_FORMAT, __FILE__, __LINE__, __func__, "checkpoint %s: /metrics has %zu rows of %d "
+                          "columns, which its data cannot hold", ds_ckpt_path(f), tab.rows, tab.ncols);
+    for (int a = 0; rc == DS_OK && a < tab.ncols; a++)
+        for (int b = a + 1; rc == DS_OK && b < tab.ncols; b++)
+            if (strcmp(tab.columns[a], tab.columns[b]) == 0)
+                rc = ds_error_set(DS_ERR_FORMAT, __FILE__, __LINE__, __func__,
+                                  "checkpoint %s: /metrics names column '%s' twice", ds_ckpt_path(f), tab.columns[a]);
+    rc = ds_ckpt_agree(f, rc);
     if (rc == DS_OK) {
         for (int c = 0; c < h->ncols; c++) col[c] = ds_ckpt_table_column(&tab, h->cols[c].name);
         ds_eval_result dummy;

@@ -127,7 +127,9 @@ check "a truncated checkpoint is refused" '[ $rc -ne 0 ] && grep -q "truncated" 
 cp "$tmp/full1/checkpoint.h5" "$tmp/nov.h5"
 /usr/bin/python3 -c "import h5py; f=h5py.File('$tmp/nov.h5','r+'); del f['/optimizer/v']"
 "$exe" eval --checkpoint "$tmp/nov.h5" > "$tmp/bad.log" 2>&1; rc=$?
-check "a missing dataset is refused by name" '[ $rc -ne 0 ] && grep -q "/optimizer/v" "$tmp/bad.log"'
+# (h5py rewrites the file without its completion record: refused as unverifiable;
+# test_h5io checks that a missing dataset is named once the record is remade)
+check "a checkpoint another tool changed is refused" '[ $rc -ne 0 ] && grep -q "no completion record" "$tmp/bad.log"'
 truncate -s 1000 "$tmp/full2/checkpoint.h5"
 mpirun -np 2 "$exe" eval --checkpoint "$tmp/full2/checkpoint.h5" > "$tmp/prev.log" 2>&1; rc=$?
 check "a damaged checkpoint falls back to .prev" '[ $rc -eq 0 ] && grep -q "^iteration *40" "$tmp/prev.log"'

@@ -10,6 +10,7 @@
 #include "diffsamp/policy.h"
 #include "testutil.h"
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -870,6 +871,90 @@ START_TEST(reference_yaml_documents_every_default)
 }
 END_TEST
 
+/* What a run writes as <run>/config.yaml (ds_settings_write_yaml without
+ * docs) and the documented form, loaded back from the file: every key the
+ * same, and the same text again. */
+static void expect_file_round_trip(const ds_settings *a, const char *what)
+{
+    for (int docs = 0; docs <= 1; docs++) {
+        char path[] = "/tmp/ds_config_rt_XXXXXX";
+        int fd = mkstemp(path);
+        ck_assert_int_ge(fd, 0);
+        FILE *f = fdopen(fd, "w");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_msg(ds_settings_write_yaml(a, f, docs) == DS_OK, "%s: %s", what, ds_error_message());
+        ck_assert_int_eq(fclose(f), 0);
+        ds_settings b;
+        ds_settings_defaults(&b);
+        ds_status rc = ds_settings_load_file(&b, path);
+        unlink(path);
+        ck_assert_msg(rc == DS_OK, "%s (docs %d): the written config does not load: %s", what, docs,
+                      ds_error_message());
+        const char *diff = first_difference(a, &b);
+        ck_assert_msg(diff == NULL, "%s (docs %d): key %s differs after the round trip", what, docs,
+                      diff ? diff : "");
+        char *x = NULL, *y = NULL;
+        ck_assert(ds_settings_to_yaml(a, &x) == DS_OK && ds_settings_to_yaml(&b, &y) == DS_OK);
+        ck_assert_msg(strcmp(x, y) == 0, "%s: the text changed:\n%s\n---\n%s", what, x, y);
+        free(x);
+        free(y);
+    }
+}
+
+START_TEST(written_configs_load_back_to_every_key)
+{
+    /* every shipped config, as a run stores it */
+    DIR *d = opendir(DS_SOURCE_DIR "/configs");
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".yaml") != 0) continue;
+        char path[2048];
+        snprintf(path, sizeof path, "%s/configs/%s", DS_SOURCE_DIR, e->d_name);
+        ds_settings s;
+        ds_settings_defaults(&s);
+        ck_assert_msg(ds_settings_load_file(&s, path) == DS_OK, "%s", ds_error_message());
+        expect_file_round_trip(&s, e->d_name);
+        n++;
+    }
+    closedir(d);
+    ck_assert_int_ge(n, 30);
+    /* strings YAML reads as line breaks (U+0085, U+2028, U+2029), refuses raw
+     * (C1 controls, U+FFFE) or takes for something else */
+    static const char *const hard[] = {
+        "a\xc2\x85" "b",           /* NEL, YAML's "\N" */
+        "x\xe2\x80\xa8y\xe2\x80\xa9z", /* LS, PS */
+        "\xc2\x80\xc2\x9f\xc2\xa0",  /* C1 controls and NBSP */
+        "\xef\xbb\xbf" "bom \xef\xbf\xbe \xef\xbf\xbf",
+        "ctl \x01\x1f\x7f\t\r\n end",
+        "q\"uo'te \\ back\\slash \\N",
+        "\xc3\xa9 \xe2\x98\x83 \xf0\x9f\x98\x80",
+        " leading and trailing ", "# not a comment", "- dash", "key: value", "null", "~", "1e5", "0x10", "Yes",
+        "...", "---", "&anchor", "*alias", "!tag", "%directive", "@at", "`tick", "{flow}", "[seq]", "a,b",
+        "tail\\"};
+    for (size_t i = 0; i < sizeof hard / sizeof *hard; i++) {
+        ds_settings s;
+        ds_settings_defaults(&s);
+        snprintf(s.out_dir, sizeof s.out_dir, "%s", hard[i]);
+        expect_round_trip(&s, 0);
+        expect_round_trip(&s, 1);
+        expect_file_round_trip(&s, hard[i]);
+    }
+    /* and the escapes as a user writes them, through --set and a file */
+    ds_settings s;
+    ds_settings_defaults(&s);
+    ck_assert_msg(ds_settings_set(&s, "output.dir=\"a\\Nb\\Lc\\Pd\\x85e\\u2028\\x01\"") == DS_OK, "%s",
+                  ds_error_message());
+    ck_assert_str_eq(s.out_dir, "a\xc2\x85" "b\xe2\x80\xa8" "c\xe2\x80\xa9" "d\xc2\x85" "e\xe2\x80\xa8\x01");
+    expect_file_round_trip(&s, "--set with escapes");
+    char *text = NULL;
+    ck_assert(ds_settings_to_yaml(&s, &text) == DS_OK);
+    ck_assert_msg(strstr(text, "dir: \"a\\Nb\\Lc\\Pd\\Ne\\L\\x01\"\n"), "%s", text);
+    free(text);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--write-reference") == 0) {
@@ -897,6 +982,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, file_errors);
     tcase_add_test(tc, set_overrides);
     tcase_add_test(tc, write_then_load_round_trips);
+    tcase_add_test(tc, written_configs_load_back_to_every_key);
     tcase_add_test(tc, validate_cross_checks);
     tcase_add_test(tc, energy_section_is_the_family_s);
     tcase_add_test(tc, bounds_and_defaults_match_the_modules);

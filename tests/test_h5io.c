@@ -13,6 +13,7 @@
 #include "diffsamp/h5io.h"
 #include "diffsamp/restart.h"
 #include "testutil.h"
+#include "../src/h5io_impl.h" /* ds_h5_reseal, ds_crc32c */
 
 #include <hdf5.h>
 #include <math.h>
@@ -392,6 +393,9 @@ static int operate(const char *from, const char *to, surgery op)
         H5Sclose(s);
     }
     if (H5Fclose(f) < 0) rc = -1;
+    /* the surgery is the change under test: make the completion record and
+     * the checksums agree with it again */
+    if (rc >= 0 && ds_h5_reseal(to) != DS_OK) rc = -1;
     return rc < 0 ? -1 : 0;
 }
 
@@ -884,6 +888,210 @@ static void test_samples_extra_column(void)
     MPI_Barrier(MPI_COMM_WORLD);
 }
 
+/* ---- integrity: checksums and the completion record --------------------------- */
+
+/* CRC-32C one bit at a time (the definition, to check the fast one). */
+static uint32_t crc_bitwise(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    }
+    return ~c;
+}
+
+static void test_crc(void)
+{
+    EXPECT(ds_crc32c(0, "123456789", 9) == 0xE3069283u, "CRC-32C check value 0x%08x", ds_crc32c(0, "123456789", 9));
+    EXPECT(ds_crc32c(0, "", 0) == 0, "CRC of nothing");
+    unsigned char buf[1000];
+    uint64_t z = 88172645463325252ull;
+    for (size_t i = 0; i < sizeof buf; i++) {
+        z ^= z << 13, z ^= z >> 7, z ^= z << 17;
+        buf[i] = (unsigned char)z;
+    }
+    int bad = 0;
+    for (size_t n = 0; n <= sizeof buf; n += 37) {
+        uint32_t whole = ds_crc32c(0, buf, n);
+        if (whole != crc_bitwise(buf, n)) bad++;
+        for (size_t cut = 0; cut <= n; cut += 11) {
+            uint32_t a = ds_crc32c(0, buf, cut), b = ds_crc32c(0, buf + cut, n - cut);
+            if (ds_crc32c_combine(a, b, n - cut) != whole || ds_crc32c(a, buf + cut, n - cut) != whole) bad++;
+        }
+    }
+    EXPECT(bad == 0, "%d CRCs of pieces differ from the CRC of the whole", bad);
+    /* rank order: rank r's bytes follow rank r-1's, whatever their sizes */
+    size_t cut = world_rank == 0 ? 333 : 1000;
+    const unsigned char *mine = world_rank == 0 ? buf : buf + 333;
+    size_t n = world_rank == 0 ? 333 : 1000 - 333;
+    uint32_t all = 0;
+    EXPECT_OK(ds_h5_crc_rank_order(MPI_COMM_WORLD, ds_crc32c(0, mine, n), n, &all));
+    EXPECT(all == ds_crc32c(0, buf, 1000), "rank-order CRC 0x%08x (cut at %zu)", all, cut);
+}
+
+static uint32_t crc_attr(const char *path, const char *name)
+{
+    uint32_t v = 0;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), d = f >= 0 ? H5Dopen2(f, name, H5P_DEFAULT) : -1;
+    hid_t a = d >= 0 ? H5Aopen(d, "crc32c", H5P_DEFAULT) : -1;
+    if (a < 0 || H5Aread(a, H5T_NATIVE_UINT32, &v) < 0) v = 0xdeadbeefu;
+    if (a >= 0) H5Aclose(a);
+    if (d >= 0) H5Dclose(d);
+    if (f >= 0) H5Fclose(f);
+    return v;
+}
+
+/* The offset of name's data in the file at path (HDF5 on one rank). */
+static long data_offset(const char *path, const char *name)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), d = f >= 0 ? H5Dopen2(f, name, H5P_DEFAULT) : -1;
+    haddr_t off = d >= 0 ? H5Dget_offset(d) : HADDR_UNDEF;
+    if (d >= 0) H5Dclose(d);
+    if (f >= 0) H5Fclose(f);
+    return off == HADDR_UNDEF ? -1 : (long)off;
+}
+
+static int flip_byte(const char *from, const char *to, long at)
+{
+    if (copy_bytes(from, to, 1.0) != 0 || at < 0) return -1;
+    FILE *f = fopen(to, "r+b");
+    if (!f) return -1;
+    int c = fseek(f, at, SEEK_SET) == 0 ? fgetc(f) : EOF;
+    int ok = c != EOF && fseek(f, at, SEEK_SET) == 0 && fputc(c ^ 0x04, f) != EOF;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* The same global rows written by 1 and by 2 ranks (split anywhere) carry
+ * the same checksum, that of the bytes in rank order. */
+static void test_checksums_any_ranks(void)
+{
+    const char *p2 = file_in_dir("crc2.h5"), *p1 = file_in_dir("crc1.h5");
+    enum { N = 11, W = 3 };
+    ds_real rows[N * W];
+    for (int i = 0; i < N * W; i++) rows[i] = (ds_real)(0.5 * i - 4.0);
+    ds_h5_meta meta = {"25gmm", DIM, "a: 1\n"};
+    const size_t split = 4;
+    ds_ckpt_file *f = NULL;
+    EXPECT_OK(ds_ckpt_create(MPI_COMM_WORLD, p2, &meta, &f));
+    EXPECT_OK(ds_ckpt_write_rows(f, "/rows", DS_H5_REAL, W, world_rank == 0 ? split : N - split,
+                                 world_rank == 0 ? rows : rows + split * W, "rows split over two ranks"));
+    EXPECT_OK(ds_ckpt_write_array(f, "/array", DS_H5_REAL, N, rows, "an array"));
+    EXPECT_OK(ds_ckpt_commit(&f));
+    MPI_Comm sub;
+    MPI_Comm_split(MPI_COMM_WORLD, world_rank == 0 ? 0 : MPI_UNDEFINED, 0, &sub);
+    if (sub != MPI_COMM_NULL) {
+        EXPECT_OK(ds_ckpt_create(sub, p1, &meta, &f));
+        EXPECT_OK(ds_ckpt_write_rows(f, "/rows", DS_H5_REAL, W, N, rows, "rows of one rank"));
+        EXPECT_OK(ds_ckpt_commit(&f));
+        MPI_Comm_free(&sub);
+        uint32_t want = ds_crc32c(0, rows, sizeof rows), want_a = ds_crc32c(0, rows, sizeof(ds_real) * N);
+        EXPECT(crc_attr(p1, "/rows") == want && crc_attr(p2, "/rows") == want && crc_attr(p2, "/array") == want_a,
+               "crc32c of /rows: np 1 0x%08x, np 2 0x%08x, expected 0x%08x; /array 0x%08x, expected 0x%08x",
+               crc_attr(p1, "/rows"), crc_attr(p2, "/rows"), want, crc_attr(p2, "/array"), want_a);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    /* sample sets: appended in chunks of different sizes per rank */
+    const char *s1 = file_in_dir("crc_s1.h5"), *s2 = file_in_dir("crc_s2.h5");
+    double lw[N];
+    for (int i = 0; i < N; i++) lw[i] = 0.25 * i;
+    for (int np = 1; np <= 2; np++) {
+        ds_samples_writer *w = NULL;
+        MPI_Comm c = MPI_COMM_WORLD;
+        if (np == 1) MPI_Comm_split(MPI_COMM_WORLD, world_rank == 0 ? 0 : MPI_UNDEFINED, 0, &c);
+        if (c == MPI_COMM_NULL) continue;
+        EXPECT_OK(ds_samples_open(c, np == 1 ? s1 : s2, &meta, N, &w));
+        int r = 0;
+        MPI_Comm_rank(c, &r);
+        /* np 1: rows 0..10 in chunks of 5 and 6; np 2: chunk 1 = rows 0..2 on rank 0, 3..6 on rank 1,
+         * chunk 2 = rows 7..8 and 9..10 */
+        size_t a[2][2] = {{5, 6}, {0, 0}}, b[2][2] = {{3, 2}, {4, 2}};
+        size_t first = 0;
+        for (int k = 0; k < 2; k++) {
+            size_t n = np == 1 ? a[0][k] : b[r][k];
+            size_t lo = np == 1 ? first : first + (r == 0 ? 0 : b[0][k]);
+            EXPECT_OK(ds_samples_append(w, n, rows + lo * DIM, lw + lo, lw + lo, lw + lo, lw + lo));
+            first += np == 1 ? a[0][k] : b[0][k] + b[1][k];
+        }
+        EXPECT_OK(ds_samples_close(&w, NULL, 0));
+        if (np == 1) MPI_Comm_free(&c);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (world_rank == 0) {
+        uint32_t want_x = ds_crc32c(0, rows, sizeof(ds_real) * N * DIM), want_w = ds_crc32c(0, lw, sizeof lw);
+        EXPECT(crc_attr(s1, "/x") == want_x && crc_attr(s2, "/x") == want_x, "sample /x crc32c np 1 0x%08x, "
+               "np 2 0x%08x, expected 0x%08x", crc_attr(s1, "/x"), crc_attr(s2, "/x"), want_x);
+        EXPECT(crc_attr(s1, "/log_weight") == want_w && crc_attr(s2, "/log_pf") == want_w,
+               "sample /log_weight crc32c 0x%08x, /log_pf 0x%08x, expected 0x%08x", crc_attr(s1, "/log_weight"),
+               crc_attr(s2, "/log_pf"), want_w);
+    }
+    /* and they read back, verified, on every rank */
+    ds_samples_set set;
+    EXPECT_OK(ds_samples_read(MPI_COMM_WORLD, s2, &set));
+    int bad = set.n == N && set.hdr.dim == DIM ? 0 : 1;
+    for (int i = 0; !bad && i < N; i++) {
+        bad += set.log_weight[i] != lw[i] || set.log_reward[i] != lw[i];
+        for (int j = 0; j < DIM; j++) bad += set.x[i * DIM + j] != rows[i * DIM + j];
+    }
+    EXPECT(bad == 0, "sample set read back: n %zu, dim %d, %d mismatches", set.n, set.hdr.dim, bad);
+    ds_samples_set_free(&set);
+}
+
+/* One flipped byte anywhere is refused before HDF5 opens the file, naming
+ * the dataset it fell in; resuming falls back to .prev. */
+static void test_damage_refused(void)
+{
+    const char *path = file_in_dir("intact.h5"), *v = file_in_dir("flip_v.h5"), *meta = file_in_dir("flip_meta.h5");
+    const char *rec = file_in_dir("flip_record.h5"), *cut = file_in_dir("cut_record.h5");
+    const char *smp = file_in_dir("intact_samples.h5"), *smp_bad = file_in_dir("flip_samples.h5");
+    write_two(path, 42);
+    ds_h5_meta hm = {"25gmm", DIM, "a: 1\n"};
+    double lw[4] = {1, 2, 3, 4};
+    ds_real x[4 * DIM] = {0};
+    EXPECT_OK(ds_samples_write(MPI_COMM_WORLD, smp, &hm, world_rank == 0 ? 4 : 0, x, lw, lw, lw, lw, NULL, 0));
+    int ok = 1;
+    if (world_rank == 0) {
+        struct stat st;
+        long size = stat(path, &st) == 0 ? (long)st.st_size : 0;
+        ok = flip_byte(path, v, data_offset(path, "/optimizer/v") + 9) == 0 && flip_byte(path, meta, 200) == 0 &&
+             flip_byte(path, rec, size - 3) == 0 && copy_bytes(path, cut, 1.0 - 8.0 / (double)size) == 0 &&
+             flip_byte(smp, smp_bad, data_offset(smp, "/log_weight") + 1) == 0;
+    }
+    MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    EXPECT(ok, "could not prepare the damaged copies");
+    loaded d;
+    loaded_init(&d, NPARAMS);
+    ds_ckpt_expect e = {"25gmm", DIM};
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, v, &e, &d), DS_ERR_FORMAT, v, "dataset /optimizer/v is damaged");
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, meta, &e, &d), DS_ERR_FORMAT, meta, "metadata", "damaged");
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, rec, &e, &d), DS_ERR_FORMAT, rec, "completion record is damaged");
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, cut, &e, &d), DS_ERR_FORMAT, cut, "no completion record");
+    ds_samples_set set;
+    EXPECT_FAIL(ds_samples_read(MPI_COMM_WORLD, smp_bad, &set), DS_ERR_FORMAT, smp_bad,
+                "dataset /log_weight is damaged");
+    EXPECT_OK(ds_samples_read(MPI_COMM_WORLD, smp, &set));
+    ds_samples_set_free(&set);
+    EXPECT_FAIL(ds_ckpt_open(MPI_COMM_WORLD, smp, &e, &(ds_ckpt_file *){NULL}), DS_ERR_FORMAT,
+                "not a diffsamp checkpoint");
+    /* the newest file damaged, the previous one intact: the previous one loads */
+    char run[1280], prev[1280]; /* file_in_dir's buffers are a ring of 8 */
+    snprintf(run, sizeof run, "%s/fallback.h5", dir);
+    snprintf(prev, sizeof prev, "%s/fallback.h5.prev", dir);
+    if (world_rank == 0) ok = copy_bytes(v, run, 1.0) == 0 && copy_bytes(path, prev, 1.0) == 0;
+    MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    char found[2048], warning[4096];
+    loaded_free(&d);
+    loaded_init(&d, NPARAMS);
+    ds_ckpt_data hdr;
+    EXPECT_OK(ds_ckpt_find_load(MPI_COMM_WORLD, run, &e, load_all, &d, found, sizeof found, &hdr, warning,
+                                sizeof warning));
+    EXPECT(strcmp(found, prev) == 0 && strstr(warning, "/optimizer/v is damaged"), "found %s, warning %s", found,
+           warning);
+    check_data(MPI_COMM_WORLD, &d, 42, 2, two_totals, two_counts);
+    ds_ckpt_data_free(&hdr);
+    loaded_free(&d);
+}
+
 static void remove_dir(void)
 {
     char cmd[1400];
@@ -919,6 +1127,9 @@ int main(int argc, char **argv)
         test_atomic_and_find();
         test_samples();
         test_samples_extra_column();
+        test_crc();
+        test_checksums_any_ranks();
+        test_damage_refused();
         if (world_rank == 0) printf("test_h5io: %.2f s\n", MPI_Wtime() - t0);
         /* Every file, group, dataset and attribute opened is closed again. */
         ssize_t open_objects = H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);

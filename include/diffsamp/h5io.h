@@ -18,8 +18,19 @@
  *   library_versions  HDF5, MPI and OpenBLAS versions, one per line
  *   precision         "float" | "double": ds_real of the writer
  *   energy            energy name;  dim  int32, the dimension of x
+ *   integrity         "crc32c-record-1": the file ends in a completion record
  * Strings are variable-length UTF-8 (h5py reads them as str). Every dataset
- * has a one-sentence `description` attribute.
+ * has a one-sentence `description` attribute and a `crc32c` attribute (uint32,
+ * the CRC-32C of its stored little-endian bytes in row-major order, the
+ * ranks' rows combined in rank order: the same for any number of ranks).
+ *
+ * Integrity (src/h5_integrity.c): every file ends in a completion record,
+ * appended after HDF5's last byte before the fsync and rename that publish
+ * it, with the byte range and CRC of every dataset and of the HDF5 metadata
+ * between them. Readers check every byte against it before HDF5 opens the
+ * file, refuse a damaged file naming the dataset (DS_ERR_FORMAT), refuse a
+ * file with the integrity attribute but no record, and load a file from
+ * before the checksums (neither) with a warning on stderr.
  *
  * Checkpoint layout (R = ds_real of the writer, stored as IEEE float32 or
  * float64 and converted to the reader's ds_real on load):
@@ -279,5 +290,21 @@ void ds_samples_abort(ds_samples_writer **w);
 ds_status ds_samples_write(MPI_Comm comm, const char *path, const ds_h5_meta *meta, size_t n_local,
                            const ds_real *x, const double *log_reward, const double *log_pf, const double *log_pb,
                            const double *log_weight, const ds_h5_metric *metrics, int nmetrics);
+
+/* A sample set read back (every rank holds all of it). */
+typedef struct ds_samples_set {
+    ds_ckpt_data hdr;   /* root attributes: energy, dim, config, ... */
+    size_t n;           /* n_samples */
+    ds_real *x;         /* (n, hdr.dim) */
+    double *log_reward, *log_pf, *log_pb, *log_weight; /* (n) each */
+} ds_samples_set;
+/* Reads the sample set at path (its completion record and checksums
+ * verified first, every shape checked against n_samples and dim). Collective.
+ * Errors: DS_ERR_IO (no file), DS_ERR_FORMAT (damaged or not a sample set:
+ * the file and the dataset named), DS_ERR_NOMEM. *out is zeroed first and
+ * freed on error. */
+ds_status ds_samples_read(MPI_Comm comm, const char *path, ds_samples_set *out);
+/* Frees the arrays and strings of s and zeroes it; NULL allowed. */
+void ds_samples_set_free(ds_samples_set *s);
 
 #endif
