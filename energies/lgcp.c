@@ -35,6 +35,8 @@
  * tree's data/finpines.csv. */
 #include "diffsamp/energy.h"
 
+#include "diffsamp/blas.h"
+
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
@@ -55,21 +57,10 @@ void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *inf
 #define LGCP_GEMM cblas_sgemm
 #endif
 
-/* OpenBLAS's kernels can return with the upper halves of the vector
- * registers dirty; the libm exp calls that follow then pay the AVX-SSE
- * transition penalty (measured in a training run: the elementwise part 26x
- * slower, 2.6 s instead of 0.10 s over 80 calls). vzeroupper after each
- * product clears that state. */
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-__attribute__((target("avx"))) static void clean_upper_avx(void) { _mm256_zeroupper(); }
-static void clean_upper(void)
-{
-    if (__builtin_cpu_supports("avx")) clean_upper_avx();
-}
-#else
-static void clean_upper(void) {}
-#endif
+/* After each product, ds_blas_done (diffsamp/blas.h): OpenBLAS's kernels can
+ * leave the vector registers' upper halves dirty, and the libm exp calls that
+ * follow then pay the SSE penalty (measured in a training run: the
+ * elementwise part 26x slower, 2.6 s instead of 0.10 s over 80 calls). */
 
 /* Rows per product when log R is asked without a gradient (into scratch). */
 #define LGCP_CHUNK 256
@@ -318,7 +309,7 @@ static ds_status lgcp_log_reward(const void *state, int dim, int n, const ds_rea
     if (grad) { /* one product for the whole batch, straight into grad */
         LGCP_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, dim, dim, 1, x, dim, g->kinv, dim, 0,
                   grad, dim);
-        clean_upper();
+        ds_blas_done();
         lgcp_finish(g, n, x, grad, log_r, 1);
         return DS_OK;
     }
@@ -327,7 +318,7 @@ static ds_status lgcp_log_reward(const void *state, int dim, int n, const ds_rea
         const ds_real *xr = x + (size_t)k0 * dim;
         LGCP_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, dim, dim, 1, xr, dim, g->kinv, dim, 0,
                   g->scratch, dim);
-        clean_upper();
+        ds_blas_done();
         lgcp_finish(g, m, xr, g->scratch, log_r + k0, 0);
     }
     return DS_OK;
@@ -340,7 +331,7 @@ static ds_status lgcp_hvp(const void *state, int dim, int n, const ds_real *x, c
     const lgcp_state *g = state;
     LGCP_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, dim, dim, -1, v, dim, g->kinv, dim, 0, hv,
               dim);
-    clean_upper();
+    ds_blas_done();
     for (size_t i = 0; i < (size_t)n * dim; i++)
         hv[i] = (ds_real)((double)hv[i] - g->area * exp((double)x[i]) * (double)v[i]);
     return DS_OK;

@@ -6,16 +6,20 @@
  * gradient summed over the slots before one product with the conditions. */
 #include "policy_impl.h"
 
+#include "diffsamp/blas.h"
+
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #if defined(DS_REAL_DOUBLE)
-#define GEMM cblas_dgemm
+#define GEMM_RAW cblas_dgemm
 #else
-#define GEMM cblas_sgemm
+#define GEMM_RAW cblas_sgemm
 #endif
+/* every product is followed by ds_blas_done (diffsamp/blas.h: why) */
+#define GEMM(...) (GEMM_RAW(__VA_ARGS__), ds_blas_done())
 
 struct ds_policy_cond {
     int C, ld;          /* cond_dim, d + C (row stride of W1) */

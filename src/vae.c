@@ -2,6 +2,8 @@
  * log R(z; x) with its z-gradient and Hessian-vector product (vae.h). */
 #include "diffsamp/vae.h"
 
+#include "diffsamp/blas.h"
+
 #include "diffsamp/rng.h"
 
 #include <cblas.h>
@@ -274,11 +276,13 @@ static void lin(double *out, const double *in, const double *W, const double *b,
     if (b)
         for (int r = 0; r < m; r++) memcpy(out + (size_t)r * o, b, sizeof(double) * (size_t)o);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, o, i, 1.0, in, i, W, i, b ? 1.0 : 0.0, out, o);
+    ds_blas_done(); /* diffsamp/blas.h: why */
 }
 /* out (m, i) = in (m, o) W, W (o, i). */
 static void lin_t(double *out, const double *in, const double *W, int m, int i, int o)
 {
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, i, o, 1.0, in, o, W, i, 0.0, out, i);
+    ds_blas_done(); /* diffsamp/blas.h: why */
 }
 
 /* Decoder forward of m rows of w->z: pre3, h3, p (clamped); returns nothing. */

@@ -2,6 +2,8 @@
  * and the training loop of `diffsamp vae-train` (vae.h). */
 #include "diffsamp/vae.h"
 
+#include "diffsamp/blas.h"
+
 #include "diffsamp/idx.h"
 #include "diffsamp/rng.h"
 
@@ -50,15 +52,18 @@ static void fwd(double *out, const double *in, const double *W, const double *b,
 {
     for (int r = 0; r < m; r++) memcpy(out + (size_t)r * o, b, sizeof(double) * (size_t)o);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, o, i, 1.0, in, i, W, i, 1.0, out, o);
+    ds_blas_done(); /* diffsamp/blas.h: why */
 }
 /* dW += dout^T in, db += column sums of dout; din = dout W when din != NULL (beta: 0 overwrite, 1 add) */
 static void bwd(double *din, double beta, double *dW, double *db, const double *dout, const double *in,
                 const double *W, int m, int i, int o)
 {
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o, i, m, 1.0, dout, o, in, i, 1.0, dW, i);
+    ds_blas_done(); /* diffsamp/blas.h: why */
     for (int r = 0; r < m; r++)
         for (int j = 0; j < o; j++) db[j] += dout[(size_t)r * o + j];
     if (din) cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, i, o, 1.0, dout, o, W, i, beta, din, i);
+    ds_blas_done(); /* diffsamp/blas.h: why */
 }
 
 static double softplus(double a) { return a > 0 ? a + log1p(exp(-a)) : log1p(exp(a)); }

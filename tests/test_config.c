@@ -622,8 +622,7 @@ START_TEST(write_then_load_round_trips)
                                "component; a number in (0, 1e+12]\n"), "%s", text);
     ck_assert(strstr(text, "# energy keys of the other families (valid with their energy.name): 9gmm: "
                            "spacing, std; easy_funnel: x0_std; hard_funnel: x0_std; many_well: none;"));
-    ck_assert(strstr(text, "one of 9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian, lgcp, plugin, vae
-"));
+    ck_assert(strstr(text, "one of 9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian, lgcp, plugin, vae\n"));
     free(text);
 
     ck_assert_str_eq(ds_objective_name(DS_OBJ_FLSUBTB), "fl-subtb");
