@@ -400,7 +400,7 @@ START_TEST(value_errors_name_file_line_col_key_found_allowed)
     expect_file_error("sampler:\n  langevin: maybe\n", DS_ERR_CONFIG,
                       ":2:13: key 'sampler.langevin': found 'maybe', allowed: a boolean", NULL);
     expect_file_error("energy:\n  name: \"\"\n", DS_ERR_CONFIG,
-                      ":2:9: key 'energy.name': found '', allowed: 9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian, vae",
+                      ":2:9: key 'energy.name': found '', allowed: 9gmm, 25gmm, easy_funnel, hard_funnel, many_well, gaussian, lgcp, plugin, vae",
                       NULL);
     expect_file_error("energy:\n  name: "
                       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
@@ -707,7 +707,7 @@ START_TEST(energy_section_is_the_family_s)
 {
     expect_file_error("energy:\n  name: nope\n", DS_ERR_CONFIG,
                       ":2:9: key 'energy.name': found 'nope', allowed: 9gmm, 25gmm, easy_funnel, "
-                      "hard_funnel, many_well, gaussian, vae", NULL);
+                      "hard_funnel, many_well, gaussian, lgcp, plugin, vae", NULL);
     expect_file_error("energy:\n  dim: 3\n", DS_ERR_CONFIG,
                       ":2:8: key 'energy.dim': found '3', allowed for energy '25gmm': 0 (its default, 2) or 2",
                       NULL);
