@@ -62,6 +62,21 @@ done
 "$exe" sample --checkpoint run/checkpoint.h5 -n 50 -o more.h5 >/dev/null 2>&1
 check "diffsamp sample works from the checkpoint" 'h5dump -a energy_plugin_sha256 more.h5 | grep -q "\"$sha\""'
 
+# An energy with a gradient and no HVP (tests/plugin_bad.c, no define): PIS +
+# LP differentiated through grad log R takes its HVPs by central differences,
+# and says so on stderr, in config.yaml and in the files' config attribute.
+cc -shared -fPIC -O2 -I"$src/include" "$src/tests/plugin_bad.c" -o no_hvp.so
+"$exe" train --set energy.name=plugin --set energy.path=./no_hvp.so --set objective.name=pis \
+    --set sampler.langevin=true --set objective.lp_through_grad=true --set sampler.T=6 --set train.batch_size=16 \
+    --set train.iterations=3 --set eval.every=3 --set eval.samples=16 --set eval.ground_truth_samples=0 \
+    --set local_search.enabled=false --set exploration.factor=0 --set output.checkpoint_every=3 \
+    --out fdhvp --resume never >"$tmp/out" 2>"$tmp/err"; rc=$?
+check "PIS + LP through grad log R on an energy without HVP exits 0" '[ $rc -eq 0 ] || { cat "$tmp/err"; false; }'
+check "the finite-difference HVP is announced on stderr" 'grep -q "has no Hessian-vector product" "$tmp/err"'
+check "... and noted in config.yaml" 'grep -q "^# note: the energy has no Hessian-vector product" fdhvp/config.yaml'
+check "... and in the checkpoint's config attribute" \
+    'h5dump -a config fdhvp/checkpoint.h5 | grep -q "note: the energy has no Hessian-vector product"'
+
 printf 'energy:\n  name: plugin\n  path: ./wrong_abi.so\n' > wrong.yaml
 "$exe" train wrong.yaml --out wrong --resume never >/dev/null 2>"$tmp/err"; rc=$?
 check "a wrong-ABI library: exit 2" '[ $rc -eq 2 ]'

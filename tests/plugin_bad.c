@@ -1,7 +1,8 @@
 /* Broken energy plugins for tests/test_plugin.c and tests/cli_plugin.sh, one
  * per define: BAD_ABI (an entry point of another ABI version), NO_ENTRY (no
  * entry point), NAN_VALUES (log R is NaN away from 0), NO_GRADIENT (a valid
- * plugin without gradient, HVP, sampler or log Z). */
+ * plugin without gradient, HVP, sampler or log Z); without a define, a valid
+ * plugin with a gradient and no HVP (cli_plugin.sh: the finite-difference HVP). */
 #include <diffsamp/energy.h>
 
 #include <math.h>
