@@ -275,6 +275,7 @@ static ds_status write_samples(ds_trainer *t, const char *path, long n_total, ds
     res.log_z_learned = !ds_objective_has(s->objective, DS_OBJF_LEARNS_LOG_Z) ? NAN : learned / n_total;
     res.mean_ll = NAN;
     res.modes = -1;
+    res.log_z_rw = NAN;  /* conditional runs only */
     if (rc == DS_OK) {
         ds_h5_metric m[8];
         int nm = 0;
