@@ -395,10 +395,17 @@ static int cmd_sample(int argc, char **argv)
     ds_status rc = ds_trainer_write_samples(t, outp, count, &r);
     if (rc != DS_OK) DIE(rc);
     if (world_rank() == 0) {
-        printf("%ld samples of iteration %ld written to %s\n", count, r.iteration, outp);
-        printf("  ELBO %.4f  log Z (IS) %.4f  ESS %.4f", r.elbo, r.log_z_is, r.ess);
-        if (r.has_log_z) printf("  Delta log Z %.4f  Delta log Z (IS) %.4f", r.delta_log_z, r.delta_log_z_is);
-        printf("\n");
+        if (!isnan(r.log_z_rw)) { /* conditional: the evaluation images, condition.eval_repeats samples each */
+            printf("samples of iteration %ld of every evaluation image written to %s (-n is not used)\n", r.iteration,
+                   outp);
+            printf("  over images: mean ELBO %.4f  mean IS log p(x) %.4f  cross-image log-mean-exp (\"RW\") %.4f\n",
+                   r.elbo, r.log_z_is, r.log_z_rw);
+        } else {
+            printf("%ld samples of iteration %ld written to %s\n", count, r.iteration, outp);
+            printf("  ELBO %.4f  log Z (IS) %.4f  ESS %.4f", r.elbo, r.log_z_is, r.ess);
+            if (r.has_log_z) printf("  Delta log Z %.4f  Delta log Z (IS) %.4f", r.delta_log_z, r.delta_log_z_is);
+            printf("\n");
+        }
     }
     ds_trainer_destroy(&t);
     return 0;

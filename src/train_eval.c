@@ -318,6 +318,7 @@ static ds_status write_samples(ds_trainer *t, const char *path, long n_total, ds
     res.mean_ll = NAN;
     res.modes = -1;
     ds_modes_result_clear(&res.mode_weights);
+    res.log_z_rw = NAN;  /* conditional runs only */
     if (rc == DS_OK) {
         ds_h5_metric m[8];
         int nm = 0;

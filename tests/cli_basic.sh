@@ -52,7 +52,7 @@ check "joint_layers: the documented bound is the policy's (8)" \
 "$exe" frobnicate >"$tmp/out" 2>"$tmp/err"; rc=$?
 check "unknown command exits 2" '[ $rc -eq 2 ]'
 check "usage error reads diffsamp: error:" \
-    '[ "$(head -n 1 "$tmp/err")" = "diffsamp: error: unknown command '"'frobnicate'"'; the commands are train, sample, eval, energies, ground-truth, smc and config (see \`diffsamp --help\`)" ]'
+    '[ "$(head -n 1 "$tmp/err")" = "diffsamp: error: unknown command '"'frobnicate'"'; the commands are train, sample, eval, energies, ground-truth, smc, config and vae-train (see \`diffsamp --help\`)" ]'
 "$exe" sample -n 3 >/dev/null 2>"$tmp/err"; rc=$?
 check "missing options: exit 2, diffsamp: error:" '[ $rc -eq 2 ] && grep -q "^diffsamp: error: sample needs --checkpoint PATH, -n N and -o FILE.h5" "$tmp/err"'
 "$exe" train --set >/dev/null 2>"$tmp/err"; rc=$?

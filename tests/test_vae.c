@@ -5,6 +5,9 @@
  * reader (a written file, its refusals, and the MNIST test set in
  * ../shared/data/mnist).
  *
+ * Built twice (test_vae and test_vae_float): the reference values must hold
+ * in the precision the program runs.
+ *
  * Tests that need ../shared print SKIPPED and pass when it is absent. */
 #define _POSIX_C_SOURCE 200809L /* mkstemp */
 #include "diffsamp/energy.h"
