@@ -80,7 +80,8 @@ const char *ds_status_name(ds_status code);
 #define DS_ALLOC_CHECK(ptr)                                                         \
     DS_CHECK((ptr) != NULL, DS_ERR_NOMEM, "out of memory allocating %s", #ptr)
 
-/* 64-byte aligned, zero-filled allocation of n elements of size `size`;
+/* Zero-filled allocation of n elements of size `size`, 64-byte aligned (16-byte
+ * aligned from 1 MiB up: calloc, whose fresh pages are not written until used);
  * NULL on failure or overflow. Free with ds_free. */
 void *ds_calloc(size_t n, size_t size);
 void ds_free(void *p);
