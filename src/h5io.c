@@ -719,6 +719,18 @@ ds_status ds_h5_open_for_read(MPI_Comm comm, ds_h5_rd *r)
     }
     /* Before HDF5 sees a byte of it: HDF5 can crash on a damaged file. */
     DS_TRY_GOTO(rc, ds_h5_verify_file(comm, r->path, r->kind, &r->sealed, &r->index), done);
+    if (!r->sealed) {
+        /* Unverified bytes reach HDF5 only when asked for (rank 0 decides for all). */
+        const char *env = getenv("DS_ALLOW_UNVERIFIED");
+        int allow = env && *env && strcmp(env, "0") != 0;
+        MPI_Comm_rank(comm, &rank);
+        DS_MPI_GOTO(rc, done, MPI_Bcast(&allow, 1, MPI_INT, 0, comm));
+        CHECK(allow, rc, done, DS_ERR_FORMAT,
+              "%s %s has no completion record at its end: it was truncated, damaged at its end or rewritten by "
+              "another tool (or written before diffsamp kept checksums); not opened, since HDF5 can crash on a "
+              "damaged file. To load a file from before the checksums unverified, set DS_ALLOW_UNVERIFIED=1",
+              r->kind, r->path);
+    }
     DS_TRY_GOTO(rc, ds_h5_check_heaps(comm, r->path, r->kind, r->sealed ? &r->index : NULL), done);
     fapl = H5Pcreate(H5P_FILE_ACCESS);
     CHECK(fapl >= 0 && H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) >= 0, rc, done, DS_ERR_IO,
@@ -733,11 +745,10 @@ ds_status ds_h5_open_for_read(MPI_Comm comm, ds_h5_rd *r)
         CHECK(has == 0, rc, done, DS_ERR_FORMAT,
               "%s %s has no completion record at its end (it was truncated, or its last bytes are damaged, or a "
               "tool rewrote it): its contents cannot be verified; not used", r->kind, r->path);
-        MPI_Comm_rank(comm, &rank);
         static char warned[H5IO_PATH]; /* once per file, not at every reopening */
         if (rank == 0 && strcmp(warned, r->path) != 0 && snprintf(warned, sizeof warned, "%s", r->path) >= 0)
             fprintf(stderr, "diffsamp: warning: %s %s was written before diffsamp kept checksums: its contents "
-                    "are not verified\n", r->kind, r->path);
+                    "are not verified (DS_ALLOW_UNVERIFIED)\n", r->kind, r->path);
     }
 done:
     ds_h5_close(fapl);

@@ -190,9 +190,9 @@ ds_status ds_h5_dset_sized(const ds_h5_rd *r, hid_t d, hid_t ftype, const char *
 
 /* Collective: verifies r->path's completion record (ds_h5_verify_file), then
  * opens it read-only through the MPI-IO driver. DS_ERR_IO when there is no
- * file, DS_ERR_FORMAT when it is damaged or not HDF5, or has the integrity
- * attribute but no record (truncated at its end). A file written before the
- * checksums (no record, no attribute) is opened with a warning on stderr. */
+ * file, DS_ERR_FORMAT when it is damaged or not HDF5, or has no record
+ * (unless DS_ALLOW_UNVERIFIED=1: then a file written before the checksums, no
+ * record and no integrity attribute, is opened with a warning on stderr). */
 ds_status ds_h5_open_for_read(MPI_Comm comm, ds_h5_rd *r);
 ds_status ds_h5_attr_open(const ds_h5_rd *r, hid_t obj, const char *objname, const char *name, hid_t *a);
 /* A scalar string attribute (variable or fixed length) into a new string. */

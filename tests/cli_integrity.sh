@@ -5,7 +5,7 @@
 # part named; `train --resume auto` then falls back to checkpoint.h5.prev;
 # a sample set with a flipped byte is refused by name (ds_samples_read,
 # through the fuzz replay program when it is built); a file from before the
-# checksums loads with a warning.
+# checksums is refused unless DS_ALLOW_UNVERIFIED=1, then loads with a warning.
 set -u
 exe="$1"
 src="${2:-$(dirname "$0")/..}"
@@ -49,13 +49,17 @@ for c in optimizer_v_flip gheap_length metrics_rows_huge truncated_half; do
     check "$c: train --resume auto falls back to .prev and finishes" \
         '[ $rc -eq 0 ] && grep -q "skipped $d/checkpoint.h5" "$tmp/r.log" && grep -q "checkpoint.h5.prev" "$tmp/r.log"'
 done
-# a file written before the checksums loads, with a warning; damaged, it is refused or loads unverified, never crashes
+# a file written before the checksums is refused, naming DS_ALLOW_UNVERIFIED; with it, it loads with a
+# warning, and damaged it is refused (its global heaps are checked) or loads unverified, never crashes
 "$exe" eval --checkpoint "$tmp/bad/legacy_intact" > "$tmp/l.log" 2>&1; rc=$?
-check "a checkpoint from before the checksums loads with a warning" \
+check "a checkpoint from before the checksums is refused by default" \
+    '[ $rc -eq 1 ] && grep -q "no completion record" "$tmp/l.log" && grep -q DS_ALLOW_UNVERIFIED "$tmp/l.log"'
+DS_ALLOW_UNVERIFIED=1 "$exe" eval --checkpoint "$tmp/bad/legacy_intact" > "$tmp/l.log" 2>&1; rc=$?
+check "with DS_ALLOW_UNVERIFIED=1 it loads with a warning" \
     '[ $rc -eq 0 ] && grep -q "written before diffsamp kept checksums" "$tmp/l.log"'
 for f in "$tmp"/bad/legacy_*; do
-    "$exe" eval --checkpoint "$f" > "$tmp/l.log" 2>&1; rc=$?
-    check "$(basename "$f"): no crash (exit $rc)" '[ $rc -le 2 ]'
+    DS_ALLOW_UNVERIFIED=1 "$exe" eval --checkpoint "$f" > "$tmp/l.log" 2>&1; rc=$?
+    check "$(basename "$f") (DS_ALLOW_UNVERIFIED=1): no crash (exit $rc)" '[ $rc -le 2 ]'
 done
 # the dataset checksums do not depend on the number of ranks, and are the
 # CRC-32C of the stored bytes (recomputed here in Python, bit by bit)

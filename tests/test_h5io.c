@@ -586,9 +586,15 @@ static void test_refusals(void)
     EXPECT_FAIL(read_all(MPI_COMM_WORLD, miss, &e, &d), DS_ERR_FORMAT, "/optimizer/v", "missing", miss);
     EXPECT_FAIL(read_all(MPI_COMM_WORLD, shape, &e, &d), DS_ERR_FORMAT, "/state/iteration", "shape (3)",
                 "expected ()");
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, trunc, &e, &d), DS_ERR_FORMAT, trunc, "no completion record",
+                "DS_ALLOW_UNVERIFIED");
+    EXPECT_FAIL(read_all(MPI_COMM_WORLD, junk, &e, &d), DS_ERR_FORMAT, "no completion record");
+    /* asked to read unverified files, HDF5 refuses them itself */
+    setenv("DS_ALLOW_UNVERIFIED", "1", 1);
     EXPECT_FAIL(read_all(MPI_COMM_WORLD, trunc, &e, &d), DS_ERR_FORMAT, "cannot open checkpoint", trunc,
                 "not an HDF5 file or truncated");
     EXPECT_FAIL(read_all(MPI_COMM_WORLD, junk, &e, &d), DS_ERR_FORMAT, "not an HDF5 file or truncated");
+    unsetenv("DS_ALLOW_UNVERIFIED");
     EXPECT_FAIL(read_all(MPI_COMM_WORLD, newer, &e, &d), DS_ERR_FORMAT, "format_version 2", "newer");
     EXPECT_FAIL(read_all(MPI_COMM_WORLD, file_in_dir("absent.h5"), &e, &d), DS_ERR_IO, "no such file");
     /* A missing replay count table is named. */

@@ -28,9 +28,10 @@
  * appended after HDF5's last byte before the fsync and rename that publish
  * it, with the byte range and CRC of every dataset and of the HDF5 metadata
  * between them. Readers check every byte against it before HDF5 opens the
- * file, refuse a damaged file naming the dataset (DS_ERR_FORMAT), refuse a
- * file with the integrity attribute but no record, and load a file from
- * before the checksums (neither) with a warning on stderr.
+ * file, refuse a damaged file naming the dataset (DS_ERR_FORMAT) and refuse
+ * a file without a record; with DS_ALLOW_UNVERIFIED=1 in the environment a
+ * file from before the checksums (no record, no integrity attribute) loads
+ * with a warning on stderr.
  *
  * Checkpoint layout (R = ds_real of the writer, stored as IEEE float32 or
  * float64 and converted to the reader's ds_real on load):
