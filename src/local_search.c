@@ -60,19 +60,22 @@ double ds_ls_log_accept_ratio(int dim, double step, double beta, const ds_real *
     return isnan(la) ? -INFINITY : la;
 }
 
-ds_status ds_ls_run(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_t iteration,
-                    uint64_t first_sample, int n, ds_real *x, ds_buffer *out_buffer, ds_ls_stats *stats)
+/* Appends row x (d) to the collected rows of width w: x, then, on a
+ * conditional target (w = d + 1), its condition's index. */
+static void collect_row(ds_real *cx, size_t at, int d, int w, const ds_real *x, const int32_t *idx, int k)
 {
-    DS_CHECK(e != NULL && e->vt != NULL && e->vt->log_reward != NULL, DS_ERR_INVALID,
-             "energy must be a built ds_energy with a log_reward function");
-    DS_CHECK(e->dim >= 1, DS_ERR_INVALID, "energy dim must be >= 1, got %d", e->dim);
-    DS_TRY(ds_ls_params_check(p));
-    DS_CHECK(n >= 0, DS_ERR_INVALID, "n must be >= 0, got %d", n);
-    DS_CHECK(n == 0 || x != NULL, DS_ERR_INVALID, "x must not be NULL");
-    DS_CHECK(out_buffer == NULL || ds_buffer_dim(out_buffer) == e->dim, DS_ERR_INVALID,
-             "out_buffer has dim %d but the energy has dim %d", ds_buffer_dim(out_buffer), e->dim);
+    memcpy(cx + at * (size_t)w, x, (size_t)d * sizeof(ds_real));
+    if (w > d) cx[at * (size_t)w + d] = (ds_real)idx[k];
+}
 
-    const int d = e->dim;
+/* The MALA chains of ds_ls_run and ds_ls_run_cond: chain k targets
+ * log R(. | cond[k]) when cond is not NULL, and its collected rows then carry
+ * idx[k] after the state. Arguments are checked by the callers. */
+static ds_status ls_chains(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_t iteration,
+                           uint64_t first_sample, int n, ds_real *x, const ds_real *cond, const int32_t *idx,
+                           ds_buffer *out_buffer, ds_ls_stats *stats)
+{
+    const int d = e->dim, w = cond ? d + 1 : d; /* width of a collected row */
     const size_t nd = (size_t)n * (size_t)d;
     const double beta = p->beta;
     const int collect_steps = p->max_iter - 1 > p->burn_in ? p->max_iter - 1 - p->burn_in : 0;
@@ -87,7 +90,7 @@ ds_status ds_ls_run(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_
     ds_real *lrp = ds_calloc((size_t)n, sizeof(ds_real));
     ds_real *gp = ds_calloc(nd, sizeof(ds_real));
     double *xi = ds_calloc((size_t)d, sizeof(double));
-    ds_real *cx = collect_cap ? ds_calloc(collect_cap * (size_t)d, sizeof(ds_real)) : NULL;
+    ds_real *cx = collect_cap ? ds_calloc(collect_cap * (size_t)w, sizeof(ds_real)) : NULL;
     ds_real *clr = collect_cap ? ds_calloc(collect_cap, sizeof(ds_real)) : NULL;
     if (!lr || !g || !xp || !lrp || !gp || !xi || (collect_cap && (!cx || !clr))) {
         rc = ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__,
@@ -95,7 +98,7 @@ ds_status ds_ls_run(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_
         goto done;
     }
 
-    if (n > 0) DS_TRY_GOTO(rc, ds_energy_log_reward(e, n, x, lr, g), done);
+    if (n > 0) DS_TRY_GOTO(rc, ds_energy_log_reward_cond(e, n, x, cond, lr, g), done);
 
     double step = p->step;
     double rate = 0.0;
@@ -114,7 +117,7 @@ ds_status ds_ls_run(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_
             for (int j = 0; j < d; j++)
                 xpk[j] = (ds_real)((double)xk[j] + drift * (double)gk[j] + noise * xi[j]);
         }
-        if (n > 0) DS_TRY_GOTO(rc, ds_energy_log_reward(e, n, xp, lrp, gp), done);
+        if (n > 0) DS_TRY_GOTO(rc, ds_energy_log_reward_cond(e, n, xp, cond, lrp, gp), done);
 
         double acc = 0.0;
         for (int k = 0; k < n; k++) {
@@ -130,13 +133,13 @@ ds_status ds_ls_run(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_
             memcpy(g + o, gp + o, (size_t)d * sizeof(ds_real));
             lr[k] = lrp[k];
             if (collect_cap && s > p->burn_in && !p->store_states) {
-                memcpy(cx + n_collected * (size_t)d, xp + o, (size_t)d * sizeof(ds_real));
+                collect_row(cx, n_collected, d, w, xp + o, idx, k);
                 clr[n_collected++] = lrp[k];
             }
         }
         /* store_states: every chain's state after this step, accepted or not */
         if (collect_cap && s > p->burn_in && p->store_states) {
-            memcpy(cx + n_collected * (size_t)d, x, nd * sizeof(ds_real));
+            for (int k = 0; k < n; k++) collect_row(cx, n_collected + (size_t)k, d, w, x + (size_t)k * d, idx, k);
             memcpy(clr + n_collected, lr, (size_t)n * sizeof(ds_real));
             n_collected += (size_t)n;
         }
@@ -174,4 +177,31 @@ done:
     ds_free(cx);
     ds_free(clr);
     return rc;
+}
+
+ds_status ds_ls_run(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_t iteration,
+                    uint64_t first_sample, int n, ds_real *x, ds_buffer *out_buffer, ds_ls_stats *stats)
+{
+    DS_CHECK(e != NULL && e->vt != NULL && e->vt->log_reward != NULL, DS_ERR_INVALID,
+             "energy must be a built ds_energy with a log_reward function");
+    DS_CHECK(e->dim >= 1, DS_ERR_INVALID, "energy dim must be >= 1, got %d", e->dim);
+    DS_TRY(ds_ls_params_check(p));
+    DS_CHECK(n >= 0, DS_ERR_INVALID, "n must be >= 0, got %d", n);
+    DS_CHECK(n == 0 || x != NULL, DS_ERR_INVALID, "x must not be NULL");
+    DS_CHECK(out_buffer == NULL || ds_buffer_dim(out_buffer) == e->dim, DS_ERR_INVALID,
+             "out_buffer has dim %d but the energy has dim %d", ds_buffer_dim(out_buffer), e->dim);
+    return ls_chains(e, p, r, iteration, first_sample, n, x, NULL, NULL, out_buffer, stats);
+}
+
+ds_status ds_ls_run_cond(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_t iteration,
+                         uint64_t first_sample, int n, ds_real *x, const ds_real *cond, const int32_t *idx,
+                         ds_buffer *out, ds_ls_stats *stats)
+{
+    DS_TRY(ds_ls_params_check(p));
+    const int d = e->dim;
+    DS_CHECK(n >= 0 && (n == 0 || (x && cond && idx)), DS_ERR_INVALID, "conditional local search: bad arguments");
+    DS_CHECK(out == NULL || ds_buffer_dim(out) == d + 1, DS_ERR_INVALID,
+             "conditional local search: the buffer has width %d, rows [z, image] need %d", out ? ds_buffer_dim(out) : 0,
+             d + 1);
+    return ls_chains(e, p, r, iteration, first_sample, n, x, cond, idx, out, stats);
 }

@@ -239,7 +239,7 @@ ds_status ds_cond_backward_batch(ds_trainer *t, long it, int *did_ls)
                                 (uint64_t)(t->first + s->batch_size), q->n_cond, t->bx, t->blr));
         DS_TRY(split_rows(t, t->bx, t->blr, q->n_cond, 1));
         const int prev = ds_energy_set_purpose(t->energy, DS_ECALL_LS);
-        const ds_status rc = ds_cond_local_search(t->energy, &t->lsp, ds_rng_make(s->seed, DS_RNG_LOCAL_SEARCH),
+        const ds_status rc = ds_ls_run_cond(t->energy, &t->lsp, ds_rng_make(s->seed, DS_RNG_LOCAL_SEARCH),
                                                   (uint64_t)it, (uint64_t)q->cond_first, q->n_cond, q->z, q->rows, q->idx,
                                                   t->buf_ls, &t->last_ls);
         ds_energy_set_purpose(t->energy, prev);
@@ -259,97 +259,6 @@ ds_status ds_cond_backward_batch(ds_trainer *t, long it, int *did_ls)
     DS_TRY(ds_sim_backward(&t->sim, &t->tr, B, q->z, q->lr, ds_rng_make(s->seed, DS_RNG_BACKWARD), (uint64_t)it,
                            (uint64_t)t->first, NULL));
     return DS_OK;
-}
-
-ds_status ds_cond_local_search(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_t iteration,
-                               uint64_t first_sample, int n, ds_real *x, const ds_real *cond, const int32_t *idx,
-                               ds_buffer *out, ds_ls_stats *stats)
-{
-    DS_TRY(ds_ls_params_check(p));
-    const int d = e->dim;
-    DS_CHECK(n >= 0 && (n == 0 || (x && cond && idx)), DS_ERR_INVALID, "conditional local search: bad arguments");
-    DS_CHECK(out == NULL || ds_buffer_dim(out) == d + 1, DS_ERR_INVALID,
-             "conditional local search: the buffer has width %d, rows [z, image] need %d", out ? ds_buffer_dim(out) : 0,
-             d + 1);
-    const size_t nd = (size_t)n * d;
-    const int collect_steps = p->max_iter - 1 > p->burn_in ? p->max_iter - 1 - p->burn_in : 0;
-    const size_t cap = out ? (size_t)n * (size_t)collect_steps : 0;
-    ds_real *lr = ds_calloc((size_t)n + 1, sizeof(ds_real)), *g = ds_calloc(nd + 1, sizeof(ds_real));
-    ds_real *xp = ds_calloc(nd + 1, sizeof(ds_real)), *lrp = ds_calloc((size_t)n + 1, sizeof(ds_real));
-    ds_real *gp = ds_calloc(nd + 1, sizeof(ds_real));
-    double *xi = ds_calloc((size_t)d, sizeof(double));
-    ds_real *cx = cap ? ds_calloc(cap * (size_t)(d + 1), sizeof(ds_real)) : NULL;
-    ds_real *clr = cap ? ds_calloc(cap, sizeof(ds_real)) : NULL;
-    ds_status rc = DS_OK;
-    if (!lr || !g || !xp || !lrp || !gp || !xi || (cap && (!cx || !clr))) {
-        rc = ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__,
-                          "out of memory for conditional local search on %d chains", n);
-        goto done;
-    }
-    if (n > 0) DS_TRY_GOTO(rc, ds_energy_log_reward_cond(e, n, x, cond, lr, g), done);
-    double step = p->step, rate = 0.0, win_acc = 0, win_prop = 0, all_acc = 0, all_prop = 0, post_acc = 0,
-           post_prop = 0;
-    size_t nc = 0;
-    for (int s = 0; s < p->max_iter; s++) {
-        if (s > 0) step *= rate > p->target_acceptance ? p->adapt_up : p->adapt_down;
-        const double drift = step * p->beta, noise = sqrt(2.0 * step);
-        for (int k = 0; k < n; k++) {
-            ds_rng_normal_d(r, iteration, first_sample + (uint64_t)k, (uint32_t)s, d, xi);
-            for (int j = 0; j < d; j++)
-                xp[(size_t)k * d + j] = (ds_real)((double)x[(size_t)k * d + j] +
-                                                  drift * (double)g[(size_t)k * d + j] + noise * xi[j]);
-        }
-        if (n > 0) DS_TRY_GOTO(rc, ds_energy_log_reward_cond(e, n, xp, cond, lrp, gp), done);
-        double acc = 0;
-        for (int k = 0; k < n; k++) {
-            const size_t o = (size_t)k * d;
-            const double la = ds_ls_log_accept_ratio(d, step, p->beta, x + o, (double)lr[k], g + o, xp + o,
-                                                     (double)lrp[k], gp + o);
-            double u;
-            ds_rng_uniform_d(r, iteration, first_sample + (uint64_t)k, (uint32_t)(s + DS_LS_UNIFORM_STEP), 1, &u);
-            if (!(u < exp(la < 0.0 ? la : 0.0))) continue;
-            acc += 1;
-            memcpy(x + o, xp + o, sizeof(ds_real) * (size_t)d);
-            memcpy(g + o, gp + o, sizeof(ds_real) * (size_t)d);
-            lr[k] = lrp[k];
-            if (cap && s > p->burn_in) {
-                memcpy(cx + nc * (size_t)(d + 1), xp + o, sizeof(ds_real) * (size_t)d);
-                cx[nc * (size_t)(d + 1) + d] = (ds_real)idx[k];
-                clr[nc++] = lrp[k];
-            }
-        }
-        all_acc += acc;
-        all_prop += n;
-        if (s > p->burn_in) {
-            post_acc += acc;
-            post_prop += n;
-        }
-        win_acc += acc;
-        win_prop += n;
-        if (s % p->adapt_every == 0) {
-            double counts[2] = {win_acc, win_prop};
-            if (p->reduce) DS_TRY_GOTO(rc, p->reduce(p->reduce_ctx, counts), done);
-            rate = counts[1] > 0.0 ? counts[0] / counts[1] : 0.0;
-            win_acc = win_prop = 0.0;
-        }
-        if (stats) stats->final_step = step;
-    }
-    if (nc > 0) DS_TRY_GOTO(rc, ds_buffer_add(out, nc, cx, clr), done);
-    if (stats) {
-        stats->acceptance = all_prop > 0 ? all_acc / all_prop : 0;
-        stats->acceptance_after_burn_in = post_prop > 0 ? post_acc / post_prop : 0;
-        stats->added = (long)nc;
-    }
-done:
-    ds_free(lr);
-    ds_free(g);
-    ds_free(xp);
-    ds_free(lrp);
-    ds_free(gp);
-    ds_free(xi);
-    ds_free(cx);
-    ds_free(clr);
-    return rc;
 }
 
 /* Forward samples without exploration of images [i0, i0 + m) of this rank's

@@ -89,7 +89,7 @@ START_TEST(conditional_local_search_is_ds_ls_run_per_condition)
     ds_ls_stats s1, s2;
     ds_rng r = ds_rng_make(4, DS_RNG_LOCAL_SEARCH);
     ck_assert_int_eq(ds_ls_run(v, &p, r, 3, 10, N, x1, b1, &s1), DS_OK);
-    ck_assert_int_eq(ds_cond_local_search(e, &p, r, 3, 10, N, x2, cond, idx, b2, &s2), DS_OK);
+    ck_assert_int_eq(ds_ls_run_cond(e, &p, r, 3, 10, N, x2, cond, idx, b2, &s2), DS_OK);
     for (int i = 0; i < N * D; i++) ck_assert(x1[i] == x2[i]);
     ck_assert(s1.added == s2.added && s1.added > 0 && s1.final_step == s2.final_step &&
               s1.acceptance == s2.acceptance);
@@ -106,7 +106,7 @@ START_TEST(conditional_local_search_is_ds_ls_run_per_condition)
         ck_assert_int_eq(ds_energy_log_reward_cond(e, 1, row, cond + k * C, &lr, NULL), DS_OK);
         ck_assert(lr == l2);
     }
-    ck_assert_int_eq(ds_cond_local_search(e, &p, r, 3, 10, N, x2, cond, idx, b1, &s2), DS_ERR_INVALID);
+    ck_assert_int_eq(ds_ls_run_cond(e, &p, r, 3, 10, N, x2, cond, idx, b1, &s2), DS_ERR_INVALID);
     ds_error_clear();
     ds_buffer_destroy(&b1);
     ds_buffer_destroy(&b2);

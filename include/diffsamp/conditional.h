@@ -33,13 +33,8 @@ ds_status ds_cond_vargrad(const ds_obj_input *in, int K, double *loss, ds_real *
 void ds_cond_image_metrics(const double *lw, int n_img, int K, double *sum_elbo, double *sum_is, double *lse_max,
                            double *lse_sum);
 
-/* Local search on a conditional target: ds_ls_run's MALA chains (the same
- * streams, step adaptation and collection after burn-in) where chain k
- * targets log R(. | cond[k]); every accepted proposal after burn-in goes to
- * out (width dim + 1) as the row [z, idx[k]] with its log R, so buffers of a
- * conditional run keep (condition, z, log R). */
-ds_status ds_cond_local_search(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_t iteration,
-                               uint64_t first_sample, int n, ds_real *x, const ds_real *cond, const int32_t *idx,
-                               ds_buffer *out, ds_ls_stats *stats);
+/* Local search on a conditional target: ds_ls_run_cond (local_search.h),
+ * ds_ls_run's MALA chains where chain k targets log R(. | cond[k]) and the
+ * collected rows are [z, idx[k]], so buffers keep (condition, z, log R). */
 
 #endif

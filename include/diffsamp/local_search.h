@@ -92,6 +92,12 @@ ds_status ds_ls_params_check(const ds_ls_params *p);
  * energy or reduce returns; x is then unspecified and the buffer unchanged. */
 ds_status ds_ls_run(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_t iteration,
                     uint64_t first_sample, int n, ds_real *x, ds_buffer *out_buffer, ds_ls_stats *stats);
+/* The same chains on a conditional target: chain k targets log R(. | cond[k])
+ * (cond: n rows of the energy's cond_dim), and out (width dim + 1) gets the
+ * rows [z, idx[k]] (the buffers of conditional runs, train_cond.c). */
+ds_status ds_ls_run_cond(const ds_energy *e, const ds_ls_params *p, ds_rng r, uint64_t iteration,
+                         uint64_t first_sample, int n, ds_real *x, const ds_real *cond, const int32_t *idx,
+                         ds_buffer *out, ds_ls_stats *stats);
 
 /* The MH log acceptance ratio log alpha above for one move x -> xp (dim),
  * with log R and grad log R at both points and step eta. Returns -INFINITY
