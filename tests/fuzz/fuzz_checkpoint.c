@@ -84,17 +84,7 @@ static void read_checkpoint(const char *path)
     ds_status rc = ds_ckpt_find_load(MPI_COMM_WORLD, path, NULL, load_all, NULL, found, sizeof found, &hdr, warning,
                                      sizeof warning);
     fuzz_report(rc);
-    if (getenv("DS_FUZZ_VERBOSE"))
-    {
-        hsize_t np = 0, nt = 0, ns = 0, na = 0;
-        H5Inmembers(H5I_GENPROP_LST, &np);
-        H5Inmembers(H5I_DATATYPE, &nt);
-        H5Inmembers(H5I_DATASPACE, &ns);
-        H5Inmembers(H5I_ATTR, &na);
-        fprintf(stderr, "fuzz: %zd HDF5 objects open; ids: %llu plists, %llu types, %llu spaces, %llu attrs\n",
-                H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL), (unsigned long long)np, (unsigned long long)nt,
-                (unsigned long long)ns, (unsigned long long)na);
-    }
+    fuzz_hdf5_census();
     if (rc == DS_OK) ds_ckpt_data_free(&hdr);
 }
 
