@@ -420,6 +420,14 @@ ds_status ds_h5_read_header(const ds_h5_rd *r, const char *want_format, ds_ckpt_
     DS_FREE(s);
     DS_TRY_GOTO(rc, ds_h5_attr_read_str(r, r->file, "/", "config", &out->config_yaml), done);
     DS_TRY_GOTO(rc, ds_h5_attr_read_str(r, r->file, "/", "code_version", &out->code_version), done);
+    out->plugin_sha256[0] = '\0';
+    if (H5Aexists(r->file, "energy_plugin_sha256") > 0) {
+        DS_TRY_GOTO(rc, ds_h5_attr_read_str(r, r->file, "/", "energy_plugin_sha256", &s), done);
+        CHECK(strlen(s) == 64, rc, done, DS_ERR_FORMAT, "%s %s: attribute energy_plugin_sha256 is '%s', not 64 hex digits",
+              r->kind, r->path, s);
+        snprintf(out->plugin_sha256, sizeof out->plugin_sha256, "%s", s);
+        DS_FREE(s);
+    }
 done:
     ds_free(s);
     return rc;
@@ -434,6 +442,14 @@ static ds_status check_expect(const ds_h5_rd *r, const ds_ckpt_expect *e, const 
     DS_CHECK(e->dim <= 0 || e->dim == out->dim, DS_ERR_CONFIG,
              "checkpoint %s was written for energy '%s' in dimension %d but this run uses dimension %d", r->path,
              out->energy, out->dim, e->dim);
+    if (e->plugin_sha256 && out->plugin_sha256[0] && strcmp(e->plugin_sha256, out->plugin_sha256) != 0) {
+        const char *allow = getenv("DS_ALLOW_PLUGIN_CHANGE");
+        DS_CHECK(allow && strcmp(allow, "1") == 0, DS_ERR_CONFIG,
+                 "checkpoint %s was written with an energy plugin library of SHA-256 %s, but this run's library "
+                 "has SHA-256 %s: the energy may not be the one the run was trained on. Use the library the run "
+                 "started with, or set DS_ALLOW_PLUGIN_CHANGE=1 to continue with this one",
+                 r->path, out->plugin_sha256, e->plugin_sha256);
+    }
     return DS_OK;
 }
 

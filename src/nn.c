@@ -391,9 +391,9 @@ void ds_mlp_forward(const ds_mlp *m, const ds_arena *a, ds_real *out, const ds_r
     const int L = m->nlinear;
     for (int l = 0; l < L; l++) {
         const ds_real *x = l == 0 ? in : m->act[l] + r0 * m->dims[l];
-        if (l + 1 == L) {
+        if (l + 1 == L) {  /* the first ds_mlp_out(m) rows of W and b: the outputs that are read */
             ds_linear_forward(out, x, ds_arena_param(a, m->w[l]), ds_arena_param(a, m->b[l]), n, m->dims[l],
-                              m->dims[l + 1]);
+                              ds_mlp_out(m));
         } else {
             const size_t o = r0 * m->dims[l + 1];
             ds_linear_forward(scratch, x, ds_arena_param(a, m->w[l]), ds_arena_param(a, m->b[l]), n, m->dims[l],
@@ -411,14 +411,14 @@ void ds_mlp_backward(const ds_mlp *m, const ds_arena *a, ds_real *din, int accum
     ds_real *cur = s1, *nxt = s2;
     for (int l = L - 1; l >= 0; l--) {
         const ds_real *x = l == 0 ? in : m->act[l] + r0 * m->dims[l];
-        ds_linear_backward_params(ds_arena_grad(a, m->w[l]), ds_arena_grad(a, m->b[l]), g, x, n, m->dims[l],
-                                  m->dims[l + 1]);
+        const int nout = l + 1 == L ? ds_mlp_out(m) : m->dims[l + 1];  /* unread outputs: zero gradient */
+        ds_linear_backward_params(ds_arena_grad(a, m->w[l]), ds_arena_grad(a, m->b[l]), g, x, n, m->dims[l], nout);
         if (l == 0) {
-            if (din) ds_linear_backward_input(din, g, ds_arena_param(a, m->w[0]), n, m->dims[0], m->dims[1], accumulate);
+            if (din) ds_linear_backward_input(din, g, ds_arena_param(a, m->w[0]), n, m->dims[0], nout, accumulate);
             break;
         }
         // d act_l, then through the GELU in front of it
-        ds_linear_backward_input(cur, g, ds_arena_param(a, m->w[l]), n, m->dims[l], m->dims[l + 1], 0);
+        ds_linear_backward_input(cur, g, ds_arena_param(a, m->w[l]), n, m->dims[l], nout, 0);
         const ds_real *gd = m->gd[l] + r0 * m->dims[l];
         for (size_t k = 0; k < (size_t)n * m->dims[l]; k++) cur[k] *= gd[k];
         g = cur;

@@ -133,11 +133,12 @@ static ds_status reverse_step(ds_onpolicy *o, ds_traj *tr, int B, int i, int slo
     const int random_pb = st->r > 0;
     const double inv_r = random_pb ? 1.0 / st->r : 0;
     const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
-    const ds_real *eps = tr->noise + (size_t)i * B * d;
+    const ds_real *eps = ds_traj_noise(tr, i);
     for (int b = 0; b < B; b++) {
         const size_t prow = (size_t)slot * B + b;
-        const ds_real *mu = p->mean + prow * d, *var = p->var + prow * d;
-        ds_real *dm = p->d_mean + prow * d, *dv = p->d_logvar + prow * d, *lam = o->lam + (size_t)b * d;
+        const ds_real *mu = p->mean + prow * d, *var = ds_policy_var_row(p, prow);
+        ds_real *dm = p->d_mean + prow * d, *dv = p->d_logvar ? p->d_logvar + prow * d : NULL;
+        ds_real *lam = o->lam + (size_t)b * d;
         for (int j = 0; j < d; j++) {
             const size_t k = (size_t)b * d + j;
             const double sv = sv0 * (double)var[j];
@@ -147,7 +148,7 @@ static ds_status reverse_step(ds_onpolicy *o, ds_traj *tr, int B, int i, int slo
             const double G = (double)lam[j] - w * res / sv - w * c * rb;
             /* x_{i+1} = a x_i + h mu + sqrt(s e^lv) eps; log p_F_i = -(res^2/(s e^lv) + log(2 pi s) + lv)/2 */
             dm[j] = (ds_real)(h * G + w * h * res / sv);
-            dv[j] = (ds_real)(G * 0.5 * sqrt(sv) * (double)eps[k] + w * 0.5 * (res * res / sv - 1.0));
+            if (dv) dv[j] = (ds_real)(G * 0.5 * sqrt(sv) * (double)eps[k] + w * 0.5 * (res * res / sv - 1.0));
             lam[j] = (ds_real)(a * G + w * a * res / sv + w * rb);  /* the direct part of dL/dx_i */
         }
         p->d_logf[prow] = 0;
@@ -163,7 +164,7 @@ static ds_status reverse_step(ds_onpolicy *o, ds_traj *tr, int B, int i, int slo
         const ds_real *sc = p->scale + (size_t)slot * o_, *g = tr->grad + (size_t)i * B * d;
         const double lim = p->c.lgv_clip;
         for (int b = 0; b < B; b++) {
-            const ds_real *dout = p->dout + ((size_t)slot * B + b) * 2 * d;
+            const ds_real *dout = p->dout + ((size_t)slot * B + b) * ds_mlp_out(&p->joint);
             for (int j = 0; j < d; j++) {
                 const size_t k = (size_t)b * d + j;
                 const double gk = (double)g[k];
@@ -192,6 +193,7 @@ ds_status ds_onpolicy_loss_grad(ds_onpolicy *o, ds_traj *tr, int B, double norm,
     DS_CHECK((long)k * B <= s->policy->max_rows, DS_ERR_INVALID,
              "segments of %d steps x %d rows exceed the policy workspace (%d rows)", k, B, s->policy->max_rows);
     DS_CHECK(!s->policy->c.langevin || tr->grad, DS_ERR_INVALID, "LP needs a trajectory store with gradients");
+    DS_CHECK(tr->noise_steps == T, DS_ERR_INVALID, "the reverse pass needs a trajectory store that keeps its noise");
     /* Forward, segment by segment: states, noise, log p_F, log p_B. */
     ds_sim_init_states(s, tr, B, r, iteration, first);
     for (int i0 = 0; i0 < T; i0 += k) {
@@ -207,7 +209,7 @@ ds_status ds_onpolicy_loss_grad(ds_onpolicy *o, ds_traj *tr, int B, double norm,
                 DS_TRY(rc);
             }
             DS_TRY(ds_policy_forward(s->policy, i - i0, i - i0 + 1, x, g));
-            ds_real *eps = tr->noise + (size_t)i * B * d;
+            ds_real *eps = ds_traj_noise(tr, i);
             if (noise)
                 memcpy(eps, noise + (size_t)i * B * d, sizeof(ds_real) * (size_t)B * d);
             else

@@ -69,6 +69,9 @@ static ds_status register_tensors(ds_policy *p)
     jdims[L + 1] = 2 * d;
     sequential_names(&ln, L + 1, NULL, "joint_model.model", 0);
     DS_TRY(ds_mlp_add(&p->joint, a, L + 1, jdims, ln.ptr, DS_GROUP_POLICY));
+    /* a fixed variance reads only the mean half of the output layer: the log-variance half keeps its
+       parameters (the checkpoint layout is the reference's) but is neither computed nor differentiated */
+    if (!c->learned_variance) p->joint.out_used = d;
     p->l_phase = -1;
     if (c->langevin) {
         const int K = c->lgv_layers;
@@ -165,6 +168,9 @@ ds_status ds_policy_create(const ds_policy_config *c, int max_steps, int max_row
     const size_t R = (size_t)max_rows, S = (size_t)max_steps, wide = h2 > H ? h2 : H;
     const int lp = c->langevin, flow = c->conditional_flow && c->cond_dim == 0;
     const size_t o = (size_t)ds_policy_lgv_out(p);
+    /* the output layer's width as computed (2d, or d with a fixed variance), and the rows of the
+       log-variance arrays: one per pass row when learned, one per slot when fixed */
+    const size_t od = (size_t)ds_mlp_out(&p->joint), vrows = c->learned_variance ? R : S;
     ds_real *mlp_time = NULL, *mlp_joint = NULL, *mlp_flow = NULL, *mlp_lgv = NULL;
     /* The size table: every workspace array of the policy, in one allocation. */
     const ws_entry table[] = {
@@ -178,15 +184,17 @@ ds_status ds_policy_create(const ds_policy_config *c, int max_steps, int max_row
         {&p->x, R * d},                    {&p->g, lp ? R * d : 0}, {&p->h0gd, R * H},
         {&p->a0, R * H},                   {&mlp_joint, ds_mlp_workspace(&p->joint, R)},
         {&mlp_flow, flow ? ds_mlp_workspace(&p->flow, R) : 0},
-        {&p->out, R * 2 * d},              {&p->dout, R * 2 * d},  {&p->mean, R * d},
-        {&p->logvar, R * d},               {&p->var, R * d},       {&p->logf, R},
-        {&p->d_mean, R * d},               {&p->d_logvar, R * d},  {&p->d_logf, R},
+        {&p->out, R * od},                 {&p->dout, c->learned_variance ? R * od : 0}, {&p->mean, R * d},
+        {&p->logvar, vrows * d},           {&p->var, vrows * d},   {&p->logf, R},
+        {&p->d_mean, R * d},               {&p->d_logvar, c->learned_variance ? R * d : 0},
+        {&p->d_logf, R},
         {&p->bw1, R * H},                  {&p->bw2, R * H},       {&p->bwa0, R * H},
     };
     const size_t nt = sizeof table / sizeof table[0];
     size_t total = 0;
     for (size_t i = 0; i < nt; i++) total += (table[i].count + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN;
     p->ws = ds_calloc(total, sizeof(ds_real));
+    p->ws_bytes = total * sizeof(ds_real);
     if (!p->ws) {
         ds_policy_destroy(&p);
         return ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__,
@@ -198,6 +206,8 @@ ds_status ds_policy_create(const ds_policy_config *c, int max_steps, int max_row
         *table[i].view = table[i].count ? p->ws + off : NULL;
         off += (table[i].count + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN;
     }
+    /* a fixed variance: d out is d mean masked by the clip, formed in place */
+    if (!c->learned_variance) p->dout = p->d_mean;
     ds_mlp_bind(&p->time, mlp_time, S);
     ds_mlp_bind(&p->joint, mlp_joint, R);
     if (flow) ds_mlp_bind(&p->flow, mlp_flow, R);
@@ -237,6 +247,14 @@ ds_status ds_policy_begin(ds_policy *p, int nsteps, int rows, const ds_ref_step 
         p->slot_t[s] = (ds_real)steps[s].t;
         p->slot_lv[s] = (ds_real)log(steps[s].sigma2);
         p->slot_v[s] = (ds_real)steps[s].sigma2;
+    }
+    if (!c->learned_variance) {  /* the variance is the slot's: one row of d per slot */
+        const int d = c->dim;
+        for (int s = 0; s < S; s++)
+            for (int j = 0; j < d; j++) {
+                p->logvar[(size_t)s * d + j] = p->slot_lv[s];
+                p->var[(size_t)s * d + j] = p->slot_v[s];
+            }
     }
     // time embedding: temb (S, H) = W2 gelu(W0 [sin, cos](t*w + phase) + b0) + b2
     for (int s = 0; s < S; s++)
@@ -297,8 +315,9 @@ ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x
         ds_linear_forward_add(h0, X, ds_arena_param(a, p->s_w), n, d, H);
     }
     ds_gelu_forward_grad(p->a0 + r0 * H, p->h0gd + r0 * H, h0, (size_t)n * H);
-    // joint network: L x [Linear(H,H), GELU], Linear(H, 2d)
-    ds_real *out = p->out + r0 * 2 * d;
+    // joint network: L x [Linear(H,H), GELU], Linear(H, 2d) (its first d outputs with a fixed variance)
+    const int od = ds_mlp_out(&p->joint);
+    ds_real *out = p->out + r0 * od;
     ds_mlp_forward(&p->joint, a, out, p->a0 + r0 * H, r0, n, p->bw2 + r0 * H);
     if (c->langevin) {
         const int o = ds_policy_lgv_out(p);
@@ -309,33 +328,32 @@ ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x
             const ds_real *sc = p->scale + (size_t)s * o;
             for (int r = 0; r < rows; r++) {
                 size_t row = (size_t)(s - slot0) * rows + r;
-                ds_real *orow = out + row * 2 * d;
+                ds_real *orow = out + row * od;
                 const ds_real *grow = G + row * d;
                 for (int j = 0; j < d; j++) orow[j] += sc[o == 1 ? 0 : j] * grow[j];
             }
         }
     }
-    // split and clip: mean = out[:d], logvar = tanh(out[d:]) * range (or 0), + the slot's log sigma^2
+    // split and clip: mean = out[:d], logvar = tanh(out[d:]) * range + the slot's log sigma^2 (learned
+    // variance; a fixed one is the slot's, set by ds_policy_begin)
     const ds_real lim = (ds_real)c->gfn_clip, range = (ds_real)c->log_var_range;
     for (int r = 0; r < n; r++) {
         const int slot = slot0 + r / rows;
-        const ds_real log_s2 = p->slot_lv[slot], s2 = p->slot_v[slot];
-        const ds_real *orow = out + (size_t)r * 2 * d;
-        ds_real *mrow = p->mean + (r0 + r) * d, *vrow = p->logvar + (r0 + r) * d, *erow = p->var + (r0 + r) * d;
+        const ds_real log_s2 = p->slot_lv[slot];
+        const ds_real *orow = out + (size_t)r * od;
+        ds_real *mrow = p->mean + (r0 + r) * d;
         for (int j = 0; j < d; j++) {
-            ds_real mu = orow[j], lv = orow[d + j];
-            if (c->clipping) {
-                mu = mu > lim ? lim : (mu < -lim ? -lim : mu);
-                lv = lv > lim ? lim : (lv < -lim ? -lim : lv);
-            }
+            ds_real mu = orow[j];
+            if (c->clipping) mu = mu > lim ? lim : (mu < -lim ? -lim : mu);
             mrow[j] = mu;
-            if (c->learned_variance) {
-                vrow[j] = R_TANH(lv) * range + log_s2;
-                erow[j] = R_EXPF(vrow[j]);
-            } else {
-                vrow[j] = log_s2;
-                erow[j] = s2;
-            }
+        }
+        if (!c->learned_variance) continue;
+        ds_real *vrow = p->logvar + (r0 + r) * d, *erow = p->var + (r0 + r) * d;
+        for (int j = 0; j < d; j++) {
+            ds_real lv = orow[d + j];
+            if (c->clipping) lv = lv > lim ? lim : (lv < -lim ? -lim : lv);
+            vrow[j] = R_TANH(lv) * range + log_s2;
+            erow[j] = R_EXPF(vrow[j]);
         }
     }
     // flow: log F = flow net on the same a0, or the scalar log Z (conditional: log Z(c), policy_cond.c)
@@ -361,25 +379,27 @@ ds_status ds_policy_backward(ds_policy *p, int slot0, int slot1, ds_real *dx)
     const int n = S * rows;
     const ds_real lim = (ds_real)c->gfn_clip, range = (ds_real)c->log_var_range;
     // d out (n, 2d): the mean half directly, the log-variance half through tanh, both through the clip
-    ds_real *dout = p->dout + r0 * 2 * d;
-    const ds_real *out = p->out + r0 * 2 * d;
+    // (a fixed variance: d out is the mean half alone)
+    const int od = ds_mlp_out(&p->joint);
+    ds_real *dout = p->dout + r0 * od;
+    const ds_real *out = p->out + r0 * od;
     for (int r = 0; r < n; r++) {
-        const ds_real *orow = out + (size_t)r * 2 * d;
-        ds_real *drow = dout + (size_t)r * 2 * d;
-        const ds_real *dm = p->d_mean + (r0 + r) * d, *dv = p->d_logvar + (r0 + r) * d;
+        const ds_real *orow = out + (size_t)r * od;
+        ds_real *drow = dout + (size_t)r * od;
+        const ds_real *dm = p->d_mean + (r0 + r) * d;
         for (int j = 0; j < d; j++) {
-            ds_real mu = orow[j], lv = orow[d + j];
-            ds_real gm = dm[j], gv = 0;
-            if (c->learned_variance) {
-                ds_real lvc = c->clipping ? (lv > lim ? lim : (lv < -lim ? -lim : lv)) : lv;
-                ds_real th = R_TANH(lvc);
+            const ds_real mu = orow[j];
+            drow[j] = c->clipping && (mu > lim || mu < -lim) ? 0 : dm[j];
+        }
+        if (!c->learned_variance) continue;
+        const ds_real *dv = p->d_logvar + (r0 + r) * d;
+        for (int j = 0; j < d; j++) {
+            const ds_real lv = orow[d + j];
+            ds_real gv = 0;
+            if (!c->clipping || !(lv > lim || lv < -lim)) {
+                const ds_real th = R_TANH(lv);  /* unclipped here */
                 gv = dv[j] * range * ((ds_real)1 - th * th);
             }
-            if (c->clipping) {
-                if (mu > lim || mu < -lim) gm = 0;
-                if (lv > lim || lv < -lim) gv = 0;
-            }
-            drow[j] = gm;
             drow[d + j] = gv;
         }
     }
@@ -390,7 +410,7 @@ ds_status ds_policy_backward(ds_policy *p, int slot0, int slot1, ds_real *dx)
             ds_real *ds_ = p->dscale + (size_t)s * o;
             for (int r = 0; r < rows; r++) {
                 size_t row = (size_t)s * rows + r;
-                const ds_real *drow = p->dout + row * 2 * d, *grow = p->g + row * d;
+                const ds_real *drow = p->dout + row * od, *grow = p->g + row * d;
                 for (int j = 0; j < d; j++) ds_[o == 1 ? 0 : j] += drow[j] * grow[j];
             }
         }

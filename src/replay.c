@@ -117,6 +117,14 @@ void ds_buffer_clear(ds_buffer *b)
 
 size_t ds_buffer_size(const ds_buffer *b) { return b ? b->size : 0; }
 size_t ds_buffer_capacity(const ds_buffer *b) { return b ? b->cap : 0; }
+size_t ds_buffer_bytes(const ds_buffer *b)
+{
+    if (!b) return 0;
+    size_t n = b->cap * ((size_t)b->dim + 1) * sizeof(ds_real);
+    if (b->idx) n += b->cap * sizeof(rank_entry);
+    if (b->tree) n += 2 * b->leaves * sizeof(double);
+    return n;
+}
 int ds_buffer_dim(const ds_buffer *b) { return b ? b->dim : 0; }
 ds_priority ds_buffer_priority(const ds_buffer *b) { return b ? b->prio : DS_PRIO_UNIFORM; }
 

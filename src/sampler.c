@@ -6,7 +6,7 @@
 #include <string.h>
 
 
-ds_status ds_traj_init(ds_traj *tr, int T, int B, int d, int with_grad, int with_pe)
+ds_status ds_traj_init(ds_traj *tr, int T, int B, int d, int with_grad, int with_pe, int keep_noise)
 {
     memset(tr, 0, sizeof *tr);
     DS_CHECK(T >= 1 && B >= 1 && d >= 1, DS_ERR_INVALID, "bad trajectory batch T %d B %d d %d", T, B, d);
@@ -19,7 +19,8 @@ ds_status ds_traj_init(ds_traj *tr, int T, int B, int d, int with_grad, int with
     tr->log_pb = ds_calloc(TB, sizeof(ds_real));
     tr->log_f = ds_calloc(TB + B, sizeof(ds_real));
     tr->log_r = ds_calloc(B, sizeof(ds_real));
-    tr->noise = ds_calloc(TB * d, sizeof(ds_real));
+    tr->noise_steps = keep_noise ? T : 1;
+    tr->noise = ds_calloc((size_t)tr->noise_steps * B * d, sizeof(ds_real));
     tr->lr_scratch = ds_calloc(TB, sizeof(ds_real));
     int ok = tr->states && tr->log_pf && tr->log_pb && tr->log_f && tr->log_r && tr->noise && tr->lr_scratch;
     if (ok && with_grad) ok = (tr->grad = ds_calloc(TB * d, sizeof(ds_real))) != NULL;
@@ -30,6 +31,15 @@ ds_status ds_traj_init(ds_traj *tr, int T, int B, int d, int with_grad, int with
                             "out of memory for %d trajectories of %d steps in d = %d", B, T, d);
     }
     return DS_OK;
+}
+
+size_t ds_traj_bytes(const ds_traj *tr)
+{
+    const size_t TB = (size_t)tr->T * tr->B, d = (size_t)tr->d;
+    size_t n = (TB + tr->B) * d + 2 * TB + (TB + tr->B) + tr->B + (size_t)tr->noise_steps * tr->B * d + TB;
+    if (tr->grad) n += TB * d;
+    if (tr->pe) n += TB;
+    return n * sizeof(ds_real);
 }
 
 void ds_traj_free(ds_traj *tr)
@@ -125,7 +135,7 @@ void ds_sim_score_step(const ds_sim *s, ds_traj *tr, int B, int i, int slot)
     const double cpf = d * (DS_LOG_2PI + log(sv)), cpb = random_pb ? d * (DS_LOG_2PI + log(st->r)) : 0;
     for (int b = 0; b < B; b++) {
         const size_t row = (size_t)i * B + b, prow = (size_t)slot * B + b;
-        const ds_real *mu = p->mean + prow * d, *lv = p->logvar + prow * d, *var = p->var + prow * d;
+        const ds_real *mu = p->mean + prow * d, *lv = ds_policy_logvar_row(p, prow), *var = ds_policy_var_row(p, prow);
         const ds_real *xa = x0 + (size_t)b * d, *xc = x1 + (size_t)b * d;
         double lpf = cpf, lpb = 0;
         for (int j = 0; j < d; j++) {
@@ -199,7 +209,7 @@ void ds_sim_step(const ds_sim *s, ds_traj *tr, int B, int i, int slot, double ex
     ds_real *xn = tr->states + (size_t)(i + 1) * B * d;
     for (int b = 0; b < B; b++) {
         const size_t prow = (size_t)slot * B + b;
-        const ds_real *mu = p->mean + prow * d, *var = p->var + prow * d;
+        const ds_real *mu = p->mean + prow * d, *var = ds_policy_var_row(p, prow);
         for (int j = 0; j < d; j++) {
             double std = sqrt(sv * (double)var[j] + ex2);
             xn[(size_t)b * d + j] = (ds_real)(a * (double)x[(size_t)b * d + j] + h * (double)mu[j] +
@@ -220,8 +230,8 @@ ds_status ds_sim_forward(const ds_sim *s, ds_traj *tr, int B, double expl_std, d
         const ds_real *x = tr->states + (size_t)i * B * d;
         DS_TRY(state_terms(s, tr, B, i, i + 1));
         DS_TRY(ds_policy_forward(p, i, i + 1, x, p->c.langevin ? tr->grad + (size_t)i * B * d : NULL));
-        const ds_real *eps = noise ? noise + (size_t)i * B * d : tr->noise + (size_t)i * B * d;
-        if (!noise) ds_rng_normal_batch(r, iteration, first, B, (uint32_t)i, d, tr->noise + (size_t)i * B * d);
+        const ds_real *eps = noise ? noise + (size_t)i * B * d : ds_traj_noise(tr, i);
+        if (!noise) ds_rng_normal_batch(r, iteration, first, B, (uint32_t)i, d, ds_traj_noise(tr, i));
         ds_sim_step(s, tr, B, i, i, expl_std, eps);
     }
     DS_TRY(score_from_policy(s, tr, B, NULL));
@@ -258,7 +268,7 @@ ds_status ds_sim_backward(const ds_sim *s, ds_traj *tr, int B, const ds_real *x_
             continue;
         }
         const double std = sqrt(st->r);
-        ds_real *eps = tr->noise + (size_t)(T - j) * n;
+        ds_real *eps = ds_traj_noise(tr, T - j);
         if (noise) {
             memcpy(eps, noise + (size_t)(T - j) * n, sizeof(ds_real) * n);
         } else {
@@ -291,8 +301,8 @@ ds_status ds_sim_backprop(const ds_sim *s, const ds_traj *tr, int B, const ds_re
             const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
             for (int b = 0; b < B; b++) {
                 const size_t row = (size_t)i * B + b;
-                const ds_real *mu = p->mean + row * d, *var = p->var + row * d;
-                ds_real *dm = p->d_mean + row * d, *dv = p->d_logvar + row * d;
+                const ds_real *mu = p->mean + row * d, *var = ds_policy_var_row(p, row);
+                ds_real *dm = p->d_mean + row * d, *dv = p->d_logvar ? p->d_logvar + row * d : NULL;
                 const double g = (double)d_log_pf[row];
                 for (int j = 0; j < d; j++) {
                     /* log p_F = -0.5 (res^2 / (s e^lv) + log 2 pi + log s + lv), res = x1 - a x0 - h mu */
@@ -300,7 +310,7 @@ ds_status ds_sim_backprop(const ds_sim *s, const ds_traj *tr, int B, const ds_re
                                  h * (double)mu[j];
                     double inv_var = 1.0 / (sv * (double)var[j]);
                     dm[j] = (ds_real)(g * res * h * inv_var);
-                    dv[j] = (ds_real)(g * 0.5 * (res * res * inv_var - 1.0));
+                    if (dv) dv[j] = (ds_real)(g * 0.5 * (res * res * inv_var - 1.0));
                 }
                 p->d_logf[row] = d_log_f[row];
             }

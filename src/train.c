@@ -97,7 +97,7 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
             fprintf(stderr, "note: energy '%s' has no Hessian-vector product: LP's grad log R is differentiated by "
                             "central differences of its gradient\n", t->energy->vt->name);
     }
-    DS_TRY_GOTO(rc, ds_traj_init(&t->tr, T, t->B, d, s->langevin, s->partial_energy), fail);
+    DS_TRY_GOTO(rc, ds_traj_init(&t->tr, T, t->B, d, s->langevin, s->partial_energy, onpolicy), fail);
     t->d_log_pf = ds_calloc((size_t)T * t->B, sizeof(ds_real));
     t->d_log_f = ds_calloc((size_t)(T + 1) * t->B, sizeof(ds_real));
     t->lw = ds_calloc((size_t)t->B, sizeof(double));

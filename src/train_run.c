@@ -105,6 +105,13 @@ ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final, int *s
                 ds_objective_name(s->objective), t->energy->vt->name, t->energy->dim, DS_REAL_NAME, s->T,
                 s->batch_size, t->size, s->iterations, t->policy->arena.n);
         fprintf(log, "BLAS: %s\n", ds_blas_describe());
+        /* what this rank holds for training; the buffers' pages are taken as they fill */
+        const double mb = 1.0 / (1 << 20);
+        fprintf(log, "memory per rank: policy workspace %.0f MB, trajectories %.0f MB", t->policy->ws_bytes * mb,
+                ds_traj_bytes(&t->tr) * mb);
+        if (t->buf)
+            fprintf(log, ", replay buffers up to %.0f MB", (ds_buffer_bytes(t->buf) + ds_buffer_bytes(t->buf_ls)) * mb);
+        fputc('\n', log);
         if (t->iteration > 0) fprintf(log, "resumed at iteration %ld from %s\n", t->iteration, t->resumed_from);
         fflush(log);
     }

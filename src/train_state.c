@@ -208,7 +208,8 @@ ds_status ds_trainer_resume(ds_trainer *t, const char *path)
         int n = snprintf(want, sizeof want, "%s", path);
         DS_CHECK(n > 0 && (size_t)n < sizeof want, DS_ERR_CONFIG, "checkpoint path too long");
     }
-    ds_ckpt_expect ex = {t->energy->vt->name, t->energy->dim};
+    const ds_energy_plugin_lib *lib = ds_energy_plugin_of(t->energy);
+    ds_ckpt_expect ex = {t->energy->vt->name, t->energy->dim, lib ? lib->sha256 : NULL};
     load_ctx ctx = {t, t->size};
     char found[DS_PATH_MAX + 32], warning[2048];
     ds_status rc = ds_ckpt_find_load(t->comm, want, &ex, load, &ctx, found, sizeof found, NULL, warning, sizeof warning);

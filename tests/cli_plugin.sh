@@ -62,6 +62,25 @@ done
 "$exe" sample --checkpoint run/checkpoint.h5 -n 50 -o more.h5 >/dev/null 2>&1
 check "diffsamp sample works from the checkpoint" 'h5dump -a energy_plugin_sha256 more.h5 | grep -q "\"$sha\""'
 
+# The same energy built other bytes (-O1): resuming is refused, naming both
+# SHA-256s and the way past; DS_ALLOW_PLUGIN_CHANGE=1 continues with it.
+cp banana.so banana_O2.so
+cc -shared -fPIC -O1 -I"$src/include" "$src/energies/examples/banana.c" -o banana.so
+sha1=$(sha256sum banana.so | cut -d" " -f1)
+check "the -O1 library has other bytes" '[ "$sha1" != "$sha" ]'
+"$exe" train run.yaml --out run --resume auto --set train.iterations=9 >"$tmp/out" 2>"$tmp/err"; rc=$?
+check "resume with a changed plugin library: exit 2" '[ $rc -eq 2 ]'
+check "... naming both SHA-256s and DS_ALLOW_PLUGIN_CHANGE" \
+    'grep -q "SHA-256 $sha, but this run.s library has SHA-256 $sha1" "$tmp/err" && grep -q DS_ALLOW_PLUGIN_CHANGE=1 "$tmp/err"'
+check "... and the run is untouched (iteration 6)" '[ $(wc -l < run/metrics.csv) -eq 3 ]'
+"$exe" eval --checkpoint run/checkpoint.h5 >"$tmp/out" 2>"$tmp/err"; rc=$?
+check "eval with a changed plugin library: exit 2" '[ $rc -eq 2 ] && grep -q DS_ALLOW_PLUGIN_CHANGE "$tmp/err"'
+DS_ALLOW_PLUGIN_CHANGE=1 "$exe" train run.yaml --out run --resume auto --set train.iterations=9 >"$tmp/out" 2>"$tmp/err"; rc=$?
+check "DS_ALLOW_PLUGIN_CHANGE=1: resumes at 6 and finishes 9" \
+    '[ $rc -eq 0 ] && grep -q "resumed at iteration 6" "$tmp/out" "$tmp/err" && [ $(wc -l < run/metrics.csv) -eq 4 ]'
+check "... and the new checkpoint records the new library" 'h5dump -a energy_plugin_sha256 run/checkpoint.h5 | grep -q "\"$sha1\""'
+mv banana_O2.so banana.so
+
 # An energy with a gradient and no HVP (tests/plugin_bad.c, no define): PIS +
 # LP differentiated through grad log R takes its HVPs by central differences,
 # and says so on stderr, in config.yaml and in the files' config attribute.

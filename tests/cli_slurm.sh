@@ -151,19 +151,29 @@ field() { # field JOB NAME: a field of `scontrol show job`
     scontrol show job -o "$1" 2>/dev/null | head -n 1 | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 release=1
+declare -A pending_since=()
 # A requeued job waits for its begin time (cred_expire + 1 s, which covers
 # slurmd's clean-up of the previous start); start it now, but only once the
-# node has finished that clean-up: not "completing" any more and the old
-# step's PMIx sockets gone from the spool. Released earlier, the start fails
-# ("Job credential revoked", or "Cannot bind() UNIX socket" from PMIx).
+# node has finished that clean-up: not "completing" any more, the old step's
+# PMIx sockets gone from the spool, and at least 2 s after the test first saw
+# it pending. slurmd revokes the old start's credential with a time stamp in
+# whole seconds, and refuses a new credential made in that same second, so a
+# release within the second of the requeue kills the new start ("Job
+# credential revoked", the job ends with exit 1 and is never restarted);
+# released before the clean-up, PMIx fails ("Cannot bind() UNIX socket").
 release_requeued() {
     [ $release -eq 1 ] || return 0
     case $(sinfo -h -n localhost -o %T 2>/dev/null) in *comp*|"") return 0 ;; esac
-    squeue -h -t PD -o '%A %i %r' 2>/dev/null | while read -r jid id reason; do
+    local jid id reason now
+    now=$(date +%s)
+    while read -r jid id reason; do
         [ "$reason" = BeginTime ] || continue
+        [ -n "${pending_since[$id]:-}" ] || pending_since[$id]=$now
+        [ $((now - pending_since[$id])) -ge 2 ] || continue
         if compgen -G "$tmp/spool/*pmix.$jid.*" >/dev/null; then continue; fi
         scontrol update JobId="$id" StartTime=now >/dev/null 2>&1 || true
-    done
+        unset "pending_since[$id]"
+    done < <(squeue -h -t PD -o '%A %i %r' 2>/dev/null)
 }
 wait_for() { # wait_for WHAT SECONDS COMMAND...
     local what=$1 end=$(( $(date +%s) + $2 ))

@@ -192,7 +192,7 @@ static void check_policy_gradient(int vargrad, int lp)
         for (int j = 0; j < C; j++) cond[b * C + j] = (ds_real)(0.4 * sin(1.3 * (b / K) + 0.7 * j + 0.2));
     ds_sim sim = {.policy = p, .energy = e, .ref = &ref, .cond = cond};
     ds_traj tr;
-    ck_assert_int_eq(ds_traj_init(&tr, T, B, D, lp, 0), DS_OK);
+    ck_assert_int_eq(ds_traj_init(&tr, T, B, D, lp, 0, 0), DS_OK);
     ck_assert_int_eq(ds_sim_forward(&sim, &tr, B, 0.3, ds_rng_make(5, DS_RNG_TEST), 0, 0, NULL), DS_OK);
     /* log Z(c) is the same for the K rows of one condition and differs between conditions */
     ck_assert(tr.log_f[0] == tr.log_f[1] && tr.log_f[0] != tr.log_f[K]);

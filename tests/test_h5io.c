@@ -478,7 +478,7 @@ static void test_same_ranks_and_one_rank(void)
     if (world_rank == 0) check_file_attrs(path, DS_H5_FORMAT_CHECKPOINT);
     EXPECT(access(file_in_dir("two.h5.tmp"), F_OK) != 0, "temporary file left behind");
 
-    ds_ckpt_expect e = {"25gmm", DIM};
+    ds_ckpt_expect e = {"25gmm", DIM, NULL};
     loaded d;
     loaded_init(&d, NPARAMS);
     EXPECT_OK(read_all(MPI_COMM_WORLD, path, &e, &d));
@@ -555,16 +555,16 @@ static void test_refusals(void)
     loaded_init(&d, NPARAMS);
     char want[64], found[64];
 
-    ds_ckpt_expect e = {"manywell", DIM};
+    ds_ckpt_expect e = {"manywell", DIM, NULL};
     EXPECT_FAIL(read_all(MPI_COMM_WORLD, path, &e, &d), DS_ERR_CONFIG, "'25gmm'", "'manywell'", path);
-    e = (ds_ckpt_expect){"25gmm", 32};
+    e = (ds_ckpt_expect){"25gmm", 32, NULL};
     EXPECT_FAIL(read_all(MPI_COMM_WORLD, path, &e, &d), DS_ERR_CONFIG, "dimension 3", "dimension 32");
     /* Another model shape: the arena reader refuses, naming both shapes. */
     loaded big;
     loaded_init(&big, NPARAMS + 5);
     snprintf(want, sizeof want, "(%d)", NPARAMS + 5);
     snprintf(found, sizeof found, "(%d)", NPARAMS);
-    e = (ds_ckpt_expect){"25gmm", DIM};
+    e = (ds_ckpt_expect){"25gmm", DIM, NULL};
     EXPECT_FAIL(read_all(MPI_COMM_WORLD, path, &e, &big), DS_ERR_CONFIG, "/model/params", want, found);
     loaded_free(&big);
 
@@ -663,7 +663,7 @@ static void test_atomic_and_find(void)
     char found[1280], warning[8192];
     loaded d;
     loaded_init(&d, NPARAMS);
-    ds_ckpt_expect e = {"25gmm", DIM};
+    ds_ckpt_expect e = {"25gmm", DIM, NULL};
 
     EXPECT_FAIL(ds_ckpt_find(MPI_COMM_WORLD, path, &e, found, sizeof found, NULL, warning, sizeof warning),
                 DS_ERR_IO, "no checkpoint");
@@ -1067,7 +1067,7 @@ static void test_damage_refused(void)
     EXPECT(ok, "could not prepare the damaged copies");
     loaded d;
     loaded_init(&d, NPARAMS);
-    ds_ckpt_expect e = {"25gmm", DIM};
+    ds_ckpt_expect e = {"25gmm", DIM, NULL};
     EXPECT_FAIL(read_all(MPI_COMM_WORLD, v, &e, &d), DS_ERR_FORMAT, v, "dataset /optimizer/v is damaged");
     EXPECT_FAIL(read_all(MPI_COMM_WORLD, meta, &e, &d), DS_ERR_FORMAT, meta, "metadata", "damaged");
     EXPECT_FAIL(read_all(MPI_COMM_WORLD, rec, &e, &d), DS_ERR_FORMAT, rec, "completion record is damaged");

@@ -410,9 +410,17 @@ static void policy_case_init(policy_case *pc, uint64_t stream)
     randn(pc->cf, PN, 100 * stream + 5, 1.0);
 }
 
+/* The pass's log-variance as one (PN, PD) array (a fixed variance stores one row per slot). */
+static void policy_logvar(const ds_policy *p, ds_real *lv)
+{
+    for (int r = 0; r < PN; r++) memcpy(lv + r * PD, ds_policy_logvar_row(p, (size_t)r), sizeof(ds_real) * PD);
+}
+
 static double policy_outputs_loss(const ds_policy *p, const policy_case *pc)
 {
-    return dot(pc->cm, p->mean, PN * PD) + dot(pc->cv, p->logvar, PN * PD) + dot(pc->cf, p->logf, PN);
+    ds_real lv[PN * PD];
+    policy_logvar(p, lv);
+    return dot(pc->cm, p->mean, PN * PD) + dot(pc->cv, lv, PN * PD) + dot(pc->cf, p->logf, PN);
 }
 
 static double policy_loss(ds_policy *p, const policy_case *pc, const ds_real *x)
@@ -427,7 +435,8 @@ static void policy_analytic(ds_policy *p, const policy_case *pc, ds_real *dx)
 {
     policy_loss(p, pc, pc->x);
     memcpy(p->d_mean, pc->cm, sizeof pc->cm);
-    memcpy(p->d_logvar, pc->cv, sizeof pc->cv);
+    if (p->c.learned_variance) memcpy(p->d_logvar, pc->cv, sizeof pc->cv);
+    else ck_assert_ptr_null(p->d_logvar);  /* nothing depends on a fixed variance */
     memcpy(p->d_logf, pc->cf, sizeof pc->cf);
     ds_arena_zero_grad(&p->arena);
     ck_assert_int_eq(ds_policy_backward(p, 0, PS, dx), DS_OK);
@@ -447,7 +456,7 @@ static void check_policy(const ds_policy_config *c, const char *label, uint64_t 
     policy_analytic(p, &pc, dx);
     memcpy(grad, p->arena.grads, n * sizeof *grad);
     memcpy(mean, p->mean, sizeof mean);
-    memcpy(logvar, p->logvar, sizeof logvar);
+    policy_logvar(p, logvar);
     memcpy(logf, p->logf, sizeof logf);
 
     /* Every parameter of every tensor against central differences. */
@@ -497,7 +506,9 @@ static void check_policy(const ds_policy_config *c, const char *label, uint64_t 
 
     /* Forward over [0,2) then [2,4) equals one forward; its activations give the same gradient. */
     ck_assert_int_eq(begin_brownian(p, PS, PR), DS_OK);
-    for (int i = 0; i < PN * PD; i++) p->mean[i] = p->logvar[i] = NAN;
+    for (int i = 0; i < PN * PD; i++) p->mean[i] = NAN;
+    if (c->learned_variance)
+        for (int i = 0; i < PN * PD; i++) p->logvar[i] = NAN;
     for (int i = 0; i < PN; i++) p->logf[i] = NAN;
     ck_assert_int_eq(ds_policy_forward(p, 0, 2, pc.x, c->langevin ? pc.g : NULL), DS_OK);
     ck_assert_int_eq(ds_policy_forward(p, 2, PS, pc.x + 2 * PR * PD, c->langevin ? pc.g + 2 * PR * PD : NULL),
@@ -505,7 +516,9 @@ static void check_policy(const ds_policy_config *c, const char *label, uint64_t 
     snprintf(what, sizeof what, "%s: split forward mean", label);
     expect_close(what, p->mean, mean, PN * PD, 1e-13, 1e-12);
     snprintf(what, sizeof what, "%s: split forward logvar", label);
-    expect_close(what, p->logvar, logvar, PN * PD, 1e-13, 1e-12);
+    ds_real logvar2[PN * PD];
+    policy_logvar(p, logvar2);
+    expect_close(what, logvar2, logvar, PN * PD, 1e-13, 1e-12);
     snprintf(what, sizeof what, "%s: split forward logf", label);
     expect_close(what, p->logf, logf, PN, 1e-13, 1e-12);
     ds_arena_zero_grad(&p->arena);
@@ -701,7 +714,7 @@ static void check_reference(const ds_reference *ref, const char *label)
     ck_assert_int_eq(ds_policy_create(&c, T, T * RB, 5, &p), DS_OK);
     ds_sim sim = {.policy = p, .energy = e, .ref = ref};
     ds_traj tr;
-    ck_assert_int_eq(ds_traj_init(&tr, T, RB, RD, 0, 0), DS_OK);
+    ck_assert_int_eq(ds_traj_init(&tr, T, RB, RD, 0, 0, 0), DS_OK);
     ck_assert_int_eq(ds_sim_forward(&sim, &tr, RB, 0.0, ds_rng_make(3, DS_RNG_TEST), 0, 0, NULL), DS_OK);
     for (int pass = 0; pass < 2; pass++) {  /* forward paths, then backward paths from the same x_T */
         for (int b = 0; b < RB; b++) {
@@ -834,7 +847,7 @@ static void check_chain(const char *energy, int dim, ds_objective obj, const ds_
     else
         ck_assert_int_eq(ds_reference_init_brownian(&ch.ref, CT, P_SIGMA2), DS_OK);
     ch.sim = (ds_sim){.policy = ch.sim.policy, .energy = e, .ref = &ch.ref, .partial_energy = partial_energy};
-    ck_assert_int_eq(ds_traj_init(&ch.tr, CT, CB, dim, c.langevin, partial_energy), DS_OK);
+    ck_assert_int_eq(ds_traj_init(&ch.tr, CT, CB, dim, c.langevin, partial_energy, 0), DS_OK);
     /* Fixed states: x_0 = 0, x_1..x_T random (a random walk of the reference's scale). */
     randn(ch.tr.states + CB * dim, (size_t)CT * CB * dim, 300 + (uint64_t)obj, 1.0);
     for (int i = 2; i <= CT; i++)

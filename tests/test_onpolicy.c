@@ -74,7 +74,7 @@ static void oncase_init(oncase *oc, const char *energy, int dim, process kind, c
     make_ref(&oc->ref, kind, T, sigma2);
     ck_assert_int_eq(ds_policy_create(c, T, T * B, seed, &oc->p), DS_OK);
     oc->sim = (ds_sim){.policy = oc->p, .energy = oc->e, .ref = &oc->ref};
-    ck_assert_int_eq(ds_traj_init(&oc->tr, T, B, dim, c->langevin, 0), DS_OK);
+    ck_assert_int_eq(ds_traj_init(&oc->tr, T, B, dim, c->langevin, 0, 1), DS_OK);
     ck_assert_int_eq(ds_onpolicy_create(&oc->sim, B, 1, &oc->op), DS_OK);
     oc->noise = calloc((size_t)T * B * dim, sizeof(ds_real));
     ds_rng_normal_d(ds_rng_make(77, DS_RNG_TEST), seed, 0, 0, T * B * dim, oc->noise);

@@ -96,7 +96,7 @@ static void setup_case(parity_case *pc, const char *c)
     free(pe);
     ck_assert_int_eq(ds_reference_init_brownian(&pc->ref, pc->T, pc->t_scale), DS_OK);
     pc->sim = (ds_sim){.policy = pc->p, .energy = pc->e, .ref = &pc->ref, .partial_energy = pc->partial_energy};
-    ck_assert_int_eq(ds_traj_init(&pc->tr, pc->T, pc->B, pc->d, cfg->langevin, pc->partial_energy), DS_OK);
+    ck_assert_int_eq(ds_traj_init(&pc->tr, pc->T, pc->B, pc->d, cfg->langevin, pc->partial_energy, 1), DS_OK);
 }
 
 static void teardown_case(parity_case *pc)

@@ -119,6 +119,7 @@ typedef struct ds_ckpt_data {
     char *config_yaml;  /* the writer's effective config */
     char *code_version;
     char precision[16]; /* ds_real of the writer */
+    char plugin_sha256[65]; /* SHA-256 of the writer's energy plugin library; "" when none */
 } ds_ckpt_data;
 
 /* What a reader requires of a checkpoint; a zero/NULL field is not checked.
@@ -126,6 +127,9 @@ typedef struct ds_ckpt_data {
 typedef struct ds_ckpt_expect {
     const char *energy;
     int dim;
+    /* the reader's energy plugin library (SHA-256, 64 hex digits): a checkpoint written with another
+       library is refused unless DS_ALLOW_PLUGIN_CHANGE=1 */
+    const char *plugin_sha256;
 } ds_ckpt_expect;
 
 /* Creates "<path>.tmp" with the root attributes of meta. Errors:

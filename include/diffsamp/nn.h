@@ -98,7 +98,12 @@ typedef struct ds_mlp {
     int w[DS_MLP_MAX_LINEAR], b[DS_MLP_MAX_LINEAR];  /* arena tensors, PyTorch (out, in) weights */
     ds_real *act[DS_MLP_MAX_LINEAR];                 /* act[l], l = 1..nlinear-1: (rows, dims[l]) GELU outputs */
     ds_real *gd[DS_MLP_MAX_LINEAR];                  /* GELU' at the same places */
+    int out_used;  /* outputs of the last layer computed (its first out_used; 0 = all dims[nlinear]):
+                      the rest are read by nobody, so neither their product nor its gradient is formed */
 } ds_mlp;
+
+/* Width of the output the MLP computes: out_used, or dims[nlinear]. */
+static inline int ds_mlp_out(const ds_mlp *m) { return m->out_used > 0 ? m->out_used : m->dims[m->nlinear]; }
 
 /* Registers layer l as "<names[l]>.weight" and "<names[l]>.bias" in a. */
 ds_status ds_mlp_add(ds_mlp *m, ds_arena *a, int nlinear, const int *dims, const char *const *names, int group);
@@ -108,11 +113,11 @@ size_t ds_mlp_workspace(const ds_mlp *m, size_t rows);
 int ds_mlp_max_hidden(const ds_mlp *m);
 /* Points act/gd into ws (ds_mlp_workspace(m, rows) elements). */
 void ds_mlp_bind(ds_mlp *m, ds_real *ws, size_t rows);
-/* out (n, dims[L]) = MLP(in (n, dims[0])) for pass rows [r0, r0+n); scratch
- * (n, max hidden). */
+/* out (n, ds_mlp_out(m)) = MLP(in (n, dims[0])) for pass rows [r0, r0+n);
+ * scratch (n, max hidden). */
 void ds_mlp_forward(const ds_mlp *m, const ds_arena *a, ds_real *out, const ds_real *in, size_t r0, int n,
                     ds_real *scratch);
-/* Adds the parameter gradients of dout (n, dims[L]) at rows [r0, r0+n) (in
+/* Adds the parameter gradients of dout (n, ds_mlp_out(m)) at rows [r0, r0+n) (in
  * as given to the forward pass) into the arena; din (n, dims[0]), when not
  * NULL, is overwritten (accumulate 0) or added to. s1, s2: scratch (n, max
  * hidden) each. */

@@ -53,12 +53,15 @@ typedef struct ds_policy {
 
     /* Outputs of ds_policy_forward, row-indexed over the whole pass. */
     ds_real *mean;        /* (nsteps*rows, d) drift, LP included */
-    ds_real *logvar;      /* (nsteps*rows, d) log-variance: the reference's log sigma2 of the slot, plus
-                             the learned part */
-    ds_real *var;         /* (nsteps*rows, d) exp(logvar), so the samplers need no exp */
+    ds_real *logvar;      /* log-variance: the reference's log sigma2 of the slot, plus the learned part;
+                             (nsteps*rows, d) when learned, (nsteps, d) when fixed (every row of a slot
+                             has its slot's): read it through ds_policy_logvar_row */
+    ds_real *var;         /* exp(logvar), so the samplers need no exp; ds_policy_var_row */
     ds_real *logf;        /* (nsteps*rows) log F(x, t) or log Z */
 
-    /* Inputs of ds_policy_backward, filled by the caller (same indexing). */
+    /* Inputs of ds_policy_backward, filled by the caller (same indexing). d_logvar is NULL with a
+       fixed variance: nothing depends on it; and then ds_policy_backward masks d_mean by the clip in
+       place (it is the output layer's gradient), so the caller fills it again before each call. */
     ds_real *d_mean, *d_logvar, *d_logf;
 
     /* The four networks (PyTorch names in comments). */
@@ -73,11 +76,22 @@ typedef struct ds_policy {
 
     /* Private: views into one workspace allocation (see the size table in policy.c). */
     ds_real *ws;
+    size_t ws_bytes;      /* the workspace's size */
     ds_real *freq, *slot_t, *slot_lv, *slot_v;  /* (harmonics), (max_steps) x 3 */
     ds_real *tfeat, *temb, *dtemb, *lfeat, *scale, *dscale;
     ds_real *tscratch1, *tscratch2, *tdfeat;
     ds_real *x, *g, *h0gd, *a0, *out, *dout, *bw1, *bw2, *bwa0;
 } ds_policy;
+
+/* Row `row` (slot * rows + r) of the pass's log-variance and variance. */
+static inline const ds_real *ds_policy_logvar_row(const ds_policy *p, size_t row)
+{
+    return p->logvar + (p->c.learned_variance ? row : row / (size_t)p->rows) * (size_t)p->c.dim;
+}
+static inline const ds_real *ds_policy_var_row(const ds_policy *p, size_t row)
+{
+    return p->var + (p->c.learned_variance ? row : row / (size_t)p->rows) * (size_t)p->c.dim;
+}
 
 /* Builds the networks for c with workspace for passes of up to max_steps
  * slots and max_rows rows in all, and initialises the parameters from seed

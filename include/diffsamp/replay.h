@@ -54,6 +54,9 @@ void ds_buffer_clear(ds_buffer *b);
 
 size_t ds_buffer_size(const ds_buffer *b);
 size_t ds_buffer_capacity(const ds_buffer *b);
+/* Bytes the buffer holds when full (its arrays are allocated untouched and
+ * fill as entries arrive). */
+size_t ds_buffer_bytes(const ds_buffer *b);
 int ds_buffer_dim(const ds_buffer *b);
 ds_priority ds_buffer_priority(const ds_buffer *b);
 

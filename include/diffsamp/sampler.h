@@ -28,14 +28,25 @@ typedef struct ds_traj {
     ds_real *log_r;   /* (B) log R(x_T) */
     ds_real *grad;    /* (T, B, d) grad log R(x_i) for LP, else NULL */
     ds_real *pe;      /* (T, B) partial-energy term of log_f, else NULL */
-    ds_real *noise;   /* (T, B, d) scratch */
-    ds_real *lr_scratch; /* (B) */
+    ds_real *noise;   /* (noise_steps, B, d) the steps' standard normals; read through ds_traj_noise */
+    int noise_steps;  /* T when the whole path's noise is kept (the on-policy objectives differentiate
+                         through it), else 1: each step's noise overwrites the last */
+    ds_real *lr_scratch; /* (T, B) */
 } ds_traj;
 
 /* Allocates a batch of B trajectories; with_grad adds the LP gradient store,
- * with_pe the partial-energy store. Free with ds_traj_free. */
-ds_status ds_traj_init(ds_traj *tr, int T, int B, int d, int with_grad, int with_pe);
+ * with_pe the partial-energy store, keep_noise keeps every step's noise
+ * (T x B x d) instead of one step's. Free with ds_traj_free. */
+ds_status ds_traj_init(ds_traj *tr, int T, int B, int d, int with_grad, int with_pe, int keep_noise);
+
+/* Step i's noise (B, d). */
+static inline ds_real *ds_traj_noise(const ds_traj *tr, int i)
+{
+    return tr->noise + (size_t)(tr->noise_steps > 1 ? i : 0) * (size_t)tr->B * (size_t)tr->d;
+}
 void ds_traj_free(ds_traj *tr);
+/* Bytes the store holds. */
+size_t ds_traj_bytes(const ds_traj *tr);
 
 /* What a simulation needs besides the batch (initialise with designated
  * initialisers: fields may be added). */
