@@ -175,6 +175,7 @@ static int selected(const char *label, int nf, char **filters)
 int main(int argc, char **argv)
 {
     ds_blas_tune();
+    ds_mpi_io_defaults();
     MPI_Init(&argc, &argv);
     int rank = 0, size = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);

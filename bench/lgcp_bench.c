@@ -23,6 +23,7 @@ static double user_s(void)
 
 int main(int argc, char **argv)
 {
+    ds_mpi_io_defaults();
     MPI_Init(&argc, &argv);
     const int reps = argc > 1 ? atoi(argv[1]) : 3;
     ds_energy *e = NULL;

@@ -97,6 +97,13 @@ void *ds_calloc(size_t n, size_t size)
 
 void ds_free(void *p) { free(p); }
 
+void ds_mpi_io_defaults(void)
+{
+#if defined(OPEN_MPI) && OPEN_MPI
+    setenv("OMPI_MCA_io", "^ompio", 0);  /* any other MPI-IO component (ROMIO); kept if the user set one */
+#endif
+}
+
 int ds_exit_code(ds_status code)
 {
     if (code == DS_OK) return 0;

@@ -591,7 +591,10 @@ int main(int argc, char **argv)
     const int no_mpi = strcmp(c1, "config") == 0 || strcmp(c1, "energies") == 0 || strcmp(c1, "help") == 0 ||
                        strcmp(c1, "--help") == 0 || strcmp(c1, "-h") == 0 || strcmp(c1, "--version") == 0 ||
                        strcmp(c1, "version") == 0 || wants_help(argc - 2, argv + 2);
-    if (!no_mpi) MPI_OR_DIE(MPI_Init(&argc, &argv));
+    if (!no_mpi) {
+        ds_mpi_io_defaults();
+        MPI_OR_DIE(MPI_Init(&argc, &argv));
+    }
     /* One BLAS thread per process unless the user chose otherwise: under MPI
      * the ranks already use the cores, and alone the products (64 columns)
      * are too small to gain from threads (measured: 31.4 ms/iteration with one

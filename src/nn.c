@@ -282,6 +282,17 @@ void ds_gelu_forward_grad(ds_real *out, ds_real *gd, const ds_real *x, size_t n)
  *   (absolute error < 1.5e-7), sharing exp(-x^2/2) with GELU'.
  * GELU stays the exact erf form, evaluated to within ~4e-7 absolute
  * (a few float ulps); the double build uses libm. */
+/* Fused multiply-adds in the polynomials below (and only here: the C11
+ * build does not contract elsewhere): one rounding instead of two per term,
+ * and 35% less time for this kernel, which is bound by its arithmetic
+ * (measured in cache, 0.88 -> 0.57 ns per element; a reciprocal estimate
+ * in place of the division gained nothing). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT ON
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=fast")
+#endif
 #define GELU_LANES 16 /* one AVX-512 register; compilers split it on narrower machines */
 typedef float v8f __attribute__((vector_size(4 * GELU_LANES)));
 typedef int32_t v8i __attribute__((vector_size(4 * GELU_LANES)));
@@ -336,6 +347,11 @@ void ds_gelu_forward_grad(ds_real *restrict out, ds_real *restrict gd, const ds_
         memcpy(gd + i, gb, sizeof(float) * (n - i));
     }
 }
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
 #endif
 
 /* ------------------------------------------------------------------ MLP */

@@ -331,6 +331,7 @@ END_TEST
 
 int main(int argc, char **argv)
 {
+    ds_mpi_io_defaults();
     MPI_Init(&argc, &argv);
     Suite *s = suite_create("conditional");
     TCase *tc = tcase_create("conditional");

@@ -245,6 +245,7 @@ END_TEST
 
 int main(int argc, char **argv)
 {
+    ds_mpi_io_defaults();
     MPI_Init(&argc, &argv);
     Suite *s = suite_create("metrics");
     TCase *tc = tcase_create("core");

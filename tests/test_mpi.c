@@ -200,6 +200,7 @@ static void test_check_params(void)
 
 int main(int argc, char **argv)
 {
+    ds_mpi_io_defaults();
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);

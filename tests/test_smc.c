@@ -47,6 +47,7 @@ static ds_status run(MPI_Comm comm, const ds_energy *e, const ds_smc_config *c, 
 
 int main(int argc, char **argv)
 {
+    ds_mpi_io_defaults();
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);

@@ -274,6 +274,7 @@ END_TEST
 
 int main(int argc, char **argv)
 {
+    ds_mpi_io_defaults();
     MPI_Init(&argc, &argv);
     Suite *s = suite_create("train");
     TCase *tc = tcase_create("core");

@@ -98,6 +98,15 @@ void ds_die(ds_status code, const char *file, int line, const char *func, const 
 /* Process exit code for a status: 0 ok, 2 bad usage/config, 1 anything else. */
 int ds_exit_code(ds_status code);
 
+/* Call before MPI_Init. Under Open MPI, MPI-IO goes through ROMIO instead
+ * of ompio unless the user chose (OMPI_MCA_io set). ompio guards each file
+ * open with a POSIX named semaphore named after the file's basename alone
+ * (/dev/shm/sem.OMPIO_checkpoint.h5.tmp for every run on a node): a process
+ * killed inside that open (kill -9, the OOM killer, Slurm's KillWait) leaves
+ * it taken, and every later open of a file of that name on the node, by any
+ * run, waits forever. ROMIO takes no such lock. */
+void ds_mpi_io_defaults(void);
+
 /* Seconds since an arbitrary origin (monotonic). */
 double ds_wtime(void);
 

@@ -9,6 +9,8 @@
 #define DS_FUZZ_COMMON_H
 
 #define _POSIX_C_SOURCE 200809L
+#include "diffsamp/core.h"
+
 #include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,7 +27,10 @@ static inline void fuzz_mpi_init(void)
 {
     int up = 0;
     MPI_Initialized(&up);
-    if (!up) MPI_Init(NULL, NULL);
+    if (!up) {
+        ds_mpi_io_defaults();
+        MPI_Init(NULL, NULL);
+    }
 }
 
 /* A file of this process under $TMPDIR (or /tmp) holding data; its path. */
