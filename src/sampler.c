@@ -133,14 +133,27 @@ void ds_sim_score_step(const ds_sim *s, ds_traj *tr, int B, int i, int slot)
     const double inv_r = random_pb ? 1.0 / st->r : 0;
     /* the constant terms of the d Gaussian log-densities, added once */
     const double cpf = d * (DS_LOG_2PI + log(sv)), cpb = random_pb ? d * (DS_LOG_2PI + log(st->r)) : 0;
+    /* a fixed variance is the step's for every coordinate: its log and inverse once per step */
+    const int fixed = !p->c.learned_variance;
+    const double lv0 = fixed ? (double)ds_policy_logvar_row(p, (size_t)slot * B)[0] : 0;
+    const double inv0 = fixed ? 1.0 / (sv * (double)ds_policy_var_row(p, (size_t)slot * B)[0]) : 0;
     for (int b = 0; b < B; b++) {
         const size_t row = (size_t)i * B + b, prow = (size_t)slot * B + b;
         const ds_real *mu = p->mean + prow * d, *lv = ds_policy_logvar_row(p, prow), *var = ds_policy_var_row(p, prow);
         const ds_real *xa = x0 + (size_t)b * d, *xc = x1 + (size_t)b * d;
         double lpf = cpf, lpb = 0;
-        for (int j = 0; j < d; j++) {
-            double res = ((double)xc[j] - a * (double)xa[j]) - h * (double)mu[j];
-            lpf += res * res / (sv * (double)var[j]) + (double)lv[j];
+        if (fixed) {
+            double sq = 0;
+            for (int j = 0; j < d; j++) {
+                double res = ((double)xc[j] - a * (double)xa[j]) - h * (double)mu[j];
+                sq += res * res;
+            }
+            lpf += sq * inv0 + d * lv0;
+        } else {
+            for (int j = 0; j < d; j++) {
+                double res = ((double)xc[j] - a * (double)xa[j]) - h * (double)mu[j];
+                lpf += res * res / (sv * (double)var[j]) + (double)lv[j];
+            }
         }
         if (random_pb) {
             lpb = cpb;
@@ -207,11 +220,13 @@ void ds_sim_step(const ds_sim *s, ds_traj *tr, int B, int i, int slot, double ex
     const double a = st->a, h = st->h, sv = st->s, ex2 = expl_std * expl_std;
     const ds_real *x = tr->states + (size_t)i * B * d;
     ds_real *xn = tr->states + (size_t)(i + 1) * B * d;
+    const int fixed = !p->c.learned_variance;  /* then one standard deviation for the step */
+    const double std0 = fixed ? sqrt(sv * (double)ds_policy_var_row(p, (size_t)slot * B)[0] + ex2) : 0;
     for (int b = 0; b < B; b++) {
         const size_t prow = (size_t)slot * B + b;
         const ds_real *mu = p->mean + prow * d, *var = ds_policy_var_row(p, prow);
         for (int j = 0; j < d; j++) {
-            double std = sqrt(sv * (double)var[j] + ex2);
+            double std = fixed ? std0 : sqrt(sv * (double)var[j] + ex2);
             xn[(size_t)b * d + j] = (ds_real)(a * (double)x[(size_t)b * d + j] + h * (double)mu[j] +
                                               std * (double)eps[(size_t)b * d + j]);
         }
@@ -299,6 +314,8 @@ ds_status ds_sim_backprop(const ds_sim *s, const ds_traj *tr, int B, const ds_re
             const ds_ref_step *st = &s->ref->step[i];
             const double a = st->a, h = st->h, sv = st->s;
             const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
+            const int fixed = !p->c.learned_variance;  /* then 1 / (s var) once for the step */
+            const double inv0 = fixed ? 1.0 / (sv * (double)ds_policy_var_row(p, (size_t)i * B)[0]) : 0;
             for (int b = 0; b < B; b++) {
                 const size_t row = (size_t)i * B + b;
                 const ds_real *mu = p->mean + row * d, *var = ds_policy_var_row(p, row);
@@ -308,7 +325,7 @@ ds_status ds_sim_backprop(const ds_sim *s, const ds_traj *tr, int B, const ds_re
                     /* log p_F = -0.5 (res^2 / (s e^lv) + log 2 pi + log s + lv), res = x1 - a x0 - h mu */
                     double res = ((double)x1[(size_t)b * d + j] - a * (double)x0[(size_t)b * d + j]) -
                                  h * (double)mu[j];
-                    double inv_var = 1.0 / (sv * (double)var[j]);
+                    double inv_var = fixed ? inv0 : 1.0 / (sv * (double)var[j]);
                     dm[j] = (ds_real)(g * res * h * inv_var);
                     if (dv) dv[j] = (ds_real)(g * 0.5 * (res * res * inv_var - 1.0));
                 }
