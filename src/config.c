@@ -234,6 +234,19 @@ static const key_def keys[] = {
     INT("condition.hidden_layers", cond_layers, "2", 0, 8,
         "conditional energies: hidden Linear(H,H) layers of the state encoder of [x, image]"),
 
+    STR("vae_train.train_images", vae_train_images, "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+        "diffsamp vae-train: idx file of the training images, pixels / 255 (plain or .gz; Debian's "
+        "dataset-fashion-mnist by default)"),
+    STR("vae_train.test_images", vae_test_images, "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
+        "diffsamp vae-train: idx file of the test images (the ELBO printed per epoch)"),
+    LONG("vae_train.subset", vae_subset, "0", 0, 1e9, "diffsamp vae-train: first training images used; 0 = all"),
+    INT("vae_train.epochs", vae_epochs, "10", 1, 1e6, "diffsamp vae-train: passes over the training images"),
+    INT("vae_train.batch_size", vae_batch, "128", 1, 1e6, "diffsamp vae-train: images per Adam step"),
+    DBL("vae_train.lr", vae_lr, "1e-3", 0, 0, LO_OPEN | NO_MAX, "diffsamp vae-train: Adam's learning rate"),
+    INT("vae_train.hidden", vae_hidden, "400", 1, 100000, "diffsamp vae-train: hidden width of encoder and decoder"),
+    INT("vae_train.latent", vae_latent, "20", 1, 10000, "diffsamp vae-train: latent dimension"),
+    U64("vae_train.seed", vae_seed, "1", "diffsamp vae-train: seed of the initialisation, shuffles and noise"),
+
     LONG("smc.particles", smc_particles, "2000", 1, 1e8, "diffsamp smc: particles (over all ranks)"),
     INT("smc.levels", smc_levels, "100", 1, 1e6,
         "diffsamp smc: annealing levels of the geometric path from N(0, init_var I) to the target"),

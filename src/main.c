@@ -144,15 +144,20 @@ static const command_help helps[] = {
      "Prints the log Z estimate and writes the particles with their log-weights (default\n"
      "smc.h5). Energy from the energy section; seed train.seed.\n"},
     {"vae-train",
-     "usage: diffsamp vae-train [--train IDX] [--test IDX] [--subset N] [--epochs N] [--batch N]\n"
-     "                          [--lr LR] [--hidden H] [--latent Z] [--seed S] -o FILE.h5\n"
+     "usage: diffsamp vae-train [config.yaml] [--set vae_train.KEY=VALUE]... -o FILE.h5\n"
+     "                          [--train IDX] [--test IDX] [--subset N] [--epochs N] [--batch N]\n"
+     "                          [--lr LR] [--hidden H] [--latent Z] [--seed S]\n"
      "\n"
      "Trains the VAE of the paper's VAE experiment (encoder 784-400 ReLU to mean and log-variance,\n"
      "decoder 20-400 ReLU to 784 sigmoid; BCE + KL; Adam) on idx images (pixels / 255, plain or\n"
      "gzip), one progress line and the test-set ELBO per epoch, and writes FILE.h5 after every\n"
      "epoch in the layout the vae energy reads (energy.file; that of vae_bce_mnist_100ep.h5).\n"
-     "Defaults: Debian's dataset-fashion-mnist (" DS_FASHION_DIR "/{train,t10k}-images-idx3-ubyte.gz),\n"
-     "all training images, 10 epochs, batch 128, lr 1e-3, hidden 400, latent 20, seed 1.\n"},
+     "Its settings are the vae_train section of a config (`diffsamp config` lists them with their\n"
+     "defaults: Debian's dataset-fashion-mnist (" DS_FASHION_DIR "/{train,t10k}-images-idx3-ubyte.gz),\n"
+     "all training images, 10 epochs, batch 128, lr 1e-3, hidden 400, latent 20, seed 1). Each short\n"
+     "option sets one of them after the file: --train vae_train.train_images, --test test_images,\n"
+     "--subset subset, --epochs epochs, --batch batch_size, --lr lr, --hidden hidden, --latent latent,\n"
+     "--seed seed. configs/vae_train.yaml is the default as a file.\n"},
     {"config",
      "usage: diffsamp config [config.yaml] [--set key=value]... [--out DIR]\n"
      "\n"
@@ -490,26 +495,32 @@ static int cmd_ground_truth(int argc, char **argv)
 
 static int cmd_vae_train(int argc, char **argv)
 {
-    const char *tr = take_option(&argc, argv, "--train"), *te = take_option(&argc, argv, "--test");
-    const char *sub = take_option(&argc, argv, "--subset"), *ep = take_option(&argc, argv, "--epochs");
-    const char *bs = take_option(&argc, argv, "--batch"), *lr = take_option(&argc, argv, "--lr");
-    const char *hid = take_option(&argc, argv, "--hidden"), *lat = take_option(&argc, argv, "--latent");
-    const char *seed = take_option(&argc, argv, "--seed"), *outp = take_option(&argc, argv, "-o");
+    /* Its settings are the vae_train section of a config (file:line:col errors, --set, the effective config
+     * in `diffsamp config`); each short option is that key's --set, applied after the file. */
+    static const char *const shortcut[][2] = {
+        {"--train", "vae_train.train_images"}, {"--test", "vae_train.test_images"}, {"--subset", "vae_train.subset"},
+        {"--epochs", "vae_train.epochs"},      {"--batch", "vae_train.batch_size"}, {"--lr", "vae_train.lr"},
+        {"--hidden", "vae_train.hidden"},      {"--latent", "vae_train.latent"},    {"--seed", "vae_train.seed"},
+    };
+    enum { NSHORT = sizeof shortcut / sizeof shortcut[0] };
+    const char *value[NSHORT];
+    for (int k = 0; k < NSHORT; k++) value[k] = take_option(&argc, argv, shortcut[k][0]);
+    const char *outp = take_option(&argc, argv, "-o");
     if (!outp) USAGE_DIE("vae-train needs -o FILE.h5 (see `diffsamp vae-train --help`)");
-    if (argc > 0) USAGE_DIE("vae-train: unexpected argument '%s' (see `diffsamp vae-train --help`)", argv[0]);
-    ds_vae_train_opts o = {.train_images = tr ? tr : DS_FASHION_DIR "/train-images-idx3-ubyte.gz",
-                           .test_images = te ? te : DS_FASHION_DIR "/t10k-images-idx3-ubyte.gz",
-                           .subset = sub ? positive_count("--subset", sub) : 0,
-                           .epochs = ep ? (int)positive_count("--epochs", ep) : 10,
-                           .batch = bs ? (int)positive_count("--batch", bs) : 128,
-                           .hidden = hid ? (int)positive_count("--hidden", hid) : 400,
-                           .z_dim = lat ? (int)positive_count("--latent", lat) : 20,
-                           .lr = 1e-3, .seed = seed ? (uint64_t)positive_count("--seed", seed) : 1, .out = outp};
-    if (lr) {
-        char *end = NULL;
-        o.lr = strtod(lr, &end);
-        if (!end || *end || !(o.lr > 0) || !isfinite(o.lr)) USAGE_DIE("--lr: '%s' is not a positive number", lr);
+    ds_settings s;
+    parse_settings("vae-train", argc, argv, &s, 0);
+    for (int k = 0; k < NSHORT; k++) {
+        if (!value[k]) continue;
+        char kv[DS_PATH_MAX + 64];
+        int n = snprintf(kv, sizeof kv, "%s=%s", shortcut[k][1], value[k]);
+        if (n < 0 || (size_t)n >= sizeof kv) USAGE_DIE("%s: the value is too long", shortcut[k][0]);
+        ds_status rc = ds_settings_set(&s, kv);
+        if (rc != DS_OK) DIE(rc);
     }
+    ds_vae_train_opts o = {.train_images = s.vae_train_images, .test_images = s.vae_test_images,
+                           .subset = s.vae_subset, .epochs = s.vae_epochs, .batch = s.vae_batch,
+                           .hidden = s.vae_hidden, .z_dim = s.vae_latent, .lr = s.vae_lr, .seed = s.vae_seed,
+                           .out = outp};
     if (world_rank() != 0) return 0; /* one process trains */
     double loss, elbo;
     ds_status rc = ds_vae_train(&o, stdout, &loss, &elbo);

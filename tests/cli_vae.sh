@@ -77,4 +77,27 @@ check "vae-train --help documents the layout and the default data" \
 check "vae-train without -o exits 2" '[ $rc -eq 2 ] && grep -q "needs -o FILE.h5" "$tmp/err"'
 "$exe" vae-train --train "$tmp/none.idx" -o "$tmp/v.h5" >/dev/null 2>"$tmp/err"; rc=$?
 check "vae-train names a missing image file" '[ $rc -ne 0 ] && grep -q "none.idx: cannot open the idx file" "$tmp/err"'
+
+# vae-train from a config: its vae_train section, a short option after it, refusals at FILE:LINE:COL
+cat > "$tmp/vt.yaml" <<YAML
+vae_train:
+  train_images: $shared/t10k-images-idx3-ubyte.gz
+  test_images: $shared/t10k-images-idx3-ubyte.gz
+  subset: 256
+  epochs: 3
+  hidden: 32
+  latent: 4
+YAML
+"$exe" vae-train "$tmp/vt.yaml" --epochs 1 --set vae_train.batch_size=64 -o "$tmp/vt.h5" >"$tmp/out" 2>"$tmp/err"; rc=$?
+check "vae-train from a config exits 0 and writes the VAE" '[ $rc -eq 0 ] && [ -s "$tmp/vt.h5" ] || { cat "$tmp/err"; false; }'
+check "... for one epoch (--epochs after the file), batch 64 (--set), at the config's widths" \
+    'grep -q "VAE 784-32-4, .*batch 64, 1 epochs" "$tmp/out" && [ "$(grep -c "^\[epoch " "$tmp/out")" -eq 1 ] &&
+     $py -c "import h5py,sys; sys.exit(h5py.File(sys.argv[1])[\"fc1/weight\"].shape != (32, 784))" "$tmp/vt.h5"'
+printf 'vae_train:\n  epochs: 0\n' > "$tmp/vt_bad.yaml"
+"$exe" vae-train "$tmp/vt_bad.yaml" -o "$tmp/vb.h5" >/dev/null 2>"$tmp/err"; rc=$?
+check "vae_train.epochs 0 is refused at FILE:LINE:COL (exit 2)" '[ $rc -eq 2 ] && grep -q "vt_bad.yaml:2:" "$tmp/err" && grep -q "vae_train.epochs" "$tmp/err"'
+"$exe" vae-train --lr -1 -o "$tmp/vb.h5" >/dev/null 2>"$tmp/err"; rc=$?
+check "a bad short option is refused naming its key (exit 2)" '[ $rc -eq 2 ] && grep -q "vae_train.lr" "$tmp/err"'
+"$exe" config --set vae_train.epochs=5 2>/dev/null | grep -q "^  epochs: 5"; rc=$?
+check "diffsamp config shows the vae_train section" '[ $rc -eq 0 ]'
 exit $fail

@@ -33,8 +33,9 @@
     X(cond_eval_first) X(cond_eval_count) X(cond_repeats) X(cond_eval_repeats) X(cond_layers)         \
     X(ls_store_states) X(ls_carry_step) X(searcher_enabled)                                           \
     X(searcher_chains) X(searcher_every) X(searcher_steps) X(searcher_keep) X(searcher_step)   \
-    X(searcher_target_acceptance) X(searcher_init_var) X(searcher_reinit_every) X(searcher_smc_levels)
-#define DS_STRING_FIELDS(X) X(energy_name) X(out_dir) X(cond_images)
+    X(searcher_target_acceptance) X(searcher_init_var) X(searcher_reinit_every) X(searcher_smc_levels) \
+    X(vae_subset) X(vae_epochs) X(vae_batch) X(vae_lr) X(vae_hidden) X(vae_latent) X(vae_seed)
+#define DS_STRING_FIELDS(X) X(energy_name) X(out_dir) X(cond_images) X(vae_train_images) X(vae_test_images)
 
 /* The effective value of family key k in s: the one set, else the default. */
 static ds_energy_arg effective_arg(const ds_settings *s, const ds_energy_key *k)
@@ -225,6 +226,8 @@ static const char *full_yaml =
     "            eval_repeats: 3, hidden_layers: 1}\n"
     "smc: {particles: 500, levels: 20, mcmc_steps: 3, init_var: 4, ess_threshold: 0.3, step: 0.1,\n"
     "      target_acceptance: 0.6}\n"
+    "vae_train: {train_images: tr.idx, test_images: te.idx, subset: 1000, epochs: 3, batch_size: 64,\n"
+    "            lr: 0.002, hidden: 200, latent: 8, seed: 9}\n"
     "output:\n"
     "  dir: \"runs/test run: #1\"\n"
     "  checkpoint_every: 250\n";
@@ -434,7 +437,7 @@ START_TEST(structure_errors_name_file_line_col)
     expect_file_error("# comment\nsamplr:\n  T: 5\n", DS_ERR_CONFIG,
                       ":2:1: unknown section 'samplr'", "did you mean 'sampler'?",
                       "allowed sections: energy, objective, train, sampler, exploration, "
-                      "local_search, searcher, replay, eval, condition, smc, output",
+                      "local_search, searcher, replay, eval, condition, vae_train, smc, output",
                       NULL);
     expect_file_error("T: 5\n", DS_ERR_CONFIG, ":1:1: unknown section 'T'",
                       "did you mean 'sampler.T'?", NULL);

@@ -131,6 +131,17 @@ typedef struct ds_settings {
     int cond_eval_repeats;         /* condition.eval_repeats: forward samples per evaluation image */
     int cond_layers;               /* condition.hidden_layers: hidden layers of the conditional state encoder */
 
+    /* VAE training (diffsamp vae-train) */
+    char vae_train_images[DS_PATH_MAX]; /* vae_train.train_images: idx file (pixels / 255) */
+    char vae_test_images[DS_PATH_MAX];  /* vae_train.test_images */
+    long vae_subset;               /* vae_train.subset: first training images used; 0 = all */
+    int vae_epochs;                /* vae_train.epochs */
+    int vae_batch;                 /* vae_train.batch_size */
+    double vae_lr;                 /* vae_train.lr */
+    int vae_hidden;                /* vae_train.hidden */
+    int vae_latent;                /* vae_train.latent */
+    uint64_t vae_seed;             /* vae_train.seed */
+
     /* SMC baseline (diffsamp smc) */
     long smc_particles;            /* smc.particles */
     int smc_levels;                /* smc.levels */
