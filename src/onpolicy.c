@@ -134,6 +134,9 @@ static ds_status reverse_step(ds_onpolicy *o, ds_traj *tr, int B, int i, int slo
     const double inv_r = random_pb ? 1.0 / st->r : 0;
     const ds_real *x0 = tr->states + (size_t)i * B * d, *x1 = x0 + (size_t)B * d;
     const ds_real *eps = ds_traj_noise(tr, i);
+    /* a fixed variance is the step's: 1 / (s var) once for the step */
+    const int fixed = !p->c.learned_variance;
+    const double inv0 = fixed ? 1.0 / (sv0 * (double)ds_policy_var_row(p, (size_t)slot * B)[0]) : 0;
     for (int b = 0; b < B; b++) {
         const size_t prow = (size_t)slot * B + b;
         const ds_real *mu = p->mean + prow * d, *var = ds_policy_var_row(p, prow);
@@ -143,13 +146,14 @@ static ds_status reverse_step(ds_onpolicy *o, ds_traj *tr, int B, int i, int slo
             const size_t k = (size_t)b * d + j;
             const double sv = sv0 * (double)var[j];
             const double res = ((double)x1[k] - a * (double)x0[k]) - h * (double)mu[j];
+            const double rs = fixed ? res * inv0 : res / sv; /* res / (s e^lv) */
             const double rb = random_pb ? ((double)x0[k] - c * (double)x1[k]) * inv_r : 0;
             /* dL/dx_{i+1} in all: downstream, log p_F_i's and -log p_B_i's own */
-            const double G = (double)lam[j] - w * res / sv - w * c * rb;
+            const double G = (double)lam[j] - w * rs - w * c * rb;
             /* x_{i+1} = a x_i + h mu + sqrt(s e^lv) eps; log p_F_i = -(res^2/(s e^lv) + log(2 pi s) + lv)/2 */
-            dm[j] = (ds_real)(h * G + w * h * res / sv);
-            if (dv) dv[j] = (ds_real)(G * 0.5 * sqrt(sv) * (double)eps[k] + w * 0.5 * (res * res / sv - 1.0));
-            lam[j] = (ds_real)(a * G + w * a * res / sv + w * rb);  /* the direct part of dL/dx_i */
+            dm[j] = (ds_real)(h * G + w * h * rs);
+            if (dv) dv[j] = (ds_real)(G * 0.5 * sqrt(sv) * (double)eps[k] + w * 0.5 * (res * rs - 1.0));
+            lam[j] = (ds_real)(a * G + w * a * rs + w * rb);  /* the direct part of dL/dx_i */
         }
         p->d_logf[prow] = 0;
     }
