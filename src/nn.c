@@ -1,5 +1,6 @@
 /* nn: parameter arena, Linear / GELU / Fourier layers and Adam. */
 #include "diffsamp/nn.h"
+#include "fp_contract.h"
 
 #include "diffsamp/blas.h"
 
@@ -287,12 +288,7 @@ void ds_gelu_forward_grad(ds_real *out, ds_real *gd, const ds_real *x, size_t n)
  * and 35% less time for this kernel, which is bound by its arithmetic
  * (measured in cache, 0.88 -> 0.57 ns per element; a reciprocal estimate
  * in place of the division gained nothing). */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT ON
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=fast")
-#endif
+DS_FP_CONTRACT_BEGIN
 #define GELU_LANES 16 /* one AVX-512 register; compilers split it on narrower machines */
 typedef float v8f __attribute__((vector_size(4 * GELU_LANES)));
 typedef int32_t v8i __attribute__((vector_size(4 * GELU_LANES)));
@@ -347,11 +343,7 @@ void ds_gelu_forward_grad(ds_real *restrict out, ds_real *restrict gd, const ds_
         memcpy(gd + i, gb, sizeof(float) * (n - i));
     }
 }
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC pop_options
-#endif
+DS_FP_CONTRACT_END
 #endif
 
 /* ------------------------------------------------------------------ MLP */
