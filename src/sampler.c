@@ -6,6 +6,13 @@
 #include <string.h>
 
 
+/* One array of the store, its size added to tr->bytes. */
+static ds_real *traj_array(ds_traj *tr, size_t n)
+{
+    tr->bytes += n * sizeof(ds_real);
+    return ds_calloc(n, sizeof(ds_real));
+}
+
 ds_status ds_traj_init(ds_traj *tr, int T, int B, int d, int with_grad, int with_pe, int keep_noise)
 {
     memset(tr, 0, sizeof *tr);
@@ -14,32 +21,23 @@ ds_status ds_traj_init(ds_traj *tr, int T, int B, int d, int with_grad, int with
     tr->B = B;
     tr->d = d;
     const size_t TB = (size_t)T * B;
-    tr->states = ds_calloc((TB + B) * d, sizeof(ds_real));
-    tr->log_pf = ds_calloc(TB, sizeof(ds_real));
-    tr->log_pb = ds_calloc(TB, sizeof(ds_real));
-    tr->log_f = ds_calloc(TB + B, sizeof(ds_real));
-    tr->log_r = ds_calloc(B, sizeof(ds_real));
+    tr->states = traj_array(tr, (TB + B) * d);
+    tr->log_pf = traj_array(tr, TB);
+    tr->log_pb = traj_array(tr, TB);
+    tr->log_f = traj_array(tr, TB + B);
+    tr->log_r = traj_array(tr, B);
     tr->noise_steps = keep_noise ? T : 1;
-    tr->noise = ds_calloc((size_t)tr->noise_steps * B * d, sizeof(ds_real));
-    tr->lr_scratch = ds_calloc(TB, sizeof(ds_real));
+    tr->noise = traj_array(tr, (size_t)tr->noise_steps * B * d);
+    tr->lr_scratch = traj_array(tr, TB);
     int ok = tr->states && tr->log_pf && tr->log_pb && tr->log_f && tr->log_r && tr->noise && tr->lr_scratch;
-    if (ok && with_grad) ok = (tr->grad = ds_calloc(TB * d, sizeof(ds_real))) != NULL;
-    if (ok && with_pe) ok = (tr->pe = ds_calloc(TB, sizeof(ds_real))) != NULL;
+    if (ok && with_grad) ok = (tr->grad = traj_array(tr, TB * d)) != NULL;
+    if (ok && with_pe) ok = (tr->pe = traj_array(tr, TB)) != NULL;
     if (!ok) {
         ds_traj_free(tr);
         return ds_error_set(DS_ERR_NOMEM, __FILE__, __LINE__, __func__,
                             "out of memory for %d trajectories of %d steps in d = %d", B, T, d);
     }
     return DS_OK;
-}
-
-size_t ds_traj_bytes(const ds_traj *tr)
-{
-    const size_t TB = (size_t)tr->T * tr->B, d = (size_t)tr->d;
-    size_t n = (TB + tr->B) * d + 2 * TB + (TB + tr->B) + tr->B + (size_t)tr->noise_steps * tr->B * d + TB;
-    if (tr->grad) n += TB * d;
-    if (tr->pe) n += TB;
-    return n * sizeof(ds_real);
 }
 
 void ds_traj_free(ds_traj *tr)

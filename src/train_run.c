@@ -108,7 +108,7 @@ ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final, int *s
         /* what this rank holds for training; the buffers' pages are taken as they fill */
         const double mb = 1.0 / (1 << 20);
         fprintf(log, "memory per rank: policy workspace %.0f MB, trajectories %.0f MB", t->policy->ws_bytes * mb,
-                ds_traj_bytes(&t->tr) * mb);
+                t->tr.bytes * mb);
         if (t->buf)
             fprintf(log, ", replay buffers up to %.0f MB", (ds_buffer_bytes(t->buf) + ds_buffer_bytes(t->buf_ls)) * mb);
         fputc('\n', log);

@@ -32,6 +32,7 @@ typedef struct ds_traj {
     int noise_steps;  /* T when the whole path's noise is kept (the on-policy objectives differentiate
                          through it), else 1: each step's noise overwrites the last */
     ds_real *lr_scratch; /* (T, B) */
+    size_t bytes;     /* what the arrays above hold, summed as they are allocated */
 } ds_traj;
 
 /* Allocates a batch of B trajectories; with_grad adds the LP gradient store,
@@ -45,8 +46,6 @@ static inline ds_real *ds_traj_noise(const ds_traj *tr, int i)
     return tr->noise + (size_t)(tr->noise_steps > 1 ? i : 0) * (size_t)tr->B * (size_t)tr->d;
 }
 void ds_traj_free(ds_traj *tr);
-/* Bytes the store holds. */
-size_t ds_traj_bytes(const ds_traj *tr);
 
 /* What a simulation needs besides the batch (initialise with designated
  * initialisers: fields may be added). */
