@@ -2,6 +2,7 @@
  * references, so another CBLAS can be linked in its place. */
 #define _POSIX_C_SOURCE 200809L
 #include "diffsamp/blas.h"
+#include "smm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,13 +13,19 @@ char *openblas_get_config(void) __attribute__((weak));
 void gotoblas_dynamic_init(void) __attribute__((weak));
 void gotoblas_dynamic_quit(void) __attribute__((weak));
 
-static char describe[256] = "";
+static char describe[512] = "";
 
+/* who runs the network's products, when it is not BLAS alone */
+static const char *products(void)
+{
 #if defined(DS_USE_LIBXSMM)
-#define PRODUCTS "network products by libxsmm (DS_LIBXSMM), the rest by "
+    return "network products by libxsmm (DS_LIBXSMM), the rest by ";
 #else
-#define PRODUCTS ""
+    return ds_smm_ok(64, 64) ? "network products of widths that are multiples of 16 by diffsamp's kernel (src/smm.c; DS_SMM=0 for BLAS), "
+                               "the rest by "
+                             : "";
 #endif
+}
 
 
 /* The best of OpenBLAS 0.3.21's x86-64 kernel families this CPU can run, or
@@ -47,7 +54,7 @@ void ds_blas_tune(void)
     const char *want = best_core();
     if (user || !found || strcmp(found, "Prescott") != 0 || !want || !gotoblas_dynamic_init ||
         !gotoblas_dynamic_quit) {
-        snprintf(describe, sizeof describe, PRODUCTS "OpenBLAS, %s kernels%s", found ? found : "unknown",
+        snprintf(describe, sizeof describe, "%sOpenBLAS, %s kernels%s", products(), found ? found : "unknown",
                  user ? " (OPENBLAS_CORETYPE)" : "");
         return;
     }
@@ -57,15 +64,15 @@ void ds_blas_tune(void)
     gotoblas_dynamic_init();
     unsetenv("OPENBLAS_CORETYPE");
     const char *now = openblas_get_corename();
-    snprintf(describe, sizeof describe, PRODUCTS "OpenBLAS, %s kernels (it did not know this CPU and fell back to %s; "
-             "chosen from the CPU's flags)", now ? now : "unknown", found);
+    snprintf(describe, sizeof describe, "%sOpenBLAS, %s kernels (it did not know this CPU and fell back to %s; "
+             "chosen from the CPU's flags)", products(), now ? now : "unknown", found);
 }
 
 const char *ds_blas_describe(void)
 {
     if (!describe[0]) {
         const char *c = openblas_get_corename ? openblas_get_corename() : NULL;
-        snprintf(describe, sizeof describe, PRODUCTS "%s%s%s", c ? "OpenBLAS, " : "a CBLAS other than OpenBLAS",
+        snprintf(describe, sizeof describe, "%s%s%s%s", products(), c ? "OpenBLAS, " : "a CBLAS other than OpenBLAS",
                  c ? c : "", c ? " kernels" : "");
     }
     return describe;

@@ -3,6 +3,7 @@
 #include "fp_contract.h"
 
 #include "diffsamp/blas.h"
+#include "smm.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -119,6 +120,21 @@ void ds_init_normal(ds_real *w, size_t n, double std, ds_rng r, uint64_t tensor_
     }
 }
 
+#if !defined(DS_REAL_DOUBLE)
+/* W (rows x cols) transposed into a buffer of this thread, for the forward
+ * products that want W^T row-major (smm.c, libxsmm). Weights above its size
+ * go through BLAS, so nothing is allocated. */
+#define DS_WT_MAX 16384 /* 64 KiB: a 128 x 128 layer */
+static _Thread_local float wt_buf[DS_WT_MAX];
+
+static const float *transposed(const float *W, int rows, int cols)
+{
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) wt_buf[(size_t)j * rows + i] = W[(size_t)i * cols + j];
+    return wt_buf;
+}
+#endif
+
 #if defined(DS_USE_LIBXSMM) && !defined(DS_REAL_DOUBLE)
 /* The float build's products through libxsmm's JIT kernels (cmake
  * -DDS_LIBXSMM=ON; measured on these machines at (300 x 64) x (64 x 64):
@@ -151,29 +167,15 @@ static void xsmm_gemm(int trans_b, int m, int n, int k, const float *a, int lda,
     ds_blas_done();
 }
 
-static float *transposed(const float *W, int rows, int cols)
-{
-    static _Thread_local float *buf = NULL;
-    static _Thread_local size_t cap = 0;
-    const size_t n = (size_t)rows * cols;
-    if (n > cap) { /* grows to the widest layer once; never in steady state */
-        float *nb = realloc(buf, n * sizeof *nb);
-        if (!nb) {
-            fprintf(stderr, "diffsamp: out of memory for a %d x %d weight\n", rows, cols);
-            abort();
-        }
-        buf = nb;
-        cap = n;
-    }
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j++) buf[(size_t)j * rows + i] = W[(size_t)i * cols + j];
-    return buf;
-}
-
 static void linear_product(ds_real *out, const ds_real *in, const ds_real *W, int B, int in_dim, int out_dim,
                            float beta)
 {
     /* row-major out (B, out) = in (B, in) W^T: column-major out' (out x B) = Wt' (out x in) in' (in x B) */
+    if ((size_t)out_dim * (size_t)in_dim > DS_WT_MAX) {  /* wider than the transposed copy's buffer */
+        DS_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, out_dim, in_dim, 1, in, in_dim, W, in_dim, beta, out,
+                out_dim);
+        return;
+    }
     const float *Wt = transposed(W, out_dim, in_dim); /* row-major (in, out) = column-major (out x in) */
     xsmm_gemm(0, out_dim, B, in_dim, Wt, out_dim, in, in_dim, beta, out, out_dim);
 }
@@ -217,18 +219,62 @@ static void input_product(ds_real *din, const ds_real *dout, const ds_real *W, i
 }
 #endif
 
+/* The products through smm.c where it runs them (the float build, widths
+ * that are multiples of 16): each returns 1 when it did the work. */
+#if !defined(DS_REAL_DOUBLE)
+static int smm_forward(ds_real *out, ds_real *gd, const ds_real *in, const ds_real *W, const ds_real *b, int B,
+                       int in_dim, int out_dim, ds_smm_mode mode)
+{
+    if ((size_t)out_dim * (size_t)in_dim > DS_WT_MAX || !ds_smm_ok(out_dim, in_dim)) return 0;
+    const ds_smm_epilogue e = {mode, b, gd, NULL};
+    ds_smm(B, out_dim, in_dim, in, in_dim, 1, transposed(W, out_dim, in_dim), out_dim, out, out_dim, &e);
+    return 1;
+}
+
+static int smm_params(ds_real *dW, const ds_real *dout, const ds_real *in, int B, int in_dim, int out_dim)
+{
+    if (!ds_smm_ok(in_dim, B)) return 0;
+    const ds_smm_epilogue e = {DS_SMM_ADD, NULL, NULL, NULL};
+    ds_smm(out_dim, in_dim, B, dout, 1, out_dim, in, in_dim, dW, in_dim, &e);  /* dout read transposed */
+    return 1;
+}
+
+static int smm_input(ds_real *din, const ds_real *dout, const ds_real *W, int B, int in_dim, int out_dim,
+                     ds_smm_mode mode, const ds_real *mul)
+{
+    if (!ds_smm_ok(in_dim, out_dim)) return 0;
+    const ds_smm_epilogue e = {mode, NULL, NULL, mul};
+    ds_smm(B, in_dim, out_dim, dout, out_dim, 1, W, in_dim, din, in_dim, &e);
+    return 1;
+}
+#else
+#define smm_forward(...) 0
+#define smm_params(...) 0
+#define smm_input(...) 0
+#endif
+
 void ds_linear_forward(ds_real *out, const ds_real *in, const ds_real *W, const ds_real *b,
                        int B, int in_dim, int out_dim)
 {
     // out: (B, out_dim), in: (B, in_dim), W: (out_dim, in_dim)
+    if (smm_forward(out, NULL, in, W, b, B, in_dim, out_dim, DS_SMM_SET)) return;
     if (b) {
         for (int r = 0; r < B; r++) memcpy(out + (size_t)r * out_dim, b, (size_t)out_dim * sizeof(ds_real));
     }
     linear_product(out, in, W, B, in_dim, out_dim, b ? 1 : 0);
 }
 
+void ds_linear_forward_gelu(ds_real *act, ds_real *gd, const ds_real *in, const ds_real *W, const ds_real *b,
+                            int B, int in_dim, int out_dim, ds_real *scratch)
+{
+    if (smm_forward(act, gd, in, W, b, B, in_dim, out_dim, DS_SMM_GELU)) return;
+    ds_linear_forward(scratch, in, W, b, B, in_dim, out_dim);
+    ds_gelu_forward_grad(act, gd, scratch, (size_t)B * out_dim);
+}
+
 void ds_linear_forward_add(ds_real *out, const ds_real *in, const ds_real *W, int B, int in_dim, int out_dim)
 {
+    if (smm_forward(out, NULL, in, W, NULL, B, in_dim, out_dim, DS_SMM_ADD)) return;
     linear_product(out, in, W, B, in_dim, out_dim, 1);
 }
 
@@ -236,7 +282,7 @@ void ds_linear_backward_params(ds_real *dW, ds_real *db, const ds_real *dout, co
                                int out_dim)
 {
     // dW (out_dim, in_dim) += dout^T (out_dim, B) @ in (B, in_dim)
-    params_product(dW, dout, in, B, in_dim, out_dim);
+    if (!smm_params(dW, dout, in, B, in_dim, out_dim)) params_product(dW, dout, in, B, in_dim, out_dim);
     if (db) {
         for (int r = 0; r < B; r++) {
             const ds_real *row = dout + (size_t)r * out_dim;
@@ -249,7 +295,17 @@ void ds_linear_backward_input(ds_real *din, const ds_real *dout, const ds_real *
                               int accumulate)
 {
     // din (B, in_dim) (+)= dout (B, out_dim) @ W (out_dim, in_dim)
+    if (smm_input(din, dout, W, B, in_dim, out_dim, accumulate ? DS_SMM_ADD : DS_SMM_SET, NULL)) return;
     input_product(din, dout, W, B, in_dim, out_dim, accumulate ? 1 : 0);
+}
+
+void ds_linear_backward_input_gelu(ds_real *din, const ds_real *dout, const ds_real *W, const ds_real *gd, int B,
+                                   int in_dim, int out_dim)
+{
+    // din (B, in_dim) = (dout @ W) * gd
+    if (smm_input(din, dout, W, B, in_dim, out_dim, DS_SMM_MUL, gd)) return;
+    input_product(din, dout, W, B, in_dim, out_dim, 0);
+    for (size_t k = 0; k < (size_t)B * in_dim; k++) din[k] *= gd[k];
 }
 
 void ds_linear_backward(ds_real *din, ds_real *dW, ds_real *db, const ds_real *dout,
@@ -272,61 +328,15 @@ void ds_gelu_forward_grad(ds_real *out, ds_real *gd, const ds_real *x, size_t n)
     }
 }
 #else
-/* In float, glibc's erff and expf are scalar calls that cost more than all
- * the matrix products together (measured: 57% of an iteration). This version
- * runs 16 lanes at a time (one AVX-512 register) with GCC/Clang vector
- * extensions and no branches:
- *   exp by Cody-Waite reduction and a degree-7 Taylor polynomial (relative
- *   error < 1e-7; 0 below -80, so no result is denormal and GELU' is exactly
- *   1 or 0 far out, where x exp(-x^2/2) would otherwise be x e^-80),
- *   erfc(a) = t exp(-a^2) P(t), t = 1/(1 + p a), Abramowitz & Stegun 7.1.26
- *   (absolute error < 1.5e-7), sharing exp(-x^2/2) with GELU'.
- * GELU stays the exact erf form, evaluated to within ~4e-7 absolute
- * (a few float ulps); the double build uses libm. */
-/* Fused multiply-adds in the polynomials below (and only here: the C11
- * build does not contract elsewhere): one rounding instead of two per term,
- * and 35% less time for this kernel, which is bound by its arithmetic
- * (measured in cache, 0.88 -> 0.57 ns per element; a reciprocal estimate
- * in place of the division gained nothing). */
+/* The float build: 16 lanes at a time (gelu_lanes.h, with fused multiply-adds). */
 DS_FP_CONTRACT_BEGIN
-#define GELU_LANES 16 /* one AVX-512 register; compilers split it on narrower machines */
-typedef float v8f __attribute__((vector_size(4 * GELU_LANES)));
-typedef int32_t v8i __attribute__((vector_size(4 * GELU_LANES)));
+#include "gelu_lanes.h"
 
-static inline v8f vsel(v8i mask, v8f a, v8f b) { return (v8f)((mask & (v8i)a) | (~mask & (v8i)b)); }
-
-static inline v8f v8exp(v8f x)
+static inline void gelu_block(const float *x, float *out, float *gd)
 {
-    const v8f lo = (v8f){0} - 80.0f; /* -80 in every lane */
-    const v8i under = x < lo; /* exp underflows: 0 (also where x*x overflowed to -inf) */
-    x = vsel(under, lo, x);
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    v8f k = (x * 1.44269504088896341f + shifter) - shifter;
-    v8f r = x - k * 0.693145751953125f - k * 1.428606765330187e-06f;
-    v8f p = r * (1.0f / 5040.0f) + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    v8i e = (__builtin_convertvector(k, v8i) + 127) << 23;
-    const v8f zero = {0}; /* every lane */
-    return vsel(under, zero, p * (v8f)e);
-}
-
-static inline void gelu8(const float *x, float *out, float *gd)
-{
-    v8f v;
+    ds_vf v, o, g;
     memcpy(&v, x, sizeof v);
-    v8f az = vsel(v < 0, -v, v) * 0.70710678118654752440f;
-    v8f E = v8exp(-0.5f * v * v);
-    v8f t = 1.0f / (1.0f + 0.3275911f * az);
-    v8f q = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-    v8f h = 0.5f * q * E;  /* 0.5 erfc(|x|/sqrt 2) */
-    v8f cdf = vsel(v < 0, h, 1.0f - h);
-    v8f o = v * cdf;
-    v8f g = cdf + v * 0.39894228040143267794f * E;
+    ds_vgelu(v, &o, &g);
     memcpy(out, &o, sizeof o);
     memcpy(gd, &g, sizeof g);
 }
@@ -334,11 +344,11 @@ static inline void gelu8(const float *x, float *out, float *gd)
 void ds_gelu_forward_grad(ds_real *restrict out, ds_real *restrict gd, const ds_real *restrict x, size_t n)
 {
     size_t i = 0;
-    for (; i + GELU_LANES <= n; i += GELU_LANES) gelu8(x + i, out + i, gd + i);
+    for (; i + DS_LANES <= n; i += DS_LANES) gelu_block(x + i, out + i, gd + i);
     if (i < n) {  /* tail through the same lanes, so every element is computed identically */
-        float xb[GELU_LANES] = {0}, ob[GELU_LANES], gb[GELU_LANES];
+        float xb[DS_LANES] = {0}, ob[DS_LANES], gb[DS_LANES];
         memcpy(xb, x + i, sizeof(float) * (n - i));
-        gelu8(xb, ob, gb);
+        gelu_block(xb, ob, gb);
         memcpy(out + i, ob, sizeof(float) * (n - i));
         memcpy(gd + i, gb, sizeof(float) * (n - i));
     }
@@ -404,9 +414,8 @@ void ds_mlp_forward(const ds_mlp *m, const ds_arena *a, ds_real *out, const ds_r
                               ds_mlp_out(m));
         } else {
             const size_t o = r0 * m->dims[l + 1];
-            ds_linear_forward(scratch, x, ds_arena_param(a, m->w[l]), ds_arena_param(a, m->b[l]), n, m->dims[l],
-                              m->dims[l + 1]);
-            ds_gelu_forward_grad(m->act[l + 1] + o, m->gd[l + 1] + o, scratch, (size_t)n * m->dims[l + 1]);
+            ds_linear_forward_gelu(m->act[l + 1] + o, m->gd[l + 1] + o, x, ds_arena_param(a, m->w[l]),
+                                   ds_arena_param(a, m->b[l]), n, m->dims[l], m->dims[l + 1], scratch);
         }
     }
 }
@@ -426,9 +435,8 @@ void ds_mlp_backward(const ds_mlp *m, const ds_arena *a, ds_real *din, int accum
             break;
         }
         // d act_l, then through the GELU in front of it
-        ds_linear_backward_input(cur, g, ds_arena_param(a, m->w[l]), n, m->dims[l], nout, 0);
-        const ds_real *gd = m->gd[l] + r0 * m->dims[l];
-        for (size_t k = 0; k < (size_t)n * m->dims[l]; k++) cur[k] *= gd[k];
+        ds_linear_backward_input_gelu(cur, g, ds_arena_param(a, m->w[l]), m->gd[l] + r0 * m->dims[l], n,
+                                      m->dims[l], nout);
         g = cur;
         ds_real *t = cur; cur = nxt; nxt = t;
     }

@@ -177,7 +177,7 @@ ds_status ds_policy_create(const ds_policy_config *c, int max_steps, int max_row
         {&p->freq, (size_t)c->harmonics},  {&p->slot_t, S},        {&p->slot_lv, S},
         {&p->slot_v, S},                   {&p->tfeat, S * h2},    {&p->temb, S * H},
         {&p->dtemb, S * H},                {&p->tscratch1, S * wide}, {&p->tscratch2, S * wide},
-        {&p->tdfeat, S * h2},
+        {&p->tdfeat, S * h2},              {&p->hbias, (size_t)H},
         {&mlp_time, ds_mlp_workspace(&p->time, S)},
         {&p->lfeat, lp ? S * h2 : 0},      {&p->scale, lp ? S * o : 0}, {&p->dscale, lp ? S * o : 0},
         {&mlp_lgv, lp ? ds_mlp_workspace(&p->lgv, S) : 0},
@@ -305,16 +305,17 @@ ds_status ds_policy_forward(ds_policy *p, int slot0, int slot1, const ds_real *x
             }
         }
     } else {
-        const ds_real *sb = ds_arena_param(a, p->s_b);
-        for (int s = slot0; s < slot1; s++) {  /* each row starts as bias + time embedding of its step */
+        /* one step at a time: its bias is bs + temb[step], and the GELU is fused into the product */
+        const ds_real *sb = ds_arena_param(a, p->s_b), *Ws = ds_arena_param(a, p->s_w);
+        for (int s = slot0; s < slot1; s++) {
             const ds_real *te = p->temb + (size_t)s * H;
-            ds_real *row0 = p->bw1 + (size_t)s * rows * H;
-            for (int j = 0; j < H; j++) row0[j] = sb[j] + te[j];
-            for (int r = 1; r < rows; r++) memcpy(row0 + (size_t)r * H, row0, sizeof(ds_real) * (size_t)H);
+            for (int j = 0; j < H; j++) p->hbias[j] = sb[j] + te[j];
+            const size_t rs = (size_t)s * rows;
+            ds_linear_forward_gelu(p->a0 + rs * H, p->h0gd + rs * H, X + (rs - r0) * d, Ws, p->hbias, rows, d, H,
+                                   p->bw1 + rs * H);
         }
-        ds_linear_forward_add(h0, X, ds_arena_param(a, p->s_w), n, d, H);
     }
-    ds_gelu_forward_grad(p->a0 + r0 * H, p->h0gd + r0 * H, h0, (size_t)n * H);
+    if (p->cond) ds_gelu_forward_grad(p->a0 + r0 * H, p->h0gd + r0 * H, h0, (size_t)n * H);
     // joint network: L x [Linear(H,H), GELU], Linear(H, 2d) (its first d outputs with a fixed variance)
     const int od = ds_mlp_out(&p->joint);
     ds_real *out = p->out + r0 * od;

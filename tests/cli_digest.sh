@@ -6,7 +6,10 @@
 # A refactoring that claims "behaviour stays exactly as it is" keeps every
 # digest. OpenBLAS's kernel is pinned (OPENBLAS_CORETYPE) so the digests do
 # not depend on which x86-64 the test runs on; our own code is compiled
-# without FP contraction (-std=c11) and is deterministic.
+# without FP contraction (-std=c11) and is deterministic, and the network's
+# own product kernel (src/smm.c) computes each element as one chain of fused
+# multiply-adds, the same bits at any vector width. A build that does not
+# run that kernel (no FMA target, DS_SMM=0) has other digests: skipped.
 #
 # To re-pin after an intended change of the numbers (say why in the commit):
 #   DS_DIGEST_UPDATE=1 bash tests/cli_digest.sh build/diffsamp .
@@ -17,6 +20,10 @@ pins="$src/tests/digests.txt"
 /usr/bin/python3 -c "import h5py, numpy" 2>/dev/null || { echo "SKIPPED: /usr/bin/python3 lacks h5py"; exit 77; }
 if "$exe" --version | grep -q libxsmm; then
     echo "SKIPPED: built with DS_LIBXSMM: the digests are pinned for OpenBLAS's products"; exit 77
+fi
+if ! "$exe" --version | grep -q "src/smm.c"; then
+    echo "SKIPPED: the digests are pinned for diffsamp's product kernel (src/smm.c), which this build does not run"
+    exit 77
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -73,6 +73,15 @@ void ds_linear_backward_params(ds_real *dW, ds_real *db, const ds_real *dout, co
                                int out_dim);
 void ds_linear_backward_input(ds_real *din, const ds_real *dout, const ds_real *W, int B, int in_dim, int out_dim,
                               int accumulate);
+/* act = GELU(in @ W^T + b), gd = GELU'(in @ W^T + b): one Linear layer and
+ * the GELU after it (fused in the float build; scratch (B, out_dim) holds
+ * the pre-activation where it is not). */
+void ds_linear_forward_gelu(ds_real *act, ds_real *gd, const ds_real *in, const ds_real *W, const ds_real *b,
+                            int B, int in_dim, int out_dim, ds_real *scratch);
+/* din (B, in_dim) = (dout @ W) * gd, elementwise: back through a Linear
+ * layer and the GELU in front of it (gd = GELU' there). */
+void ds_linear_backward_input_gelu(ds_real *din, const ds_real *dout, const ds_real *W, const ds_real *gd, int B,
+                                   int in_dim, int out_dim);
 /* out (B, out_dim) += in @ W^T (no bias). */
 void ds_linear_forward_add(ds_real *out, const ds_real *in, const ds_real *W, int B, int in_dim, int out_dim);
 

@@ -79,6 +79,7 @@ typedef struct ds_policy {
     size_t ws_bytes;      /* the workspace's size */
     ds_real *freq, *slot_t, *slot_lv, *slot_v;  /* (harmonics), (max_steps) x 3 */
     ds_real *tfeat, *temb, *dtemb, *lfeat, *scale, *dscale;
+    ds_real *hbias; /* (H): bs + temb of the step being computed */
     ds_real *tscratch1, *tscratch2, *tdfeat;
     ds_real *x, *g, *h0gd, *a0, *out, *dout, *bw1, *bw2, *bwa0;
 } ds_policy;
