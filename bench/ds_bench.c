@@ -14,6 +14,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "diffsamp/blas.h"
 #include "diffsamp/config.h"
+#include "diffsamp/nn.h"
 #include "diffsamp/train.h"
 
 #include <cblas.h>
@@ -98,6 +99,28 @@ static double sgemm_rate(int m, int n, int k, int reps)
     free(b);
     free(c);
     return 2.0 * m * n * k * reps / dt;
+}
+
+/* The network's own layer calls at a hidden layer's shape (m rows, 64 -> 64):
+ * Linear + GELU forward, and the weight-gradient product; through
+ * src/smm.c where it runs them (DS_SMM=0: BLAS and a separate GELU pass). */
+static void layer_rates(int m, int reps, double *fwd, double *wgrad)
+{
+    const int H = 64;
+    ds_real *x = calloc((size_t)m * H, sizeof(ds_real)), *W = calloc((size_t)H * H, sizeof(ds_real));
+    ds_real *b = calloc((size_t)H, sizeof(ds_real)), *act = calloc((size_t)m * H, sizeof(ds_real));
+    ds_real *gd = calloc((size_t)m * H, sizeof(ds_real)), *scratch = calloc((size_t)m * H, sizeof(ds_real));
+    ds_real *dW = calloc((size_t)H * H, sizeof(ds_real));
+    for (size_t i = 0; i < (size_t)m * H; i++) x[i] = (ds_real)((double)(i % 7) * 0.1 - 0.3);
+    for (size_t i = 0; i < (size_t)H * H; i++) W[i] = (ds_real)((double)(i % 5) * 0.1 - 0.2);
+    ds_linear_forward_gelu(act, gd, x, W, b, m, H, H, scratch);
+    double t0 = ds_wtime();
+    for (int r = 0; r < reps; r++) ds_linear_forward_gelu(act, gd, x, W, b, m, H, H, scratch);
+    *fwd = 2.0 * m * H * H * reps / (ds_wtime() - t0);
+    t0 = ds_wtime();
+    for (int r = 0; r < reps; r++) ds_linear_backward_params(dW, NULL, act, x, m, H, H);
+    *wgrad = 2.0 * m * H * H * reps / (ds_wtime() - t0);
+    free(x); free(W); free(b); free(act); free(gd); free(scratch); free(dW);
 }
 
 static double calls_total(const ds_energy *e)
@@ -202,6 +225,13 @@ int main(int argc, char **argv)
                sgemm_rate(30000, 64, 64, 20) / 1e9);
         printf("sgemm 1024 x 1024 x 1024:                                   %.1f GFLOP/s\n",
                sgemm_rate(1024, 1024, 1024, 5) / 1e9);
+        double fwd, wgrad;
+        layer_rates(300, 2000, &fwd, &wgrad);
+        printf("the network's layer (300 x 64) -> 64: Linear + GELU %.1f GFLOP/s, weight gradient %.1f GFLOP/s\n",
+               fwd / 1e9, wgrad / 1e9);
+        layer_rates(30000, 20, &fwd, &wgrad);
+        printf("the network's layer (30000 x 64) -> 64: Linear + GELU %.1f GFLOP/s, weight gradient %.1f GFLOP/s\n",
+               fwd / 1e9, wgrad / 1e9);
         printf("ms/iteration (wall and CPU of this process; LS iterations apart), target evaluations per second,\n"
                "the drift network's FLOP rate; with LS, the LS iteration and the cost amortised over its cycle\n");
     }

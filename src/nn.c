@@ -233,10 +233,20 @@ static int smm_forward(ds_real *out, ds_real *gd, const ds_real *in, const ds_re
 
 static int smm_params(ds_real *dW, const ds_real *dout, const ds_real *in, int B, int in_dim, int out_dim)
 {
-    if (!ds_smm_ok(in_dim, B)) return 0;
-    const ds_smm_epilogue e = {DS_SMM_ADD, NULL, NULL, NULL};
-    ds_smm(out_dim, in_dim, B, dout, 1, out_dim, in, in_dim, dW, in_dim, &e);  /* dout read transposed */
-    return 1;
+    if (ds_smm_ok(in_dim, B)) {
+        const ds_smm_epilogue e = {DS_SMM_ADD, NULL, NULL, NULL};
+        ds_smm(out_dim, in_dim, B, dout, 1, out_dim, in, in_dim, dW, in_dim, &e);  /* dout read transposed */
+        return 1;
+    }
+    if ((size_t)out_dim * (size_t)in_dim <= DS_WT_MAX && ds_smm_ok(out_dim, B)) {
+        /* a narrow input (the state layer, in_dim = d): dW^T (in, out) = in^T dout, then added to dW */
+        const ds_smm_epilogue e = {DS_SMM_SET, NULL, NULL, NULL};
+        ds_smm(in_dim, out_dim, B, in, 1, in_dim, dout, out_dim, wt_buf, out_dim, &e);
+        for (int j = 0; j < out_dim; j++)
+            for (int i = 0; i < in_dim; i++) dW[(size_t)j * in_dim + i] += wt_buf[(size_t)i * out_dim + j];
+        return 1;
+    }
+    return 0;
 }
 
 static int smm_input(ds_real *din, const ds_real *dout, const ds_real *W, int B, int in_dim, int out_dim,
