@@ -199,6 +199,7 @@ int main(int argc, char **argv)
 {
     ds_blas_tune();
     ds_mpi_io_defaults();
+    ds_fp_defaults();
     MPI_Init(&argc, &argv);
     int rank = 0, size = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -220,7 +221,7 @@ int main(int argc, char **argv)
     if (rank == 0) {
         printf("diffsamp benchmark (%s, %d rank(s), OPENBLAS_NUM_THREADS=%s, %ld timed iterations per case, "
                "configurations from %s)\n", DS_REAL_NAME, size, threads ? threads : "unset", iters, dir);
-        printf("BLAS: %s\n", ds_blas_describe());
+        printf("BLAS: %s; subnormal numbers %s\n", ds_blas_describe(), ds_fp_describe());
         printf("sgemm (30000 x 64) x (64 x 64), the shape of a hidden layer: %.1f GFLOP/s\n",
                sgemm_rate(30000, 64, 64, 20) / 1e9);
         printf("sgemm 1024 x 1024 x 1024:                                   %.1f GFLOP/s\n",

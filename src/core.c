@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 #define DS_ERRBUF 4096
 
@@ -103,6 +106,25 @@ void ds_mpi_io_defaults(void)
     setenv("OMPI_MCA_io", "^ompio", 0);  /* any other MPI-IO component (ROMIO); kept if the user set one */
 #endif
 }
+
+static const char *fp_mode = "kept (the IEEE default)";
+
+void ds_fp_defaults(void)
+{
+    const char *v = getenv("DS_SUBNORMALS");
+    if (v && strcmp(v, "keep") == 0) {
+        fp_mode = "kept (DS_SUBNORMALS=keep)";
+        return;
+    }
+#if defined(__SSE__) || defined(__x86_64__)
+    _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ (bit 15) and DAZ (bit 6) */
+    fp_mode = "flushed to zero (DS_SUBNORMALS=keep keeps them)";
+#else
+    fp_mode = "kept (no flush-to-zero mode on this CPU)";
+#endif
+}
+
+const char *ds_fp_describe(void) { return fp_mode; }
 
 int ds_exit_code(ds_status code)
 {

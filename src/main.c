@@ -195,6 +195,7 @@ static void print_version(void)
     printf("  numbers %s, energy ABI version %d\n", DS_REAL_NAME, DS_ENERGY_ABI_VERSION);
     printf("  MPI: %s\n", mpi);
     printf("  BLAS: %s\n", ds_blas_describe());
+    printf("  subnormal numbers: %s\n", ds_fp_describe());
 }
 
 #define DIE(rc) ds_die((rc), __FILE__, __LINE__, __func__, "%s", ds_error_message())
@@ -596,6 +597,7 @@ int main(int argc, char **argv)
     /* Before anything can fail: ds_die reads DS_DEBUG. */
     if (take_debug(&argc, argv)) setenv("DS_DEBUG", "1", 1);
     ds_blas_tune(); /* before any BLAS call (include/diffsamp/blas.h) */
+    ds_fp_defaults(); /* subnormals flushed (include/diffsamp/core.h) */
     /* config, energies, help and version need no MPI (and start faster
      * without it: sweeps validate hundreds of configs). */
     const char *c1 = argc > 1 ? argv[1] : "";

@@ -105,6 +105,7 @@ ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final, int *s
                 ds_objective_name(s->objective), t->energy->vt->name, t->energy->dim, DS_REAL_NAME, s->T,
                 s->batch_size, t->size, s->iterations, t->policy->arena.n);
         fprintf(log, "BLAS: %s\n", ds_blas_describe());
+        fprintf(log, "subnormal numbers: %s\n", ds_fp_describe());
         /* what this rank holds for training; the buffers' pages are taken as they fill */
         const double mb = 1.0 / (1 << 20);
         fprintf(log, "memory per rank: policy workspace %.0f MB, trajectories %.0f MB", t->policy->ws_bytes * mb,
