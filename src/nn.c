@@ -288,17 +288,36 @@ void ds_linear_forward_add(ds_real *out, const ds_real *in, const ds_real *W, in
     linear_product(out, in, W, B, in_dim, out_dim, 1);
 }
 
+void ds_col_sums(ds_real *restrict acc, const ds_real *restrict x, int B, int n)
+{
+    int j0 = 0;
+#if !defined(DS_REAL_DOUBLE)
+    /* 64 columns at a time in registers (storing acc after every row made
+     * each row wait for the last one's store); the same order of additions */
+    typedef float vf16 __attribute__((vector_size(64)));
+    for (; j0 + 64 <= n; j0 += 64) {
+        vf16 v[4];
+        memcpy(v, acc + j0, sizeof v);
+        for (int r = 0; r < B; r++) {
+            vf16 row[4];
+            memcpy(row, x + (size_t)r * n + j0, sizeof row);
+            for (int k = 0; k < 4; k++) v[k] += row[k];
+        }
+        memcpy(acc + j0, v, sizeof v);
+    }
+#endif
+    for (int r = 0; r < B; r++) {
+        const ds_real *row = x + (size_t)r * n;
+        for (int j = j0; j < n; j++) acc[j] += row[j];
+    }
+}
+
 void ds_linear_backward_params(ds_real *dW, ds_real *db, const ds_real *dout, const ds_real *in, int B, int in_dim,
                                int out_dim)
 {
     // dW (out_dim, in_dim) += dout^T (out_dim, B) @ in (B, in_dim)
     if (!smm_params(dW, dout, in, B, in_dim, out_dim)) params_product(dW, dout, in, B, in_dim, out_dim);
-    if (db) {
-        for (int r = 0; r < B; r++) {
-            const ds_real *row = dout + (size_t)r * out_dim;
-            for (int j = 0; j < out_dim; j++) db[j] += row[j];
-        }
-    }
+    if (db) ds_col_sums(db, dout, B, out_dim);
 }
 
 void ds_linear_backward_input(ds_real *din, const ds_real *dout, const ds_real *W, int B, int in_dim, int out_dim,
@@ -430,8 +449,8 @@ void ds_mlp_forward(const ds_mlp *m, const ds_arena *a, ds_real *out, const ds_r
     }
 }
 
-void ds_mlp_backward(const ds_mlp *m, const ds_arena *a, ds_real *din, int accumulate, const ds_real *dout,
-                     const ds_real *in, size_t r0, int n, ds_real *s1, ds_real *s2)
+static void mlp_backward(const ds_mlp *m, const ds_arena *a, ds_real *din, int accumulate, const ds_real *din_gd,
+                         const ds_real *dout, const ds_real *in, size_t r0, int n, ds_real *s1, ds_real *s2)
 {
     const int L = m->nlinear;
     const ds_real *g = dout;  // d loss / d output of layer l
@@ -441,7 +460,8 @@ void ds_mlp_backward(const ds_mlp *m, const ds_arena *a, ds_real *din, int accum
         const int nout = l + 1 == L ? ds_mlp_out(m) : m->dims[l + 1];  /* unread outputs: zero gradient */
         ds_linear_backward_params(ds_arena_grad(a, m->w[l]), ds_arena_grad(a, m->b[l]), g, x, n, m->dims[l], nout);
         if (l == 0) {
-            if (din) ds_linear_backward_input(din, g, ds_arena_param(a, m->w[0]), n, m->dims[0], nout, accumulate);
+            if (din && din_gd) ds_linear_backward_input_gelu(din, g, ds_arena_param(a, m->w[0]), din_gd, n, m->dims[0], nout);
+            else if (din) ds_linear_backward_input(din, g, ds_arena_param(a, m->w[0]), n, m->dims[0], nout, accumulate);
             break;
         }
         // d act_l, then through the GELU in front of it
@@ -450,6 +470,18 @@ void ds_mlp_backward(const ds_mlp *m, const ds_arena *a, ds_real *din, int accum
         g = cur;
         ds_real *t = cur; cur = nxt; nxt = t;
     }
+}
+
+void ds_mlp_backward(const ds_mlp *m, const ds_arena *a, ds_real *din, int accumulate, const ds_real *dout,
+                     const ds_real *in, size_t r0, int n, ds_real *s1, ds_real *s2)
+{
+    mlp_backward(m, a, din, accumulate, NULL, dout, in, r0, n, s1, s2);
+}
+
+void ds_mlp_backward_gelu(const ds_mlp *m, const ds_arena *a, ds_real *din, const ds_real *din_gd,
+                          const ds_real *dout, const ds_real *in, size_t r0, int n, ds_real *s1, ds_real *s2)
+{
+    mlp_backward(m, a, din, 0, din_gd, dout, in, r0, n, s1, s2);
 }
 
 void ds_fourier_forward(ds_real *out, ds_real t, const ds_real *w, const ds_real *phase, int H)

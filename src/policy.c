@@ -420,7 +420,10 @@ ds_status ds_policy_backward(ds_policy *p, int slot0, int slot1, ds_real *dx)
     ds_real *da0 = p->bwa0 + r0 * H;
     const ds_real *a0 = p->a0 + r0 * H;
     ds_real *s1 = p->bw1 + r0 * H, *s2 = p->bw2 + r0 * H;
-    ds_mlp_backward(&p->joint, a, da0, 0, dout, a0, r0, n, s1, s2);
+    /* dh0 = da0 * GELU'(h0): fused into the joint network's first product when nothing else adds to da0 */
+    const int fused = !p->cond && !c->conditional_flow;
+    if (fused) ds_mlp_backward_gelu(&p->joint, a, da0, p->h0gd + r0 * H, dout, a0, r0, n, s1, s2);
+    else ds_mlp_backward(&p->joint, a, da0, 0, dout, a0, r0, n, s1, s2);
     if (p->cond) {
         /* conditional: log Z(c) is back-propagated with the state encoder below */
     } else if (c->conditional_flow) {
@@ -431,7 +434,7 @@ ds_status ds_policy_backward(ds_policy *p, int slot0, int slot1, ds_real *dx)
         for (int r = 0; r < n; r++) acc += p->d_logf[r0 + r];
         gz[0] += (ds_real)acc;
     }
-    mul_inplace(da0, p->h0gd + r0 * H, (size_t)n * H);  // dh0
+    if (!fused) mul_inplace(da0, p->h0gd + r0 * H, (size_t)n * H);  // dh0
     // state embedding
     if (p->cond) {
         DS_TRY(ds_pcond_backward(p, slot0, slot1, da0, dx));
@@ -442,13 +445,7 @@ ds_status ds_policy_backward(ds_policy *p, int slot0, int slot1, ds_real *dx)
     // time embedding: dtemb[s] = sum of dh0 over the slot's rows, then back through the time net
     ds_real *dte = p->dtemb + (size_t)slot0 * H;
     memset(dte, 0, sizeof(ds_real) * (size_t)S * H);
-    for (int s = 0; s < S; s++) {
-        ds_real *acc = dte + (size_t)s * H;
-        for (int r = 0; r < rows; r++) {
-            const ds_real *row = da0 + ((size_t)s * rows + r) * H;
-            for (int j = 0; j < H; j++) acc[j] += row[j];
-        }
-    }
+    for (int s = 0; s < S; s++) ds_col_sums(dte + (size_t)s * H, da0 + (size_t)s * rows * H, rows, H);
     // time network back to its Fourier features, then their phases
     ds_real *t1 = p->tscratch1, *t2 = p->tscratch2, *dfeat = p->tdfeat;
     ds_mlp_backward(&p->time, a, dfeat, 0, dte, p->tfeat + (size_t)slot0 * 2 * h, slot0, S, t1, t2);

@@ -129,10 +129,28 @@ static void linear_case(int B, int in, int out)
             refW[(size_t)j * in + k] = 2 * s;
             scW[(size_t)j * in + k] = 2 * a;
         }
-    ds_linear_backward_params(dW, NULL, dout, x, B, in, out);
-    ds_linear_backward_params(dW, NULL, dout, x, B, in, out);
+    ds_real *db = calloc((size_t)out, sizeof(ds_real));
+    double *refb = calloc((size_t)out, sizeof(double)), *scb = calloc((size_t)out, sizeof(double));
+    ck_assert(db && refb && scb);
+    for (int r = 0; r < B; r++)
+        for (int j = 0; j < out; j++) {
+            refb[j] += 2.0 * dout[(size_t)r * out + j];
+            scb[j] += 2.0 * fabs((double)dout[(size_t)r * out + j]);
+        }
+    ds_linear_backward_params(dW, db, dout, x, B, in, out);
+    ds_linear_backward_params(dW, db, dout, x, B, in, out);
     snprintf(what, sizeof what, "backward_params %dx%d<-%d", B, in, out);
     near(dW, refW, scW, (size_t)out * in, what);
+    snprintf(what, sizeof what, "bias gradient %dx%d<-%d", B, in, out);
+    near(db, refb, scb, (size_t)out, what);
+    /* the column sums are the plain row-after-row sums, bit for bit */
+    ds_real *db1 = calloc((size_t)out, sizeof(ds_real));
+    ck_assert(db1 != NULL);
+    for (int rep = 0; rep < 2; rep++)
+        for (int r = 0; r < B; r++)
+            for (int j = 0; j < out; j++) db1[j] += dout[(size_t)r * out + j];
+    ck_assert_msg(memcmp(db, db1, sizeof(ds_real) * out) == 0, "%s: not the row-after-row sums", what);
+    free(db); free(db1); free(refb); free(scb);
 
     free(x); free(W); free(b); free(dout); free(gdin); free(y); free(act); free(gd); free(scratch); free(din);
     free(dW); free(ref); free(sc); free(refW); free(scW);

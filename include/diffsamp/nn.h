@@ -82,6 +82,8 @@ void ds_linear_forward_gelu(ds_real *act, ds_real *gd, const ds_real *in, const 
  * layer and the GELU in front of it (gd = GELU' there). */
 void ds_linear_backward_input_gelu(ds_real *din, const ds_real *dout, const ds_real *W, const ds_real *gd, int B,
                                    int in_dim, int out_dim);
+/* acc (n) += the column sums of x (B, n), row after row (a bias gradient). */
+void ds_col_sums(ds_real *acc, const ds_real *x, int B, int n);
 /* out (B, out_dim) += in @ W^T (no bias). */
 void ds_linear_forward_add(ds_real *out, const ds_real *in, const ds_real *W, int B, int in_dim, int out_dim);
 
@@ -132,6 +134,11 @@ void ds_mlp_forward(const ds_mlp *m, const ds_arena *a, ds_real *out, const ds_r
  * hidden) each. */
 void ds_mlp_backward(const ds_mlp *m, const ds_arena *a, ds_real *din, int accumulate, const ds_real *dout,
                      const ds_real *in, size_t r0, int n, ds_real *s1, ds_real *s2);
+/* The same with din overwritten by d loss / d in times din_gd, elementwise
+ * (in came out of a GELU whose derivative is din_gd): fused into the first
+ * layer's input product. */
+void ds_mlp_backward_gelu(const ds_mlp *m, const ds_arena *a, ds_real *din, const ds_real *din_gd,
+                          const ds_real *dout, const ds_real *in, size_t r0, int n, ds_real *s1, ds_real *s2);
 
 /* Fourier time features: out (2H) = [sin(t*w + phase), cos(t*w + phase)]. */
 void ds_fourier_forward(ds_real *out, ds_real t, const ds_real *w, const ds_real *phase, int H);
