@@ -5,7 +5,10 @@
  *   p = clamp(decoder(z), 1e-5, 1 - 1e-5),
  * the condition x being the image (pixels in [0, 1], cond_dim 784). The VAE
  * comes from energy.file (the layout of vae.h); its latent size is dim.
- * Computed in double (vae.c) over blocks of rows; log Z(x) = log p(x) is
+ * The float program computes log R and its gradient in float (vae_float.c:
+ * sgemm and a vectorised pixel pass, 3-4x faster than double, like the
+ * reference's torch code); energy.double (or the double build) computes
+ * them in double (vae.c). The HVP is always double. log Z(x) = log p(x) is
  * what the sampler estimates, so there is no exact log Z. */
 #include "diffsamp/energy.h"
 #include "diffsamp/vae.h"
@@ -19,12 +22,16 @@
 typedef struct vae_state {
     ds_vae *vae;
     ds_vae_work *w;
+    ds_vae_f *f;  /* the float decoder; NULL when computing in double */
     double *z, *x, *lr, *g, *dz, *hv; /* one block of rows, converted to double */
 } vae_state;
 
+enum { VAE_KEY_FILE = 0, VAE_KEY_DOUBLE };
 static const ds_energy_key vae_keys[] = {
     {"file", DS_EKEY_STRING, 0, "", 1, DS_ENERGY_TEXT_MAX - 1, 0,
      "HDF5 file of the VAE (fc1..fc4 weights, e.g. ../shared/data/mnist/vae_bce_mnist_100ep.h5)"},
+    {"double", DS_EKEY_BOOL, 0, NULL, 0, 1, 0,
+     "log R and its gradient in double (slower) instead of float; the double build always is"},
 };
 
 static ds_status vae_check_dim(int dim)
@@ -40,6 +47,7 @@ static void vae_destroy(void *state)
     if (!s) return;
     ds_vae_destroy(&s->vae);
     ds_vae_work_destroy(&s->w);
+    ds_vae_f_destroy(&s->f);
     double *v[] = {s->z, s->x, s->lr, s->g, s->dz, s->hv};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) ds_free(v[i]);
     free(s);
@@ -48,7 +56,7 @@ static void vae_destroy(void *state)
 static ds_status vae_create(int dim, const ds_energy_args *args, void **state)
 {
     *state = NULL;
-    const char *path = args->v[0].text;
+    const char *path = args->v[VAE_KEY_FILE].text;
     DS_CHECK(path[0] != '\0', DS_ERR_CONFIG,
              "the vae energy needs energy.file, the HDF5 file of a trained VAE (the layout of "
              "../shared/data/mnist/vae_bce_mnist_100ep.h5)");
@@ -60,6 +68,9 @@ static ds_status vae_create(int dim, const ds_energy_args *args, void **state)
                           "%s: the VAE has latent size %d and image size %d; energy dim is %d and the vae "
                           "energy takes %d-pixel images", path, s->vae->z_dim, s->vae->x_dim, dim, VAE_X_DIM);
     if (rc == DS_OK) rc = ds_vae_work_create(s->vae, VAE_BLOCK, &s->w);
+#if !defined(DS_REAL_DOUBLE)
+    if (rc == DS_OK && args->v[VAE_KEY_DOUBLE].num == 0) rc = ds_vae_f_create(s->vae, VAE_BLOCK, &s->f);
+#endif
     if (rc == DS_OK) {
         const size_t B = VAE_BLOCK, Z = (size_t)dim;
         s->z = ds_calloc(B * Z, sizeof(double));
@@ -92,6 +103,12 @@ static ds_status vae_log_reward(const void *state, int dim, int n, const ds_real
 {
     vae_state *s = (vae_state *)state;
     DS_CHECK(cond != NULL, DS_ERR_INVALID, "the vae energy needs the image of every row");
+#if !defined(DS_REAL_DOUBLE)
+    if (s->f) {
+        ds_vae_log_posterior_f(s->f, n, x, cond, log_r, grad);
+        return DS_OK;
+    }
+#endif
     for (int k0 = 0; k0 < n; k0 += VAE_BLOCK) {
         const int m = n - k0 < VAE_BLOCK ? n - k0 : VAE_BLOCK;
         load_block(s, dim, k0, m, x, cond);

@@ -189,6 +189,101 @@ START_TEST(energy_hvp_matches_the_module_on_the_mnist_vae)
 }
 END_TEST
 
+/* The float decoder (ds_vae_log_posterior_f, what the float program runs)
+ * against the double module, row by row: a random VAE of 37 pixels (two
+ * 16-lane blocks and a scalar tail) scaled so that pixels land on both
+ * sides of the clamp, and the pretrained MNIST VAE on real test images with
+ * latents out to 4 standard deviations. */
+static void float_matches_double(const ds_vae *v, int n, const double *z, const double *x, double tol_lr,
+                                 double tol_g, int *clamped_rows)
+{
+    const int Z = v->z_dim, X = v->x_dim;
+    ds_vae_work *w = NULL;
+    ds_vae_f *f = NULL;
+    ck_assert_int_eq(ds_vae_work_create(v, 7, &w), DS_OK);
+    ck_assert_int_eq(ds_vae_f_create(v, 5, &f), DS_OK); /* blocks of 5: a partial last block */
+    double *lr = malloc(sizeof(double) * (size_t)n), *g = malloc(sizeof(double) * (size_t)n * Z);
+    float *zf = malloc(sizeof(float) * (size_t)n * Z), *xf = malloc(sizeof(float) * (size_t)n * X),
+          *lrf = malloc(sizeof(float) * (size_t)n), *gf = malloc(sizeof(float) * (size_t)n * Z),
+          *lr2 = malloc(sizeof(float) * (size_t)n);
+    for (size_t i = 0; i < (size_t)n * Z; i++) zf[i] = (float)z[i];
+    for (size_t i = 0; i < (size_t)n * X; i++) xf[i] = (float)x[i];
+    /* the double path at the float inputs, so only the arithmetic differs */
+    double *zd = malloc(sizeof(double) * (size_t)n * Z), *xd = malloc(sizeof(double) * (size_t)n * X);
+    for (size_t i = 0; i < (size_t)n * Z; i++) zd[i] = zf[i];
+    for (size_t i = 0; i < (size_t)n * X; i++) xd[i] = xf[i];
+    ds_vae_log_posterior(v, w, n, zd, xd, lr, g);
+    ds_vae_log_posterior_f(f, n, zf, xf, lrf, gf);
+    ds_vae_log_posterior_f(f, n, zf, xf, lr2, NULL);
+    *clamped_rows = 0;
+    double worst_lr = 0, worst_g = 0;
+    for (int k = 0; k < n; k++) {
+        ck_assert_msg(lr2[k] == lrf[k], "row %d: log R depends on whether the gradient is asked for", k);
+        ck_assert_msg(fabs(lrf[k] - lr[k]) <= tol_lr * (1 + fabs(lr[k])), "row %d: log R float %.9g double %.9g",
+                      k, (double)lrf[k], lr[k]);
+        double gmax = 0, emax = 0;
+        for (int j = 0; j < Z; j++) {
+            gmax = fmax(gmax, fabs(g[(size_t)k * Z + j]));
+            emax = fmax(emax, fabs(gf[(size_t)k * Z + j] - g[(size_t)k * Z + j]));
+        }
+        ck_assert_msg(emax <= tol_g * (1 + gmax), "row %d: gradient off by %g (largest component %g)", k, emax, gmax);
+        worst_lr = fmax(worst_lr, fabs(lrf[k] - lr[k]) / (1 + fabs(lr[k])));
+        worst_g = fmax(worst_g, emax / (1 + gmax));
+        /* count rows with a clamped pixel, so the test shows it covered them */
+        ds_vae_log_posterior(v, w, 1, zd + (size_t)k * Z, xd + (size_t)k * X, lr, NULL);
+        int any = 0;
+        for (int j = 0; j < X; j++) any |= !(w->p[j] >= DS_VAE_EPS && w->p[j] <= 1 - DS_VAE_EPS);
+        *clamped_rows += any;
+    }
+    printf("float decoder (x %d, z %d): largest relative error of log R %.2g, of the gradient %.2g\n", X, Z,
+           worst_lr, worst_g);
+    ds_vae_f_destroy(&f);
+    ds_vae_work_destroy(&w);
+    free(lr); free(g); free(zf); free(xf); free(lrf); free(gf); free(lr2); free(zd); free(xd);
+}
+
+START_TEST(float_decoder_matches_the_double_module)
+{
+    ds_vae *v = NULL;
+    ck_assert_int_eq(ds_vae_create(37, 9, 3, &v), DS_OK);
+    ds_vae_init(v, 11);
+    for (size_t i = 0; i < v->n; i++) v->theta[i] *= 12.0; /* logits out to +-20: some pixels clamp */
+    const int n = 23;
+    double z[23 * 3], x[23 * 37];
+    ds_rng r = ds_rng_make(9, DS_RNG_EVAL);
+    ds_rng_normal_d(r, 0, 0, 0, n * 3, z);
+    ds_rng_uniform_d(r, 1, 0, 0, n * 37, x);
+    for (int i = 0; i < n * 37; i += 3) x[i] = 0; /* exact zeros, as in images */
+    int clamped = 0;
+    float_matches_double(v, n, z, x, 5e-7, 2e-5, &clamped);
+    ck_assert_msg(clamped >= 5, "only %d rows had a clamped pixel", clamped);
+    ds_vae_destroy(&v);
+
+    const char *path = ds_test_shared_file(VAE_FILE); /* a static buffer: copied */
+    if (!path) return;
+    char vp[1024];
+    snprintf(vp, sizeof vp, "%s", path);
+    const char *imgs = ds_test_shared_file(MNIST_TEST);
+    if (!imgs) return;
+    ck_assert_int_eq(ds_vae_load(vp, &v), DS_OK);
+    ds_idx im;
+    ck_assert_int_eq(ds_idx_read(imgs, 0, 2000, &im), DS_OK);
+    const int m = 40;
+    double *zm = malloc(sizeof(double) * m * 20), *xm = malloc(sizeof(double) * m * 784);
+    ds_rng_normal_d(r, 2, 0, 0, m * 20, zm);
+    for (int i = 0; i < m * 20; i++) zm[i] *= 1.0 + 3.0 * (i % 20) / 19.0; /* 1 to 4 standard deviations */
+    for (int k = 0; k < m; k++)
+        for (int j = 0; j < 784; j++) xm[k * 784 + j] = im.data[(size_t)(k * 37) * 784 + j] / 255.0;
+    float_matches_double(v, m, zm, xm, 5e-7, 2e-5, &clamped);
+    printf("float decoder: %d of %d MNIST rows had a clamped pixel\n", clamped, m);
+    ck_assert(clamped >= 1);
+    free(zm);
+    free(xm);
+    ds_idx_free(&im);
+    ds_vae_destroy(&v);
+}
+END_TEST
+
 START_TEST(file_round_trip_and_refusals)
 {
     ds_vae *v = small_vae();
@@ -436,6 +531,7 @@ int main(void)
     tcase_add_test(tc, reference_values_of_the_mnist_vae);
     tcase_add_test(tc, gradient_and_hvp_against_finite_differences);
     tcase_add_test(tc, energy_hvp_matches_the_module_on_the_mnist_vae);
+    tcase_add_test(tc, float_decoder_matches_the_double_module);
     tcase_add_test(tc, file_round_trip_and_refusals);
     tcase_add_test(tc, idx_reader_and_refusals);
     tcase_add_test(tc, mnist_test_images);

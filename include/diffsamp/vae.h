@@ -79,6 +79,24 @@ void ds_vae_log_posterior(const ds_vae *v, ds_vae_work *w, int n, const double *
 void ds_vae_posterior_hvp(const ds_vae *v, ds_vae_work *w, int n, const double *z, const double *x,
                           const double *dz, double *hv);
 
+/* The decoder in float with its scratch (vae_float.c): log R(z; x) and its
+ * z-gradient for the sampler's hot loops, in float like the reference's
+ * torch code. The products are sgemm, the pixel pass is vectorised in the
+ * logit (one exp and one log per pixel), each row's sum is kept in double.
+ * Agrees with the double path to float rounding: |log R| of hundreds to
+ * about 1e-4, the gradient to about 1e-5 relative (tests/test_vae.c); a
+ * pixel within rounding of the clamp may fall on the other side of it. */
+typedef struct ds_vae_f {
+    int x_dim, hidden, z_dim, cap;
+    float *w3, *b3, *w4, *b4;   /* fc3 (hidden, z_dim), fc4 (x_dim, hidden), PyTorch's layout */
+    float *h3, *a4, *ga, *gh, *gz; /* cap rows of scratch */
+} ds_vae_f;
+ds_status ds_vae_f_create(const ds_vae *v, int cap, ds_vae_f **out);
+void ds_vae_f_destroy(ds_vae_f **f);
+/* n rows of z (n, z_dim), images x (n, x_dim): log_r (n); grad (n, z_dim)
+ * when not NULL; f->cap rows at a time, no allocation. */
+void ds_vae_log_posterior_f(ds_vae_f *f, int n, const float *z, const float *x, float *log_r, float *grad);
+
 /* ---- training (vae_train.c) -------------------------------------------------
  * The loss of gfn-diffusion's vae/energies/vae.py: for a batch of images x
  * (m, x_dim) and standard normals eps (m, z_dim),
