@@ -20,9 +20,6 @@
 #ifndef DS_VERSION
 #define DS_VERSION "unknown"
 #endif
-#ifndef DS_GIT_VERSION
-#define DS_GIT_VERSION "unknown"
-#endif
 
 /* ---- small utilities ------------------------------------------------------- */
 
@@ -405,7 +402,9 @@ ds_status ds_h5_write_root_attrs(hid_t file, const char *format, const ds_h5_hea
     DS_TRY(ds_h5_attr_write_str(file, "format", format));
     DS_TRY(ds_h5_attr_write_scalar(file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version));
     DS_TRY(ds_h5_attr_write_str(file, "config", h->config));
-    DS_TRY(ds_h5_attr_write_str(file, "code_version", "diffsamp " DS_VERSION " (" DS_GIT_VERSION ")"));
+    char code_version[256];
+    snprintf(code_version, sizeof code_version, "diffsamp %s (%s)", DS_VERSION, ds_git_version());
+    DS_TRY(ds_h5_attr_write_str(file, "code_version", code_version));
     DS_TRY(ds_h5_attr_write_str(file, "library_versions", h->libs));
     DS_TRY(ds_h5_attr_write_str(file, "precision", DS_REAL_NAME));
     DS_TRY(ds_h5_attr_write_str(file, "energy", h->energy));

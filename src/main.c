@@ -191,7 +191,7 @@ static void print_version(void)
     if (MPI_Get_library_version(mpi, &len) != MPI_SUCCESS) snprintf(mpi, sizeof mpi, "unknown");
     char *nl = strchr(mpi, '\n');
     if (nl) *nl = '\0';
-    printf("diffsamp %s (%s)\n", DS_VERSION, DS_GIT_VERSION);
+    printf("diffsamp %s (%s)\n", DS_VERSION, ds_git_version());
     printf("  numbers %s, energy ABI version %d\n", DS_REAL_NAME, DS_ENERGY_ABI_VERSION);
     printf("  MPI: %s\n", mpi);
     printf("  BLAS: %s\n", ds_blas_describe());

@@ -119,6 +119,11 @@ void ds_fp_defaults(void);
 /* "flushed to zero ..." or "kept ...", for --version and the start line. */
 const char *ds_fp_describe(void);
 
+/* `git describe --always --dirty --tags` of the source tree when the library
+ * was built ("unknown" outside a git checkout): --version and every HDF5
+ * file's code_version attribute. */
+const char *ds_git_version(void);
+
 /* Seconds since an arbitrary origin (monotonic). */
 double ds_wtime(void);
 
