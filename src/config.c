@@ -195,6 +195,10 @@ static const key_def keys[] = {
         "variance of the Gaussian the chains start from"),
     INT("searcher.smc_levels", searcher_smc_levels, "0", 0, 1e6,
         "start the chains from an SMC run with this many levels (0: from the Gaussian)"),
+    BOOL("searcher.own_buffer", searcher_own_buffer, "false",
+         "the searcher's states go to a buffer of their own, the one backward iterations draw from (SGDS: the "
+         "learner's on-policy samples are not replayed); false: into the replay buffer with them (the local-search "
+         "buffer when local search is on, either way)"),
     LONG("searcher.reinit_every", searcher_reinit_every, "0", 0, LMAX,
          "iterations between re-initialisations of the learner (network and Adam; log Z and buffers kept); 0 = never"),
 

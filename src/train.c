@@ -131,7 +131,7 @@ ds_status ds_trainer_create(const ds_settings *s, MPI_Comm comm, ds_trainer **ou
         const int bw = t->cond ? d + 1 : d;  /* conditional: rows [z, image index] (train_cond.c) */
         DS_TRY_GOTO(rc, ds_buffer_create(cap, bw, s->replay_priority, s->replay_beta, s->replay_rank_weight, &t->buf),
                     fail);
-        if (s->ls_enabled)
+        if (ds_settings_search_buffer(s))
             DS_TRY_GOTO(rc, ds_buffer_create(cap, bw, s->replay_priority, s->replay_beta, s->replay_rank_weight,
                                              &t->buf_ls), fail);
         t->bx = ds_calloc((size_t)t->B * bw, sizeof(ds_real));
@@ -235,6 +235,11 @@ const char *ds_trainer_notes(const ds_trainer *t)
 int ds_trainer_is_searcher_iteration(const ds_settings *s, long it)
 {
     return s->searcher_enabled && it % 2 == 1 && ((it - 1) / 2) % s->searcher_every == 0;
+}
+
+int ds_settings_search_buffer(const ds_settings *s)
+{
+    return s->ls_enabled || (s->searcher_enabled && s->searcher_own_buffer);
 }
 
 int ds_trainer_is_reinit_iteration(const ds_settings *s, long it)

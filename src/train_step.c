@@ -183,7 +183,8 @@ static ds_status step_impl(ds_trainer *t, double *loss)
             /* the searcher's chains move on and feed the buffer training draws from */
             const int prev = ds_energy_set_purpose(t->energy, DS_ECALL_LS);
             const ds_status rc =
-                ds_searcher_round(t->searcher, (uint64_t)it, s->ls_enabled ? t->buf_ls : t->buf, &t->last_search);
+                ds_searcher_round(t->searcher, (uint64_t)it, ds_settings_search_buffer(s) ? t->buf_ls : t->buf,
+                                  &t->last_search);
             ds_energy_set_purpose(t->energy, prev);
             DS_TRY(rc);
         }
@@ -200,10 +201,10 @@ static ds_status step_impl(ds_trainer *t, double *loss)
             t->ls_rounds++;
             if (t->size > 1 && s->exchange_every == 0) DS_TRY(exchange(t, it));
         }
-        ds_buffer *src = s->ls_enabled ? t->buf_ls : t->buf;
+        ds_buffer *src = ds_settings_search_buffer(s) ? t->buf_ls : t->buf;
         DS_CHECK(ds_buffer_size(src) > 0, DS_ERR_INVALID,
                  "the %s buffer is empty at iteration %ld (local search added nothing: check local_search.burn_in < "
-                 "local_search.max_iter and the step size)", s->ls_enabled ? "local-search" : "replay", it);
+                 "local_search.max_iter and the step size)", s->ls_enabled ? "local-search" : src == t->buf_ls ? "searcher" : "replay", it);
         DS_TRY(ds_buffer_sample(src, ds_rng_make(s->seed, DS_RNG_BUFFER), (uint64_t)it, (uint64_t)t->first, B, t->bx,
                                 t->blr));
         DS_TRY(ds_sim_backward(&t->sim, &t->tr, B, t->bx, t->blr, ds_rng_make(s->seed, DS_RNG_BACKWARD), (uint64_t)it,

@@ -110,6 +110,24 @@ for run in ("smc1", "smc2"):
     # SMC: 37 particles x (10 levels x 2 MALA moves + 1); then 3 rounds (before iterations 1, 5, 9) of 37 x 7
     assert float(r["energy_values_ls"]) == 37 * 21 + 3 * 37 * 7, r["energy_values_ls"]
 PY'
+# searcher.own_buffer: the chains' states in a buffer of their own, the one backward iterations draw
+# from; the on-policy samples stay in the replay buffer, unreplayed; resume exact
+"$exe" train "${args[@]}" --set searcher.own_buffer=true --set train.iterations=30 --out "$tmp/ownA" --resume never > "$tmp/ownA.log" 2>&1; rc1=$?
+"$exe" train "${args[@]}" --set searcher.own_buffer=true --set train.iterations=10 --out "$tmp/ownB" --resume never > /dev/null 2>&1; rc2=$?
+"$exe" train "${args[@]}" --set searcher.own_buffer=true --set train.iterations=30 --out "$tmp/ownB" > /dev/null 2>&1; rc3=$?
+check "searcher.own_buffer: 8 rounds x 37 chains x keep 2 in the searcher buffer, 15 x 24 on-policy in the other; resume exact" '[ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ $rc3 -eq 0 ] && /usr/bin/python3 - "$tmp" <<PY
+import csv, sys, h5py, numpy as np
+t = sys.argv[1]
+r = list(csv.DictReader(open(t + "/ownA/metrics.csv")))[-1]
+assert int(float(r["buffer_ls_size"])) == 8 * 37 * 2 and int(float(r["buffer_size"])) == 15 * 24, (r["buffer_ls_size"], r["buffer_size"])
+a, b = h5py.File(t + "/ownA/checkpoint.h5", "r"), h5py.File(t + "/ownB/checkpoint.h5", "r")
+for n in ("/model/params", "/replay/buffer_ls/x", "/replay/buffer_ls/log_r", "/replay/buffer/x", "/searcher/x"):
+    assert np.array_equal(a[n][()], b[n][()]), n
+# training differs from the shared buffer (the same chains, other replayed states)
+c = h5py.File(t + "/full/checkpoint.h5", "r")
+assert np.array_equal(a["/searcher/x"][()], c["/searcher/x"][()])
+assert not np.array_equal(a["/model/params"][()], c["/model/params"][()])
+PY'
 lsargs=(--set energy.name=many_well --set energy.dim=8 --set sampler.t_scale=1 --set sampler.T=8
         --set train.batch_size=24 --set train.seed=5 --set exploration.factor=0.1 --set eval.every=10
         --set eval.samples=60 --set eval.ground_truth_samples=0 --set output.checkpoint_every=1000

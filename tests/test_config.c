@@ -33,7 +33,7 @@
     X(cond_eval_first) X(cond_eval_count) X(cond_repeats) X(cond_eval_repeats) X(cond_layers)         \
     X(ls_store_states) X(ls_carry_step) X(searcher_enabled)                                           \
     X(searcher_chains) X(searcher_every) X(searcher_steps) X(searcher_keep) X(searcher_step)   \
-    X(searcher_target_acceptance) X(searcher_init_var) X(searcher_reinit_every) X(searcher_smc_levels) \
+    X(searcher_target_acceptance) X(searcher_init_var) X(searcher_reinit_every) X(searcher_smc_levels) X(searcher_own_buffer) \
     X(vae_subset) X(vae_epochs) X(vae_batch) X(vae_lr) X(vae_hidden) X(vae_latent) X(vae_seed)
 #define DS_STRING_FIELDS(X) X(energy_name) X(out_dir) X(cond_images) X(vae_train_images) X(vae_test_images)
 
@@ -211,7 +211,7 @@ static const char *full_yaml =
     "  store_states: true\n"
     "  carry_step: true\n"
     "searcher: {enabled: true, chains: 64, every: 3, steps: 20, keep: 4, ld_step: 0.02, target_acceptance: 0.5,\n"
-    "           init_var: 2.5, reinit_every: 700, smc_levels: 30}\n"
+    "           init_var: 2.5, reinit_every: 700, smc_levels: 30, own_buffer: true}\n"
     "replay:\n"
     "  capacity: 1000\n"
     "  priority: reward\n"

@@ -105,6 +105,7 @@ typedef struct ds_settings {
     double searcher_init_var;      /* searcher.init_var */
     int searcher_smc_levels;       /* searcher.smc_levels: 0 = Gaussian start */
     long searcher_reinit_every;    /* searcher.reinit_every: 0 = never */
+    int searcher_own_buffer;       /* searcher.own_buffer: its states in a buffer of their own (t->buf_ls) */
 
     /* replay buffer */
     long replay_capacity;          /* replay.capacity */

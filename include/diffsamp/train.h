@@ -91,6 +91,9 @@ int ds_trainer_is_local_search_iteration(const ds_settings *s, long it);
  * it % searcher.reinit_every == 0 (reinit_every > 0). */
 int ds_trainer_is_searcher_iteration(const ds_settings *s, long it);
 int ds_trainer_is_reinit_iteration(const ds_settings *s, long it);
+/* Whether the trainer keeps a second buffer, the one backward iterations
+ * draw from: local search's, or the searcher's own (searcher.own_buffer). */
+int ds_settings_search_buffer(const ds_settings *s);
 
 /* The exploration standard deviation at iteration it (0 when off). */
 double ds_exploration_std(const ds_settings *s, long it);
