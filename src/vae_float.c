@@ -11,11 +11,15 @@
  * no gradient, as torch.clamp does. The pixel pass runs on 16 lanes
  * (gelu_lanes.h's exp; log by 2 atanh((m - 1)/(m + 1)) on m in
  * [1/sqrt 2, sqrt 2], a series whose truncation is below 1e-9), and each
- * row's sum is kept in double. The products are sgemm. */
+ * row's sum is kept in double. The products run through smm.c's kernel
+ * where it applies (the float build with FMA; widths that are multiples of
+ * 16: every product but the last, to the latent), the ReLU mask fused into
+ * the backward product; sgemm otherwise. */
 #include "diffsamp/vae.h"
 #include "fp_contract.h"
 
 #include "diffsamp/blas.h"
+#include "smm.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -33,8 +37,8 @@ ds_status ds_vae_f_create(const ds_vae *v, int cap, ds_vae_f **out)
     f->z_dim = v->z_dim;
     f->cap = cap;
     const size_t c = (size_t)cap, X = (size_t)v->x_dim, H = (size_t)v->hidden, Z = (size_t)v->z_dim;
-    float **views[] = {&f->w3, &f->b3, &f->w4, &f->b4, &f->h3, &f->a4, &f->ga, &f->gh, &f->gz};
-    const size_t sizes[] = {H * Z, H, X * H, X, c * H, c * X, c * X, c * H, c * Z};
+    float **views[] = {&f->w3, &f->b3, &f->w4, &f->b4, &f->w3t, &f->w4t, &f->h3, &f->mask, &f->a4, &f->ga, &f->gh, &f->gz};
+    const size_t sizes[] = {H * Z, H, X * H, X, Z * H, H * X, c * H, c * H, c * X, c * X, c * H, c * Z};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *views[i] = ds_calloc(sizes[i], sizeof(float));
         if (!*views[i]) {
@@ -45,6 +49,11 @@ ds_status ds_vae_f_create(const ds_vae *v, int cap, ds_vae_f **out)
     const int from[] = {DS_VAE_FC3_W, DS_VAE_FC3_B, DS_VAE_FC4_W, DS_VAE_FC4_B};
     for (int t = 0; t < 4; t++)
         for (size_t i = 0; i < sizes[t]; i++) (*views[t])[i] = (float)ds_vae_param(v, from[t])[i];
+    /* the forward products' right-hand sides for smm: W^T, row-major */
+    for (size_t o = 0; o < H; o++)
+        for (size_t i = 0; i < Z; i++) f->w3t[i * H + o] = f->w3[o * Z + i];
+    for (size_t o = 0; o < X; o++)
+        for (size_t i = 0; i < H; i++) f->w4t[i * X + o] = f->w4[o * H + i];
     *out = f;
     return DS_OK;
 }
@@ -53,7 +62,7 @@ void ds_vae_f_destroy(ds_vae_f **fp)
 {
     if (!fp || !*fp) return;
     ds_vae_f *f = *fp;
-    float *views[] = {f->w3, f->b3, f->w4, f->b4, f->h3, f->a4, f->ga, f->gh, f->gz};
+    float *views[] = {f->w3, f->b3, f->w4, f->b4, f->w3t, f->w4t, f->h3, f->mask, f->a4, f->ga, f->gh, f->gz};
     for (size_t i = 0; i < sizeof views / sizeof views[0]; i++) ds_free(views[i]);
     free(f);
     *fp = NULL;
@@ -142,9 +151,13 @@ static double row_pass(const float *a, const float *x, float *g, int X, const cl
     return s;
 }
 
-static void relu_inplace(float *h, size_t n)
+/* h = relu(h), mask = relu'(h) (1 or 0) */
+static void relu_inplace(float *h, float *mask, size_t n)
 {
-    for (size_t i = 0; i < n; i++) h[i] = h[i] > 0 ? h[i] : 0;
+    for (size_t i = 0; i < n; i++) {
+        mask[i] = h[i] > 0 ? 1.0f : 0.0f;
+        h[i] = h[i] > 0 ? h[i] : 0;
+    }
 }
 DS_FP_CONTRACT_END
 
@@ -156,13 +169,23 @@ void ds_vae_log_posterior_f(ds_vae_f *f, int n, const float *z, const float *x, 
         const int m = n - k0 < f->cap ? n - k0 : f->cap;
         const float *zb = z + (size_t)k0 * Z, *xb = x + (size_t)k0 * X;
         /* h3 = relu(z W3^T + b3), a4 = h3 W4^T + b4 */
-        for (int r = 0; r < m; r++) memcpy(f->h3 + (size_t)r * H, f->b3, sizeof(float) * (size_t)H);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, H, Z, 1.0f, zb, Z, f->w3, Z, 1.0f, f->h3, H);
-        ds_blas_done();
-        relu_inplace(f->h3, (size_t)m * H);
-        for (int r = 0; r < m; r++) memcpy(f->a4 + (size_t)r * X, f->b4, sizeof(float) * (size_t)X);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, X, H, 1.0f, f->h3, H, f->w4, H, 1.0f, f->a4, X);
-        ds_blas_done();
+        if (ds_smm_ok(H, Z)) {
+            const ds_smm_epilogue e = {.mode = DS_SMM_SET, .bias = f->b3};
+            ds_smm(m, H, Z, zb, Z, 1, f->w3t, H, f->h3, H, &e);
+        } else {
+            for (int r = 0; r < m; r++) memcpy(f->h3 + (size_t)r * H, f->b3, sizeof(float) * (size_t)H);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, H, Z, 1.0f, zb, Z, f->w3, Z, 1.0f, f->h3, H);
+            ds_blas_done();
+        }
+        relu_inplace(f->h3, f->mask, (size_t)m * H);
+        if (ds_smm_ok(X, H)) {
+            const ds_smm_epilogue e = {.mode = DS_SMM_SET, .bias = f->b4};
+            ds_smm(m, X, H, f->h3, H, 1, f->w4t, X, f->a4, X, &e);
+        } else {
+            for (int r = 0; r < m; r++) memcpy(f->a4 + (size_t)r * X, f->b4, sizeof(float) * (size_t)X);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, X, H, 1.0f, f->h3, H, f->w4, H, 1.0f, f->a4, X);
+            ds_blas_done();
+        }
         for (int r = 0; r < m; r++) {
             const float *zr = zb + (size_t)r * Z;
             double prior = 0;
@@ -172,10 +195,14 @@ void ds_vae_log_posterior_f(ds_vae_f *f, int n, const float *z, const float *x, 
         }
         if (!grad) continue;
         /* grad = W3^T (relu' . (W4^T ga)) - z */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, H, X, 1.0f, f->ga, X, f->w4, H, 0.0f, f->gh, H);
-        ds_blas_done();
-        for (size_t i = 0; i < (size_t)m * H; i++)
-            if (!(f->h3[i] > 0)) f->gh[i] = 0;
+        if (ds_smm_ok(H, X)) {
+            const ds_smm_epilogue e = {.mode = DS_SMM_MUL, .mul = f->mask};
+            ds_smm(m, H, X, f->ga, X, 1, f->w4, H, f->gh, H, &e);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, H, X, 1.0f, f->ga, X, f->w4, H, 0.0f, f->gh, H);
+            ds_blas_done();
+            for (size_t i = 0; i < (size_t)m * H; i++) f->gh[i] *= f->mask[i];
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, Z, H, 1.0f, f->gh, H, f->w3, Z, 0.0f, f->gz, Z);
         ds_blas_done();
         for (size_t i = 0; i < (size_t)m * Z; i++) grad[(size_t)k0 * Z + i] = f->gz[i] - zb[i];

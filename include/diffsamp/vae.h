@@ -81,15 +81,17 @@ void ds_vae_posterior_hvp(const ds_vae *v, ds_vae_work *w, int n, const double *
 
 /* The decoder in float with its scratch (vae_float.c): log R(z; x) and its
  * z-gradient for the sampler's hot loops, in float like the reference's
- * torch code. The products are sgemm, the pixel pass is vectorised in the
- * logit (one exp and one log per pixel), each row's sum is kept in double.
- * Agrees with the double path to float rounding: |log R| of hundreds to
- * about 1e-4, the gradient to about 1e-5 relative (tests/test_vae.c); a
+ * torch code. The products run through smm.c's kernel (sgemm where it does
+ * not apply), the pixel pass is vectorised in the logit (one exp and one log
+ * per pixel), each row's sum is kept in double.
+ * Agrees with the double path to float rounding: log R to about 1e-7
+ * relative, the gradient to about 1e-6 (tests/test_vae.c); a
  * pixel within rounding of the clamp may fall on the other side of it. */
 typedef struct ds_vae_f {
     int x_dim, hidden, z_dim, cap;
     float *w3, *b3, *w4, *b4;   /* fc3 (hidden, z_dim), fc4 (x_dim, hidden), PyTorch's layout */
-    float *h3, *a4, *ga, *gh, *gz; /* cap rows of scratch */
+    float *w3t, *w4t;           /* their transposes (z_dim, hidden), (hidden, x_dim) */
+    float *h3, *mask, *a4, *ga, *gh, *gz; /* cap rows of scratch (mask: relu' of the hidden layer) */
 } ds_vae_f;
 ds_status ds_vae_f_create(const ds_vae *v, int cap, ds_vae_f **out);
 void ds_vae_f_destroy(ds_vae_f **f);
