@@ -156,7 +156,7 @@ static ds_status finish(ds_trainer *t, ds_eval_result *r)
     if (t->size > 1) DS_MPI(MPI_Allreduce(MPI_IN_PLACE, sizes, 2, MPI_LONG, MPI_SUM, t->comm));
     r->buffer_size = sizes[0];
     r->buffer_ls_size = sizes[1];
-    r->seconds = ds_wtime() - t->t_start;
+    r->seconds = ds_trainer_elapsed(t);
     return DS_OK;
 }
 

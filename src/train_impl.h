@@ -46,6 +46,7 @@ struct ds_trainer {
     ds_real *gt_x;                /* (n_gt, d) */
     double *gt_lw;                /* (n_gt * paths) */
     double t_start;
+    double seconds_before;        /* wall time of the run's earlier processes (from the checkpoint; 0 when fresh) */
     /* both-ways training and local search (Sendera et al. 2024, section 4) */
     int both_ways;
     ds_buffer *buf;               /* terminal states of forward iterations */
@@ -81,6 +82,9 @@ void ds_trainer_split(long total, int rank, int size, int *n, long *first);
  * grad and hvp counts, DS_ECALL_NPURPOSE each, in that order. */
 #define DS_NCALLS (3 * DS_ECALL_NPURPOSE)
 ds_status ds_trainer_energy_calls(ds_trainer *t, double v[DS_NCALLS]);
+/* Wall time of the run so far in seconds: this process's, plus that of the
+ * processes before it (the checkpoint's /state/run "seconds"). */
+static inline double ds_trainer_elapsed(const ds_trainer *t) { return t->seconds_before + (ds_wtime() - t->t_start); }
 
 /* The file metadata of this run (energy, dim, the effective config as YAML in
  * *yaml, which the caller frees). */

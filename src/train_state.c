@@ -24,7 +24,7 @@ typedef struct run_field {
     double fallback;
 } run_field;
 
-enum { NRUN = 5 };
+enum { NRUN = 6 };
 
 static void run_fields(ds_trainer *t, run_field f[NRUN])
 {
@@ -34,6 +34,8 @@ static void run_fields(ds_trainer *t, run_field f[NRUN])
         {"ls_acceptance", &t->last_ls.acceptance, NULL, NAN},
         {"ls_rounds", NULL, &t->ls_rounds, 0},
         {"exchanged", NULL, &t->exchanged, 0},
+        /* written as the run's wall time so far (ds_trainer_elapsed), read back as that of the earlier processes */
+        {"seconds", &t->seconds_before, NULL, 0},
     };
     memcpy(f, table, sizeof table);
 }
@@ -65,6 +67,7 @@ static ds_status state_write(ds_trainer *t, ds_ckpt_file *f)
     for (int k = 0; k < NRUN; k++) {
         names[k] = rf[k].name;
         vals[k] = rf[k].real ? *rf[k].real : (double)*rf[k].count;
+        if (rf[k].real == &t->seconds_before) vals[k] = ds_trainer_elapsed(t);
     }
     DS_TRY(ds_ckpt_write_table(f, "/state/run", NRUN, names, 1, vals,
                                "Further run state (loss accumulators, local-search statistics); names in columns."));

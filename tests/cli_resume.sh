@@ -48,6 +48,17 @@ for np_ in 1 2; do
         'same "$tmp/full$np_/checkpoint.h5" "$tmp/part$np_/checkpoint.h5" "$tmp/full$np_/metrics.csv" "$tmp/part$np_/metrics.csv"'
 done
 
+# the wall time goes on across the resume: the resumed process starts from the checkpoint's
+check "np 1: the seconds column continues across the resume (checkpoint /state/run seconds)" '/usr/bin/python3 - "$tmp" <<PY
+import csv, sys, h5py
+t = sys.argv[1]
+rows = {r["iteration"]: float(r["seconds"]) for r in csv.DictReader(open(t + "/part1/metrics.csv"))}
+assert rows["20"] < rows["40"] < rows["60"], rows
+d = h5py.File(t + "/part1/checkpoint.h5", "r")["/state/run"]
+cols = [c.decode() if isinstance(c, bytes) else c for c in d.attrs["columns"]]
+assert d[()][0][cols.index("seconds")] >= rows["60"], (d[()], rows)
+PY'
+
 # on-policy (PIS + LP, DDS): the same bitwise resume, with no buffers
 onp=(--set sampler.T=8 --set train.batch_size=24 --set eval.every=10 --set output.checkpoint_every=10
      --set eval.samples=50 --set eval.ground_truth_samples=10 --set local_search.enabled=false
