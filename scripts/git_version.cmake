@@ -8,6 +8,9 @@ execute_process(COMMAND git describe --always --dirty --tags
 if(NOT V)
   set(V "unknown")
 endif()
+# a C string literal: backslashes and quotes escaped
+string(REPLACE "\\" "\\\\" V "${V}")
+string(REPLACE "\"" "\\\"" V "${V}")
 set(text "/* Generated at build time by scripts/git_version.cmake; do not edit. */\n#include \"diffsamp/core.h\"\nconst char *ds_git_version(void) { return \"${V}\"; }\n")
 set(old "")
 if(EXISTS ${OUT})

@@ -56,7 +56,7 @@ const ds_metrics_column ds_metrics_columns[] = {
     {"ls_acceptance", "LS acceptance", "acceptance rate of the latest local-search round", 0, get_ls_acceptance},
     {"ls_step", "LS step", "its final MALA step size", 0, get_ls_step},
     {"buffer_size", "replay entries", "replay-buffer entries over all ranks", 1, get_buffer_size},
-    {"buffer_ls_size", "local-search entries", "local-search buffer entries over all ranks", 1, get_buffer_ls_size},
+    {"buffer_ls_size", "local-search entries", "local-search (or the searcher's own) buffer entries over all ranks", 1, get_buffer_ls_size},
     {"seconds", NULL, "wall time of the run so far, continued across resumes", 0, get_seconds},
     /* energy evaluations so far (all ranks, resumed runs continue the count): points at which log R was
      * evaluated, and of those with its gradient, by what they were for */

@@ -98,6 +98,9 @@ void ds_cond_image_metrics(const double *lw, int n_img, int K, double *sum_elbo,
 ds_status ds_cond_setup(ds_trainer *t)
 {
     const ds_settings *s = &t->s;
+    DS_CHECK(!s->searcher_enabled, DS_ERR_CONFIG,
+             "searcher.enabled is not available for conditional energies (%s: its chains would need an image each); "
+             "use local_search.enabled for a conditional target", t->energy->vt->name);
     struct ds_cond_state *q = calloc(1, sizeof *q);
     DS_ALLOC_CHECK(q);
     t->cond = q;

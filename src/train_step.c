@@ -203,8 +203,13 @@ static ds_status step_impl(ds_trainer *t, double *loss)
         }
         ds_buffer *src = ds_settings_search_buffer(s) ? t->buf_ls : t->buf;
         DS_CHECK(ds_buffer_size(src) > 0, DS_ERR_INVALID,
-                 "the %s buffer is empty at iteration %ld (local search added nothing: check local_search.burn_in < "
-                 "local_search.max_iter and the step size)", s->ls_enabled ? "local-search" : src == t->buf_ls ? "searcher" : "replay", it);
+                 "the %s buffer is empty at iteration %ld (%s)",
+                 s->ls_enabled ? "local-search" : src == t->buf_ls ? "searcher" : "replay", it,
+                 s->ls_enabled ? "local search added nothing: check local_search.burn_in < local_search.max_iter and "
+                                 "the step size"
+                 : src == t->buf_ls ? "no searcher round has run since the buffer was emptied: a run resumed with "
+                                      "searcher.own_buffer turned on starts it empty; check searcher.every"
+                                    : "no forward iteration has filled it");
         DS_TRY(ds_buffer_sample(src, ds_rng_make(s->seed, DS_RNG_BUFFER), (uint64_t)it, (uint64_t)t->first, B, t->bx,
                                 t->blr));
         DS_TRY(ds_sim_backward(&t->sim, &t->tr, B, t->bx, t->blr, ds_rng_make(s->seed, DS_RNG_BACKWARD), (uint64_t)it,

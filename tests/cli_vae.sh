@@ -35,6 +35,9 @@ YAML
 check "a conditional run ends" '[ $rc -eq 0 ]'
 check "its closing line names the per-image and cross-image numbers" \
     'grep -q "3 per image of 5 evaluation images; over images: mean ELBO .*mean IS log p(x) .*(the reference.s \"RW\")" "$tmp/out"'
+"$exe" train "$tmp/vae.yaml" --set searcher.enabled=true --out "$tmp/srch" --resume never >"$tmp/srch.out" 2>&1; rc=$?
+check "the searcher with a conditional energy is refused (exit 2), saying why" \
+    '[ $rc -eq 2 ] && grep -q "searcher.enabled is not available for conditional energies" "$tmp/srch.out"'
 layout=$($py - "$tmp/a/samples.h5" <<'PY'
 import sys, h5py, numpy as np
 f = h5py.File(sys.argv[1])

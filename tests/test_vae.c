@@ -258,6 +258,17 @@ START_TEST(float_decoder_matches_the_double_module)
     float_matches_double(v, n, z, x, 5e-7, 2e-5, &clamped);
     ck_assert_msg(clamped >= 5, "only %d rows had a clamped pixel", clamped);
     ds_vae_destroy(&v);
+    /* widths that are multiples of 16 (hidden 48, 64 pixels): the float build's own product kernel with its
+     * bias and ReLU-mask epilogues, with no file needed */
+    ck_assert_int_eq(ds_vae_create(64, 48, 3, &v), DS_OK);
+    ds_vae_init(v, 12);
+    for (size_t i = 0; i < v->n; i++) v->theta[i] *= 8.0;
+    double z2[23 * 3], x2[23 * 64];
+    ds_rng_normal_d(r, 3, 0, 0, n * 3, z2);
+    ds_rng_uniform_d(r, 4, 0, 0, n * 64, x2);
+    float_matches_double(v, n, z2, x2, 5e-7, 2e-5, &clamped);
+    ck_assert_msg(clamped >= 5, "only %d rows had a clamped pixel", clamped);
+    ds_vae_destroy(&v);
 
     const char *path = ds_test_shared_file(VAE_FILE); /* a static buffer: copied */
     if (!path) return;
@@ -281,6 +292,64 @@ START_TEST(float_decoder_matches_the_double_module)
     free(xm);
     ds_idx_free(&im);
     ds_vae_destroy(&v);
+}
+END_TEST
+
+/* The vae energy as the program calls it (130 rows: two of its blocks) in
+ * float and with energy.double: true, against the double module. */
+START_TEST(energy_float_and_double_paths_agree)
+{
+    const char *path = ds_test_shared_file(VAE_FILE);
+    if (!path) return;
+    char vp[1024];
+    snprintf(vp, sizeof vp, "%s", path);
+    ds_vae *v = NULL;
+    ck_assert_int_eq(ds_vae_load(vp, &v), DS_OK);
+    ds_vae_work *w = NULL;
+    ck_assert_int_eq(ds_vae_work_create(v, 64, &w), DS_OK);
+    const int n = 130;
+    ds_real *z = calloc((size_t)n * 20, sizeof *z), *x = calloc((size_t)n * 784, sizeof *x),
+            *lr = calloc((size_t)n, sizeof *lr), *g = calloc((size_t)n * 20, sizeof *g);
+    double *zd = malloc(sizeof(double) * n * 20), *xd = malloc(sizeof(double) * n * 784),
+           *lrd = malloc(sizeof(double) * n), *gd = malloc(sizeof(double) * n * 20);
+    ds_rng r = ds_rng_make(6, DS_RNG_EVAL);
+    ds_rng_normal(r, 0, 0, 0, n * 20, z);
+    double *u = malloc(sizeof(double) * (size_t)n * 784);
+    ds_rng_uniform_d(r, 1, 0, 0, n * 784, u);
+    for (int i = 0; i < n * 784; i++) x[i] = (ds_real)(u[i] < 0.8 ? 0.0 : u[i]);
+    for (int i = 0; i < n * 20; i++) zd[i] = (double)z[i];
+    for (int i = 0; i < n * 784; i++) xd[i] = (double)x[i];
+    ds_vae_log_posterior(v, w, n, zd, xd, lrd, gd);
+    for (int dbl = 0; dbl < 2; dbl++) {
+        ds_energy_args a = {0};
+        a.count = 2;
+        snprintf(a.v[0].key, sizeof a.v[0].key, "file");
+        snprintf(a.v[0].text, sizeof a.v[0].text, "%s", vp);
+        snprintf(a.v[1].key, sizeof a.v[1].key, "double");
+        a.v[1].num = dbl;
+        ds_energy *e = NULL;
+        ck_assert_int_eq(ds_energy_create("vae", 20, &a, &e), DS_OK);
+        ck_assert_int_eq(ds_energy_log_reward_cond(e, n, z, x, lr, g), DS_OK);
+        /* the double build: the module itself; energy.double in float: the module, rounded to float on the
+         * way out; the float path: float arithmetic */
+        const int is_double = sizeof(ds_real) == sizeof(double);
+        const double tl = is_double ? 1e-12 : dbl ? 1.2e-7 : 5e-7, tg = is_double ? 1e-10 : dbl ? 1.2e-7 : 2e-5;
+        for (int k = 0; k < n; k++) {
+            ck_assert_msg(fabs((double)lr[k] - lrd[k]) <= tl * (1 + fabs(lrd[k])), "double=%d row %d: %.9g vs %.9g",
+                          dbl, k, (double)lr[k], lrd[k]);
+            double gmax = 0, emax = 0;
+            for (int j = 0; j < 20; j++) {
+                gmax = fmax(gmax, fabs(gd[k * 20 + j]));
+                emax = fmax(emax, fabs((double)g[k * 20 + j] - gd[k * 20 + j]));
+            }
+            ck_assert_msg(emax <= tg * (1 + gmax), "double=%d row %d: gradient off by %g (largest %g)", dbl, k, emax,
+                          gmax);
+        }
+        ds_energy_destroy(&e);
+    }
+    ds_vae_work_destroy(&w);
+    ds_vae_destroy(&v);
+    free(z); free(x); free(lr); free(g); free(zd); free(xd); free(lrd); free(gd); free(u);
 }
 END_TEST
 
@@ -532,6 +601,7 @@ int main(void)
     tcase_add_test(tc, gradient_and_hvp_against_finite_differences);
     tcase_add_test(tc, energy_hvp_matches_the_module_on_the_mnist_vae);
     tcase_add_test(tc, float_decoder_matches_the_double_module);
+    tcase_add_test(tc, energy_float_and_double_paths_agree);
     tcase_add_test(tc, file_round_trip_and_refusals);
     tcase_add_test(tc, idx_reader_and_refusals);
     tcase_add_test(tc, mnist_test_images);
