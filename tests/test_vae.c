@@ -25,17 +25,22 @@
 #define VAE_FILE "data/mnist/vae_bce_mnist_100ep.h5"
 #define MNIST_TEST "data/mnist/t10k-images-idx3-ubyte.gz"
 
-static ds_energy *make_vae(const char *path)
+/* The vae energy of the file at path; in_double sets energy.double. */
+static ds_energy *make_vae_in(const char *path, int in_double)
 {
     ds_energy_args a = {0};
-    a.count = 1;
+    a.count = 2;
     snprintf(a.v[0].key, sizeof a.v[0].key, "file");
     snprintf(a.v[0].text, sizeof a.v[0].text, "%s", path);
+    snprintf(a.v[1].key, sizeof a.v[1].key, "double");
+    a.v[1].num = in_double;
     ds_energy *e = NULL;
     ds_status rc = ds_energy_create("vae", 20, &a, &e);
     ck_assert_msg(rc == DS_OK, "create vae: %s", ds_error_message());
     return e;
 }
+
+static ds_energy *make_vae(const char *path) { return make_vae_in(path, 0); }
 
 /* A small random VAE (x 12, hidden 7, z 3) with biases that put pixels on
  * both sides of the clamp rarely. */
@@ -321,14 +326,7 @@ START_TEST(energy_float_and_double_paths_agree)
     for (int i = 0; i < n * 784; i++) xd[i] = (double)x[i];
     ds_vae_log_posterior(v, w, n, zd, xd, lrd, gd);
     for (int dbl = 0; dbl < 2; dbl++) {
-        ds_energy_args a = {0};
-        a.count = 2;
-        snprintf(a.v[0].key, sizeof a.v[0].key, "file");
-        snprintf(a.v[0].text, sizeof a.v[0].text, "%s", vp);
-        snprintf(a.v[1].key, sizeof a.v[1].key, "double");
-        a.v[1].num = dbl;
-        ds_energy *e = NULL;
-        ck_assert_int_eq(ds_energy_create("vae", 20, &a, &e), DS_OK);
+        ds_energy *e = make_vae_in(vp, dbl);
         ck_assert_int_eq(ds_energy_log_reward_cond(e, n, z, x, lr, g), DS_OK);
         /* the double build: the module itself; energy.double in float: the module, rounded to float on the
          * way out; the float path: float arithmetic */
