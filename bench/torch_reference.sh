@@ -12,7 +12,11 @@
 #
 # Options: --ref DIR (required)  --diffsamp EXE [build/diffsamp]
 #          --python EXE [/usr/bin/python3]  --iters N [30]  --warmup N [5]
-#          --ds-iters N [60]  --cases "a b ..." [all six]  --threads "1 2"
+#          --ds-iters N [60]  --cases "a b ..." [the six unconditional ones]  --threads "1 2"
+#          --vae-iters N [3: timed iterations of the case vae_vargrad_expl_lp, which is
+#            opt-in (--cases vae_vargrad_expl_lp): the paper's VAE posterior row, 3000
+#            trajectories with LP, about 5 s per iteration for diffsamp; it needs the
+#            reference's vae directory beside energy_sampling and ../shared/data/mnist]
 #          --omp-wait-policy P [PASSIVE, or $OMP_WAIT_POLICY; "unset" leaves it unset]
 #          --coretype K [the OpenBLAS kernels diffsamp runs; "default" leaves OPENBLAS_CORETYPE unset]
 # Runs one measurement at a time; read the numbers with the machine's load in mind.
@@ -32,11 +36,12 @@ py=/usr/bin/python3
 iters=30
 warmup=5
 ds_iters=60
+vae_iters=3
 threads="1 2"
 wait_policy=${OMP_WAIT_POLICY:-PASSIVE}
 coretype=""
 cases="25gmm_tb manywell_tb_expl 25gmm_pis manywell_pis 25gmm_pis_lp manywell_pis_lp"
-usage() { sed -n '2,20s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,24s/^# \{0,1\}//p' "$0"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --ref) ref=${2:-}; shift 2 ;;
@@ -45,6 +50,7 @@ while [ $# -gt 0 ]; do
         --iters) iters=${2:-}; shift 2 ;;
         --warmup) warmup=${2:-}; shift 2 ;;
         --ds-iters) ds_iters=${2:-}; shift 2 ;;
+        --vae-iters) vae_iters=${2:-}; shift 2 ;;
         --cases) cases=${2:-}; shift 2 ;;
         --threads) threads=${2:-}; shift 2 ;;
         --omp-wait-policy) wait_policy=${2:-}; shift 2 ;;
@@ -80,8 +86,8 @@ trap 'rm -rf "$tmp"' EXIT
 # A private copy, so a rebuild during the benchmark cannot change the binary under it.
 cp "$exe" "$tmp/diffsamp"
 if [ -z "$coretype" ]; then
-    # "BLAS: OpenBLAS, SkylakeX kernels ..." -> SkylakeX
-    coretype=$("$tmp/diffsamp" --version | sed -n 's/^ *BLAS: OpenBLAS, \([A-Za-z0-9]*\) kernels.*/\1/p')
+    # "BLAS: ... the rest by OpenBLAS, SkylakeX kernels ..." -> SkylakeX (the kernels diffsamp runs)
+    coretype=$("$tmp/diffsamp" --version | sed -n 's/^ *BLAS: .*OpenBLAS, \([A-Za-z0-9]*\) kernels.*/\1/p')
     [ -n "$coretype" ] || coretype=default
 fi
 if [ "$coretype" = default ]; then unset OPENBLAS_CORETYPE; else export OPENBLAS_CORETYPE="$coretype"; fi
@@ -90,8 +96,10 @@ ds_ms() { # case -> diffsamp ms/iteration
     local extra=()
     # The PyTorch case uses a constant exploration std of 0.1 (--exploration_factor 0.1, no --exploration_wd).
     [ "$1" = manywell_tb_expl ] && extra=(--set exploration.factor=0.1 --set exploration.schedule=constant)
+    local n=$ds_iters
+    [ "$1" = vae_vargrad_expl_lp ] && n=$vae_iters
     if ! OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 "$tmp/diffsamp" train "configs/$1.yaml" \
-        --set train.iterations="$ds_iters" --set eval.every=100000 --set eval.samples=10 \
+        --set train.iterations="$n" --set eval.every=100000 --set eval.samples=10 \
         --set eval.ground_truth_samples=0 "${extra[@]}" --out "$tmp/ds_$1" --resume never >"$tmp/ds_$1.log" 2>&1; then
         echo "torch_reference.sh: diffsamp failed on $1:" >&2
         tail -5 "$tmp/ds_$1.log" >&2
@@ -103,9 +111,15 @@ ds_ms() { # case -> diffsamp ms/iteration
 pt_ms() { # case threads -> PyTorch ms/iteration
     local log="$tmp/pt_$1_$2.log"
     if [ "$wait_policy" = unset ]; then unset OMP_WAIT_POLICY; else export OMP_WAIT_POLICY="$wait_policy"; fi
+    local cmd=("$here/torch_reference.py" --ref "$ref" --case "$1" --threads "$2" --iters "$iters"
+               --warmup "$warmup")
+    # The VAE case: the reference's vae/train.py step (bench/torch_reference_vae.py), on the
+    # paper-era uniform time grid, one untimed iteration first, no evaluation.
+    [ "$1" = vae_vargrad_expl_lp ] && cmd=("$here/torch_reference_vae.py" --ref "$(dirname "$ref")/vae"
+                                           --threads "$2" --iters $((vae_iters + 1)) --warmup 1 --eval-at ""
+                                           --discretizer uniform)
     if ! OMP_NUM_THREADS="$2" MKL_NUM_THREADS="$2" OPENBLAS_NUM_THREADS="$2" \
-        "$py" "$here/torch_reference.py" --ref "$ref" --case "$1" --threads "$2" \
-        --iters "$iters" --warmup "$warmup" >"$log" 2>&1; then
+        "$py" "${cmd[@]}" >"$log" 2>&1; then
         echo "torch_reference.sh: the PyTorch reference failed on $1 at $2 threads:" >&2
         tail -5 "$log" >&2
         exit 1
@@ -116,7 +130,7 @@ pt_ms() { # case threads -> PyTorch ms/iteration
 commit=$(git -C "$ref" rev-parse --short HEAD 2>/dev/null || echo unknown)
 branch=$(git -C "$ref" rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
 echo "reference: $ref ($branch $commit), torch $("$py" -c 'import torch; print(torch.__version__)')"
-echo "diffsamp: $exe, 1 process, OPENBLAS_NUM_THREADS=1, $ds_iters iterations; $("$tmp/diffsamp" --version | sed -n 's/^ *BLAS: //p')"
+echo "diffsamp: $exe, 1 process, OPENBLAS_NUM_THREADS=1, $ds_iters iterations ($vae_iters for the VAE case); $("$tmp/diffsamp" --version | sed -n 's/^ *BLAS: //p')"
 echo "both: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 echo "PyTorch: $iters iterations after $warmup warm-up, CPU, OMP_WAIT_POLICY=$wait_policy; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
