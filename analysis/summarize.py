@@ -20,7 +20,11 @@ writes one row per (method, target) with the columns of the paper's
 table1.csv. The published numbers of the same rows are printed under each
 row ("  paper" lines) and added to the CSV: by default from analysis/table1.csv
 (the paper's Table 1, copied from shared/paper/table1.csv), or --paper FILE;
---no-paper leaves them out. Rows (methods) and columns (targets) follow the
+--no-paper leaves them out. VAE runs (energy vae) get the paper's Table 2
+under their ELBO in the estimates table: its log Z-hat column, the mean log
+weight of one sample per test image (analysis/vae_table2.csv, or --paper-vae
+FILE; the CSV then has paper_elbo_mean and paper_elbo_std, empty for other
+targets). Rows (methods) and columns (targets) follow the
 paper's order (25gmm, funnel, manywell; the paper's method order), then
 anything else in the order first seen.
 
@@ -39,6 +43,7 @@ import yaml
 import dsio
 
 PAPER_DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "table1.csv")
+PAPER_VAE_DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vae_table2.csv")
 PAPER_TARGETS = ["25gmm", "funnel", "manywell"]  # the paper's column order
 
 OBJECTIVE_LABEL = {
@@ -162,6 +167,16 @@ def read_paper(path):
     return out
 
 
+def read_paper_vae(path):
+    """{(method, "vae"): {"elbo": (mean, std)}} from vae_table2.csv (the
+    paper's log Z-hat column is the ELBO of diffsamp's metrics)."""
+    out = {}
+    with open(path, "r", newline="") as f:
+        for r in csv.DictReader(line for line in f if not line.startswith("#")):
+            out[(r["method"].strip(), "vae")] = {"elbo": (_num(r.get("log_z_mean")), _num(r.get("log_z_std")))}
+    return out
+
+
 def paper_target(target):
     return dsio.PAPER_TARGET.get(target)
 
@@ -186,7 +201,7 @@ def print_table(groups, methods, tlist, metrics, paper, title):
         if paper is not None:
             pl, any_p = "%-28s" % "  paper", False
             for t in tlist:
-                cell = paper.get((meth, paper_target(t) or "")) if (t, meth) in groups else None
+                cell = paper.get((meth, paper_target(t) or t)) if (t, meth) in groups else None
                 for m in metrics:
                     if cell is not None and m in cell and not math.isnan(cell[m][0]):
                         pl += "%-*s" % (cw, fmt(*cell[m]))
@@ -206,6 +221,8 @@ def main(argv=None):
     p.add_argument("--csv", metavar="OUT.csv", help="also write the table as CSV ('-' = stdout)")
     p.add_argument("--paper", metavar="TABLE1.csv", default=None,
                    help="the paper's numbers (default: analysis/table1.csv)")
+    p.add_argument("--paper-vae", metavar="TABLE2.csv", default=None,
+                   help="the paper's VAE numbers (default: analysis/vae_table2.csv)")
     p.add_argument("--no-paper", action="store_true", help="leave the paper's numbers out")
     p.add_argument("--w2", action="store_true", help="compute W2 from each run's samples.h5 (needs POT)")
     p.add_argument("--w2-n", type=int, default=2000, help="samples per side for --w2 (default 2000)")
@@ -232,6 +249,15 @@ def main(argv=None):
         except (OSError, KeyError) as e:
             print("summarize.py: %s: %s" % (args.paper, e), file=sys.stderr)
             return 1
+    paper_vae = None
+    if args.paper_vae is None and not args.no_paper and os.path.exists(PAPER_VAE_DEFAULT):
+        args.paper_vae = PAPER_VAE_DEFAULT
+    if args.paper_vae and not args.no_paper:
+        try:
+            paper_vae = read_paper_vae(args.paper_vae)
+        except (OSError, KeyError) as e:
+            print("summarize.py: %s: %s" % (args.paper_vae, e), file=sys.stderr)
+            return 1
 
     groups = {}
     for r in runs:
@@ -241,7 +267,7 @@ def main(argv=None):
         g["stats"] = {m: mean_std([r[m] for r in g["runs"]]) for m in ALL_METRICS}
     # The paper's order where it has the row or column, then first-seen order.
     paper_methods = []
-    for meth, _ in (paper or {}):
+    for meth, _ in list(paper or {}) + list(paper_vae or {}):
         if meth not in paper_methods:
             paper_methods.append(meth)
     seen_m, seen_t = [], []
@@ -258,7 +284,7 @@ def main(argv=None):
 
     print_table(groups, methods, tlist, TABLE_METRICS, paper,
                 "Table 1: |log Z - estimate| (ELBO, importance-weighted) and W2; mean ± std over runs")
-    print_table(groups, methods, tlist, EXTRA_METRICS, None, "Estimates: ELBO, log Z (IS), ESS")
+    print_table(groups, methods, tlist, EXTRA_METRICS, paper_vae, "Estimates: ELBO, log Z (IS), ESS")
 
     if args.csv:
         cols = ["method", "target", "energy", "n_runs"]
@@ -266,6 +292,8 @@ def main(argv=None):
             cols += [m + "_mean", m + "_std"]
         if paper is not None:
             cols += ["paper_" + m + "_" + s for m in TABLE_METRICS for s in ("mean", "std")]
+        if paper_vae is not None:
+            cols += ["paper_elbo_mean", "paper_elbo_std"]
         out = sys.stdout if args.csv == "-" else open(args.csv, "w", newline="")
         try:
             w = csv.writer(out, lineterminator="\n")
@@ -284,6 +312,9 @@ def main(argv=None):
                         for m in TABLE_METRICS:
                             pm, ps = cell.get(m, (math.nan, math.nan))
                             row += ["" if math.isnan(pm) else repr(pm), "" if math.isnan(ps) else repr(ps)]
+                    if paper_vae is not None:
+                        pm, ps = paper_vae.get((meth, paper_target(t) or t), {}).get("elbo", (math.nan, math.nan))
+                        row += ["" if math.isnan(pm) else repr(pm), "" if math.isnan(ps) else repr(ps)]
                     w.writerow(row)
         finally:
             if out is not sys.stdout:

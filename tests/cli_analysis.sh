@@ -292,6 +292,27 @@ fi
 check "summarize.py labels gaussian dim 6 'gaussian-d6', dim 4 (the program's default) 'gaussian'" \
     '[ $rc -eq 0 ] && [ "$(col "$tmp/sumg.csv" target | LC_ALL=C sort | tr "\n" "|")" = "gaussian|gaussian-d6|" ]'
 
+# VAE runs: the paper's Table 2 (analysis/vae_table2.csv) under the ELBO of
+# the estimates table, and in the CSV. Two run folders written here (the
+# summary reads only config.yaml and metrics.csv; a real VAE run needs
+# ../shared and minutes): VarGrad + Expl. + LP at two seeds.
+for k in 1 2; do
+    mkdir -p "$tmp/vae$k"
+    printf 'energy:\n  name: vae\nobjective:\n  name: vargrad\nexploration:\n  factor: 0.1\nsampler:\n  langevin: true\ntrain:\n  seed: %s\n' \
+        "$k" > "$tmp/vae$k/config.yaml"
+    printf 'iteration,loss,elbo,log_z_is\n100,1,-140.5,-120.25\n200,1,-13%s.5,-11%s.25\n' "$k" "$k" > "$tmp/vae$k/metrics.csv"
+done
+"$py" "$an/summarize.py" "$tmp/vae1" "$tmp/vae2" --csv "$tmp/sumv.csv" >"$tmp/sumv.txt" 2>>"$tmp/err"; rc=$?
+cat "$tmp/sumv.txt"
+check "summarize.py on VAE runs: the ELBO mean over seeds (-132) and the paper's Table 2 row under it" \
+    '[ $rc -eq 0 ] && close "$(row "$tmp/sumv.csv" "VarGrad + Expl. + LP" elbo_mean)" -132 &&
+     grep -A1 "^VarGrad + Expl. + LP  " "$tmp/sumv.txt" | tail -n 1 | grep "^  paper" | grep -qF -- "-99.472 ± 0.259"'
+check "summarize.py on VAE runs: the paper's ELBO in the CSV" \
+    'close "$(row "$tmp/sumv.csv" "VarGrad + Expl. + LP" paper_elbo_mean)" -99.472'
+"$py" "$an/summarize.py" "$tmp/vae1" --no-paper --csv "$tmp/sumv0.csv" >/dev/null 2>>"$tmp/err"; rc=$?
+check "summarize.py --no-paper leaves the VAE paper column out" \
+    '[ $rc -eq 0 ] && ! head -n 1 "$tmp/sumv0.csv" | grep -q paper_elbo'
+
 # --- plot_training.py --------------------------------------------------------
 "$py" "$an/plot_training.py" "$tmp/tb1" -o "$tmp/train.png" --report "$tmp/train.json" >/dev/null 2>"$tmp/err"; rc=$?
 check "plot_training.py writes a PNG" '[ $rc -eq 0 ] && [ -s "$tmp/train.png" ] && [ "$(head -c 4 "$tmp/train.png" | tail -c 3)" = PNG ]'
