@@ -313,6 +313,40 @@ check "summarize.py on VAE runs: the paper's ELBO in the CSV" \
 check "summarize.py --no-paper leaves the VAE paper column out" \
     '[ $rc -eq 0 ] && ! head -n 1 "$tmp/sumv0.csv" | grep -q paper_elbo'
 
+# --- vae_elbo.py ----------------------------------------------------------------
+# The encoder's ELBO of a VAE that diffsamp vae-train has just trained, over all
+# 10000 Fashion-MNIST test images, against the program's own test ELBO (the
+# same expectation: one sample per image with the analytic KL there, 8 samples
+# with the sampled log q here; measured 0.2 nats apart, tolerance 1). And the
+# paper's pretrained MNIST VAE on test images 0..99: encoder ELBO about -98.9.
+fm=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+if [ -f "$fm" ]; then
+    "$exe" vae-train --subset 2000 --epochs 1 --hidden 64 --latent 5 -o "$tmp/tiny_vae.h5" >"$tmp/vt.txt" 2>&1; rc=$?
+    c_elbo=$(sed -n 's/.*test ELBO \([-0-9.]*\) per image).*/\1/p' "$tmp/vt.txt")
+    "$py" "$an/vae_elbo.py" "$tmp/tiny_vae.h5" "$fm" --count 10000 --samples 8 >"$tmp/ve.txt" 2>>"$tmp/err"
+    py_elbo=$(sed -n 's/^RESULT .* elbo=\([-0-9.]*\) .*/\1/p' "$tmp/ve.txt")
+    check "vae_elbo.py: encoder ELBO $py_elbo within 1 nat of vae-train's test ELBO $c_elbo" \
+        '[ $rc -eq 0 ] && [ -n "$c_elbo" ] && [ -n "$py_elbo" ] &&
+         awk -v a="$c_elbo" -v b="$py_elbo" "BEGIN { d = a - b; exit !(d < 1 && d > -1) }"'
+    head -c 1000 "$fm" > "$tmp/trunc.gz"
+    "$py" "$an/vae_elbo.py" "$tmp/tiny_vae.h5" "$tmp/trunc.gz" >/dev/null 2>"$tmp/ve_err.txt"; rc=$?
+    check "vae_elbo.py refuses a damaged image file, naming it" '[ $rc -ne 0 ] && grep -q "trunc.gz is damaged" "$tmp/ve_err.txt"'
+    head -c 5000 "$tmp/tiny_vae.h5" > "$tmp/trunc_vae.h5"
+    "$py" "$an/vae_elbo.py" "$tmp/trunc_vae.h5" "$fm" >/dev/null 2>"$tmp/ve_err.txt"; rc=$?
+    check "vae_elbo.py refuses a truncated VAE file, naming it" '[ $rc -ne 0 ] && grep -q "trunc_vae.h5: not a readable HDF5" "$tmp/ve_err.txt"'
+else
+    echo "SKIPPED: vae_elbo.py against vae-train ($fm absent: apt-get install dataset-fashion-mnist)"
+fi
+mv="$src/../shared/data/mnist"
+if [ -f "$mv/vae_bce_mnist_100ep.h5" ]; then
+    "$py" "$an/vae_elbo.py" "$mv/vae_bce_mnist_100ep.h5" "$mv/t10k-images-idx3-ubyte.gz" >"$tmp/vm.txt" 2>>"$tmp/err"
+    m_elbo=$(sed -n 's/^RESULT .* elbo=\([-0-9.]*\) .*/\1/p' "$tmp/vm.txt")
+    check "vae_elbo.py: the paper's MNIST VAE on test images 0..99, encoder ELBO $m_elbo in [-100, -98]" \
+        '[ -n "$m_elbo" ] && awk -v a="$m_elbo" "BEGIN { exit !(a > -100 && a < -98) }"'
+else
+    echo "SKIPPED: vae_elbo.py on the paper's MNIST VAE (../shared/data/mnist absent)"
+fi
+
 # --- plot_training.py --------------------------------------------------------
 "$py" "$an/plot_training.py" "$tmp/tb1" -o "$tmp/train.png" --report "$tmp/train.json" >/dev/null 2>"$tmp/err"; rc=$?
 check "plot_training.py writes a PNG" '[ $rc -eq 0 ] && [ -s "$tmp/train.png" ] && [ "$(head -c 4 "$tmp/train.png" | tail -c 3)" = PNG ]'
