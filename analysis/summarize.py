@@ -85,6 +85,9 @@ def target_label(cfg, exe=None):
     """The energy name, with the dimension appended when it is not the
     energy's default (`diffsamp energies`, asked only for a nonzero dim)."""
     name = str(_get(cfg, "energy.name", "?"))
+    if name == "vae":  # one column per VAE: the paper's Table 2 is the MNIST one's
+        stem = os.path.splitext(os.path.basename(str(_get(cfg, "energy.file", "") or "")))[0]
+        return "vae" if stem in ("", "vae_bce_mnist_100ep") else "vae-" + stem
     dim = int(_get(cfg, "energy.dim", 0) or 0)
     if dim:
         default = dsio.energies(exe or dsio.find_diffsamp()).get(name, {}).get("dim")
