@@ -22,6 +22,7 @@ in double precision. The last line is machine-readable:
 import argparse
 import gzip
 import sys
+import zlib
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def read_idx_images(path):
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except EOFError as e:  # a truncated gzip stream
+    except (EOFError, OSError, zlib.error) as e:  # truncated or corrupt gzip, unreadable file
         raise ValueError("%s is damaged or truncated (%s)" % (path, e))
     if len(raw) < 16 or int.from_bytes(raw[0:4], "big") != 0x00000803:
         raise ValueError("%s is not an idx image file (magic 0x00000803)" % path)
@@ -60,8 +61,13 @@ def read_vae(path):
                 if key not in f:
                     raise ValueError("%s has no dataset /%s (the encoder and decoder layout of "
                                      "`diffsamp vae-train`)" % (path, key))
-            layers[name] = (np.asarray(f[name]["weight"], dtype=np.float64),
-                            np.asarray(f[name]["bias"], dtype=np.float64))
+            try:
+                layers[name] = (np.asarray(f[name]["weight"], dtype=np.float64),
+                                np.asarray(f[name]["bias"], dtype=np.float64))
+            except OSError as e:
+                raise ValueError("%s: /%s cannot be read (%s)" % (path, name, e))
+            if layers[name][0].ndim != 2 or layers[name][1].ndim != 1:
+                raise ValueError("%s: /%s/weight must be 2-D and /%s/bias 1-D" % (path, name, name))
     pixels = layers["fc1"][0].shape[1]
     latent = layers["fc21"][0].shape[0]
     hidden = layers["fc1"][0].shape[0]
