@@ -180,6 +180,19 @@ def read_paper_vae(path):
     return out
 
 
+def load_paper(path, default, reader):
+    """reader(path), or reader(default) when path is None and default exists;
+    None when neither. A file that cannot be read raises ValueError naming it."""
+    if path is None and os.path.exists(default):
+        path = default
+    if not path:
+        return None
+    try:
+        return reader(path)
+    except (OSError, KeyError) as e:
+        raise ValueError("%s: %s" % (path, e))
+
+
 def paper_target(target):
     return dsio.PAPER_TARGET.get(target)
 
@@ -243,24 +256,12 @@ def main(argv=None):
         except (OSError, ValueError, KeyError, yaml.YAMLError, dsio.DiffsampError) as e:
             print("summarize.py: %s: %s" % (d, e), file=sys.stderr)
             return 1
-    paper = None
-    if args.paper is None and not args.no_paper and os.path.exists(PAPER_DEFAULT):
-        args.paper = PAPER_DEFAULT
-    if args.paper and not args.no_paper:
-        try:
-            paper = read_paper(args.paper)
-        except (OSError, KeyError) as e:
-            print("summarize.py: %s: %s" % (args.paper, e), file=sys.stderr)
-            return 1
-    paper_vae = None
-    if args.paper_vae is None and not args.no_paper and os.path.exists(PAPER_VAE_DEFAULT):
-        args.paper_vae = PAPER_VAE_DEFAULT
-    if args.paper_vae and not args.no_paper:
-        try:
-            paper_vae = read_paper_vae(args.paper_vae)
-        except (OSError, KeyError) as e:
-            print("summarize.py: %s: %s" % (args.paper_vae, e), file=sys.stderr)
-            return 1
+    try:
+        paper = None if args.no_paper else load_paper(args.paper, PAPER_DEFAULT, read_paper)
+        paper_vae = None if args.no_paper else load_paper(args.paper_vae, PAPER_VAE_DEFAULT, read_paper_vae)
+    except ValueError as e:
+        print("summarize.py: %s" % e, file=sys.stderr)
+        return 1
 
     groups = {}
     for r in runs:
