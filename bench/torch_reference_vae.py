@@ -34,7 +34,6 @@ torchvision is imported by the reference's VAE module but never used here; it
 is stubbed when missing, as are the imports bench/torch_reference.py stubs.
 """
 import argparse
-import gzip
 import math
 import os
 import sys
@@ -56,19 +55,6 @@ def stub_torchvision():
     tv.utils.save_image = lambda *a, **k: None
     sys.modules["torchvision"] = tv
     return True
-
-
-def read_idx_images(path):
-    import numpy as np
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 16 or int.from_bytes(raw[0:4], "big") != 0x00000803:
-        sys.exit("torch_reference_vae.py: %s is not an idx image file (magic 0x00000803)" % path)
-    n, rows, cols = (int.from_bytes(raw[4 + 4 * k:8 + 4 * k], "big") for k in range(3))
-    if len(raw) != 16 + n * rows * cols:
-        sys.exit("torch_reference_vae.py: %s is truncated (%d images of %dx%d expected)" % (path, n, rows, cols))
-    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, rows * cols).astype(np.float32) / 255.0
 
 
 def main():
@@ -126,7 +112,12 @@ def main():
     from energies.vae import VAE
     from energies.vae_utils import log_standard_normal, log_bernoulli
 
-    images = read_idx_images(opt.images)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "analysis"))
+    from vae_elbo import read_idx_images  # diffsamp's idx reader (analysis/vae_elbo.py)
+    try:
+        images = read_idx_images(opt.images).astype(np.float32)
+    except (OSError, ValueError) as e:
+        sys.exit("torch_reference_vae.py: %s" % e)
     for first, count, what in ((opt.train_first, opt.train_count, "train"), (opt.eval_first, opt.eval_count, "eval")):
         if first < 0 or count < 1 or first + count > images.shape[0]:
             sys.exit("torch_reference_vae.py: --%s-first/--%s-count outside the %d images of %s"
