@@ -71,6 +71,14 @@ if [ ! -f "$ref/gflownet_losses.py" ] || [ ! -d "$ref/models" ]; then
         "(no gflownet_losses.py / models/ in it)" >&2
     exit 2
 fi
+case " $cases " in
+    *" vae_vargrad_expl_lp "*)
+        if [ ! -f "$(dirname "$ref")/vae/energies/vae_energy.py" ]; then
+            echo "torch_reference.sh: the case vae_vargrad_expl_lp needs the reference's vae directory" \
+                "beside $ref ($(dirname "$ref")/vae/energies/vae_energy.py is missing)" >&2
+            exit 2
+        fi ;;
+esac
 if ! "$py" -c "import torch" 2>/dev/null; then
     echo "torch_reference.sh: $py cannot import torch (Debian: apt-get install python3-torch)" >&2
     exit 2
