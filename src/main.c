@@ -15,6 +15,7 @@
 #include "diffsamp/vae.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cblas.h>
@@ -71,7 +72,8 @@ static void usage(FILE *f)
             "        train a sampler (no config: the embedded 25gmm default, TB + exploration +\n"
             "        local search); resumes from DIR/checkpoint.h5 when it exists (--resume auto)\n"
             "  sample --checkpoint PATH -n N -o FILE.h5\n"
-            "        write N samples of a trained sampler (streamed, any N) with their log-weights\n"
+            "        write N samples of a trained sampler (streamed, any N) with their log-weights;\n"
+            "        a conditional run: N per image, of the images --images/--first/--count choose\n"
             "  eval --checkpoint PATH [--ground-truth N]\n"
             "        print the metrics of a trained sampler\n"
             "  energies\n"
@@ -115,15 +117,23 @@ static const command_help helps[] = {
      "SIGTERM, SIGINT and SIGUSR1 checkpoint at the next iteration and exit with code 3.\n"},
     {"sample",
      "usage: diffsamp sample --checkpoint PATH -n N -o FILE.h5\n"
+     "       diffsamp sample --checkpoint PATH [-n K] [--images FILE] [--first I] [--count C] -o FILE.h5\n"
      "\n"
      "Writes N samples of the sampler in the checkpoint PATH (a file, or a run folder) to\n"
-     "FILE.h5 with /x, /log_reward, /log_pf, /log_pb and /log_weight, and prints their metrics.\n"},
+     "FILE.h5 with /x, /log_reward, /log_pf, /log_pb and /log_weight, and prints their metrics.\n"
+     "\n"
+     "A conditional run (e.g. the vae energy) samples its evaluation images instead: K samples\n"
+     "of each (default: the run's condition.eval_repeats), with /condition, the image of every\n"
+     "row, and the per-image ELBO and IS log p(x). --images, --first and --count choose other\n"
+     "images (an idx file, the first image and how many; default: the run's condition.images,\n"
+     "condition.eval_first and condition.eval_count), e.g. training images, to compare the\n"
+     "sampler on the images it trained on and on held-out ones.\n"},
     {"eval",
      "usage: diffsamp eval --checkpoint PATH [--ground-truth N]\n"
      "\n"
-     "Prints the metrics of the sampler in the checkpoint PATH (ELBO, log Z estimates, ESS,\n"
-     "and with exact samples of the target the mean log-likelihood of N of them; default:\n"
-     "the run's eval.ground_truth_samples).\n"},
+     "Prints the metrics of the sampler in the checkpoint PATH (a file, or a run folder): ELBO,\n"
+     "log Z estimates, ESS, and with exact samples of the target the mean log-likelihood of N\n"
+     "of them (default: the run's eval.ground_truth_samples).\n"},
     {"energies",
      "usage: diffsamp energies\n"
      "\n"
@@ -360,29 +370,61 @@ static int cmd_train(int argc, char **argv)
     return 0;
 }
 
-/* Settings and state from a checkpoint: the config it carries, then the
- * model, optimiser and buffers. */
-static ds_trainer *trainer_from_checkpoint(const char *path, long ground_truth)
+/* The settings a checkpoint carries (its /config) into *s, and in found the
+ * checkpoint file it names. path is a checkpoint file or a run folder (its
+ * checkpoint.h5; either falls back to its .prev). */
+static void checkpoint_settings(const char *path, ds_settings *s, char *found, size_t found_size)
 {
     ds_ckpt_data d;
     memset(&d, 0, sizeof d);
-    char found[DS_PATH_MAX + 32], warning[2048];
-    ds_status rc = ds_ckpt_find(MPI_COMM_WORLD, path, NULL, found, sizeof found, &d, warning, sizeof warning);
+    char warning[2048], in_dir[DS_PATH_MAX + 32];
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) { /* a run folder: its checkpoint.h5 */
+        if (snprintf(in_dir, sizeof in_dir, "%s/checkpoint.h5", path) >= (int)sizeof in_dir)
+            USAGE_DIE("--checkpoint '%s': the path is too long", path);
+        path = in_dir;
+    }
+    ds_status rc = ds_ckpt_find(MPI_COMM_WORLD, path, NULL, found, found_size, &d, warning, sizeof warning);
     if (rc != DS_OK) DIE(rc);
-    ds_settings s;
-    ds_settings_defaults(&s);
+    ds_settings_defaults(s);
     char name[DS_PATH_MAX + 64];
     snprintf(name, sizeof name, "%s:/config", found);
-    rc = ds_settings_load_string(&s, d.config_yaml, name);
+    rc = ds_settings_load_string(s, d.config_yaml, name);
     ds_ckpt_data_free(&d);
     if (rc != DS_OK) DIE(rc);
-    if (ground_truth >= 0) s.eval_gt_samples = (int)ground_truth;
+}
+
+/* A trainer for settings s with the model, optimiser and buffers of the
+ * checkpoint file found. */
+static ds_trainer *trainer_resumed(const ds_settings *s, const char *found)
+{
     ds_trainer *t = NULL;
-    rc = ds_trainer_create(&s, MPI_COMM_WORLD, &t);
+    ds_status rc = ds_trainer_create(s, MPI_COMM_WORLD, &t);
     if (rc != DS_OK) DIE(rc);
     rc = ds_trainer_resume(t, found);
     if (rc != DS_OK) DIE(rc);
     return t;
+}
+
+/* Settings and state from a checkpoint: the config it carries, then the
+ * model, optimiser and buffers. */
+static ds_trainer *trainer_from_checkpoint(const char *path, long ground_truth)
+{
+    ds_settings s;
+    char found[DS_PATH_MAX + 32];
+    checkpoint_settings(path, &s, found, sizeof found);
+    if (ground_truth >= 0) s.eval_gt_samples = (int)ground_truth;
+    return trainer_resumed(&s, found);
+}
+
+/* Sets key to value in s as `--set key=value` would (its checks and errors),
+ * for the command-line option opt. */
+static void set_from_option(ds_settings *s, const char *opt, const char *key, const char *value)
+{
+    char kv[DS_PATH_MAX + 64];
+    if (snprintf(kv, sizeof kv, "%s=%s", key, value) >= (int)sizeof kv) USAGE_DIE("%s: the value is too long", opt);
+    ds_status rc = ds_settings_set(s, kv);
+    if (rc != DS_OK) DIE(rc);
 }
 
 static int cmd_sample(int argc, char **argv)
@@ -390,20 +432,42 @@ static int cmd_sample(int argc, char **argv)
     const char *ckpt = take_option(&argc, argv, "--checkpoint");
     const char *n = take_option(&argc, argv, "-n");
     const char *outp = take_option(&argc, argv, "-o");
+    const char *images = take_option(&argc, argv, "--images");
+    const char *first = take_option(&argc, argv, "--first");
+    const char *count_opt = take_option(&argc, argv, "--count");
     if (argc != 0) USAGE_DIE("sample: unexpected argument '%s' (see `diffsamp sample --help`)", argv[0]);
-    if (!ckpt || !n || !outp)
-        USAGE_DIE("sample needs --checkpoint PATH, -n N and -o FILE.h5 (see `diffsamp sample --help`)");
-    char *end;
-    long count = strtol(n, &end, 10);
-    if (*end || count < 1) USAGE_DIE("-n '%s': expected a positive integer", n);
-    ds_trainer *t = trainer_from_checkpoint(ckpt, 0);
+    if (!ckpt || !outp) USAGE_DIE("sample needs --checkpoint PATH and -o FILE.h5 (see `diffsamp sample --help`)");
+    long count = 0;
+    if (n) {
+        char *end;
+        count = strtol(n, &end, 10);
+        if (*end || count < 1) USAGE_DIE("-n '%s': expected a positive integer", n);
+    }
+    ds_settings s;
+    char found[DS_PATH_MAX + 32];
+    checkpoint_settings(ckpt, &s, found, sizeof found);
+    const ds_energy_vtable *vt = NULL;
+    ds_status rc = ds_energy_family(s.energy_name, &s.energy_args, &vt);
+    if (rc != DS_OK) DIE(rc);
+    const int conditional = vt->cond_dim > 0;
+    if (!conditional && (images || first || count_opt))
+        USAGE_DIE("%s: the run in %s is not conditional (energy '%s'), so it has no images to choose",
+                  images ? "--images" : first ? "--first" : "--count", found, s.energy_name);
+    if (!conditional && !n) USAGE_DIE("sample needs -n N, the number of samples (see `diffsamp sample --help`)");
+    if (conditional) {
+        if (images) set_from_option(&s, "--images", "condition.images", images);
+        if (first) set_from_option(&s, "--first", "condition.eval_first", first);
+        if (count_opt) set_from_option(&s, "--count", "condition.eval_count", count_opt);
+        if (n) set_from_option(&s, "-n", "condition.eval_repeats", n);
+    }
+    ds_trainer *t = trainer_resumed(&s, found);
     ds_eval_result r;
-    ds_status rc = ds_trainer_write_samples(t, outp, count, &r);
+    rc = ds_trainer_write_samples(t, outp, count, &r);
     if (rc != DS_OK) DIE(rc);
     if (world_rank() == 0) {
-        if (!isnan(r.log_z_rw)) { /* conditional: the evaluation images, condition.eval_repeats samples each */
-            printf("samples of iteration %ld of every evaluation image written to %s (-n is not used)\n", r.iteration,
-                   outp);
+        if (conditional) {
+            printf("%d samples of iteration %ld of each of images %d..%d of %s written to %s\n", s.cond_eval_repeats,
+                   r.iteration, s.cond_eval_first, s.cond_eval_first + s.cond_eval_count - 1, s.cond_images, outp);
             printf("  over images: mean ELBO %.4f  mean IS log p(x) %.4f  cross-image log-mean-exp (\"RW\") %.4f\n",
                    r.elbo, r.log_z_is, r.log_z_rw);
         } else {

@@ -54,7 +54,7 @@ check "unknown command exits 2" '[ $rc -eq 2 ]'
 check "usage error reads diffsamp: error:" \
     '[ "$(head -n 1 "$tmp/err")" = "diffsamp: error: unknown command '"'frobnicate'"'; the commands are train, sample, eval, energies, ground-truth, smc, config and vae-train (see \`diffsamp --help\`)" ]'
 "$exe" sample -n 3 >/dev/null 2>"$tmp/err"; rc=$?
-check "missing options: exit 2, diffsamp: error:" '[ $rc -eq 2 ] && grep -q "^diffsamp: error: sample needs --checkpoint PATH, -n N and -o FILE.h5" "$tmp/err"'
+check "missing options: exit 2, diffsamp: error:" '[ $rc -eq 2 ] && grep -q "^diffsamp: error: sample needs --checkpoint PATH and -o FILE.h5" "$tmp/err"'
 "$exe" train --set >/dev/null 2>"$tmp/err"; rc=$?
 check "--set without a value: exit 2" '[ $rc -eq 2 ] && grep -q "^diffsamp: error: --set needs a value" "$tmp/err"'
 "$exe" eval --checkpoint "$tmp/none.h5" >/dev/null 2>"$tmp/err"; rc=$?
@@ -92,6 +92,15 @@ for col in iteration loss elbo log_z_is ess seconds delta_log_z delta_log_z_is; 
 done
 check "metrics.csv has one row per evaluation" '[ $(wc -l < "$tmp/run/metrics.csv") -eq 3 ]'
 check "metrics are finite numbers" 'awk -F, "NR>1 { if (\$3 !~ /^-?[0-9.]+(e[-+][0-9]+)?$/) exit 1 }" "$tmp/run/metrics.csv"'
+"$exe" sample --checkpoint "$tmp/run" -n 7 -o "$tmp/from_dir.h5" >/dev/null 2>"$tmp/err"; rc=$?
+check "sample takes a run folder for --checkpoint (its checkpoint.h5)" \
+    '[ $rc -eq 0 ] && h5dump -H -d /x "$tmp/from_dir.h5" | grep -q "SIMPLE { ( 7, 2 ) "'
+"$exe" sample --checkpoint "$tmp/run" -o "$tmp/none.h5" >/dev/null 2>"$tmp/err"; rc=$?
+check "sample of an unconditional run without -n: exit 2, says -n is needed" \
+    '[ $rc -eq 2 ] && grep -q "sample needs -n N, the number of samples" "$tmp/err"'
+"$exe" sample --checkpoint "$tmp/run" -n 7 --first 3 -o "$tmp/none.h5" >/dev/null 2>"$tmp/err"; rc=$?
+check "--first on an unconditional run: exit 2, says it has no images" \
+    '[ $rc -eq 2 ] && grep -q "^diffsamp: error: --first: the run in .* is not conditional (energy .25gmm.), so it has no images to choose" "$tmp/err" && [ ! -e "$tmp/none.h5" ]'
 src="$2"
 for cfg in "$src"/configs/*.yaml; do
     check "$(basename "$cfg") loads and validates" '"$exe" config "$cfg" > /dev/null 2>"$tmp/err"'

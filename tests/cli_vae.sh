@@ -52,6 +52,28 @@ print("ok" if ok else "bad: %s %s" % (c, dict(f.attrs)))
 PY
 )
 check "the sample set has /condition per row and per-image metrics that h5py recomputes ($layout)" '[ "$layout" = ok ]'
+"$exe" sample --checkpoint "$tmp/a" -o "$tmp/again.h5" >"$tmp/sout" 2>&1; rc=$?
+check "sample of the run's checkpoint (no -n) rewrites its sample set, bitwise" \
+    '[ $rc -eq 0 ] && $py -c "import h5py,numpy as n,sys; a=h5py.File(sys.argv[1]); b=h5py.File(sys.argv[2]); sys.exit(not all(n.array_equal(a[k][:], b[k][:]) for k in (\"x\", \"log_weight\", \"condition\")))" "$tmp/a/samples.h5" "$tmp/again.h5"'
+"$exe" sample --checkpoint "$tmp/a" --first 100 --count 4 -n 2 -o "$tmp/train_imgs.h5" >"$tmp/sout" 2>&1; rc=$?
+other=$($py - "$tmp/train_imgs.h5" <<'PY'
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1])
+c = f["condition"][:]
+lw = f["log_weight"][:].reshape(4, 2)
+ok = list(c) == [100, 100, 101, 101, 102, 102, 103, 103] and f["x"].shape == (8, 20)
+ok = ok and f.attrs["samples_per_image"] == 2 and abs(f.attrs["elbo"] - lw.mean()) < 1e-9
+ok = ok and "eval_first: 100" in f.attrs["config"] and "eval_repeats: 2" in f.attrs["config"]
+print("ok" if ok else "bad: %s %s" % (c, f.attrs["samples_per_image"]))
+PY
+)
+check "sample --first 100 --count 4 -n 2: 2 samples of each of training images 100..103 ($other)" \
+    '[ $rc -eq 0 ] && [ "$other" = ok ] && grep -q "^2 samples of iteration 8 of each of images 100..103 of " "$tmp/sout"'
+"$exe" sample --checkpoint "$tmp/a" --first 9998 --count 5 -o "$tmp/past.h5" >/dev/null 2>"$tmp/err"; rc=$?
+check "images past the end of the file are refused, naming the file and the range" \
+    '[ $rc -ne 0 ] && grep -q "t10k-images-idx3-ubyte.gz: items \[9998, 10003) asked for; the file holds 10000" "$tmp/err" && [ ! -e "$tmp/past.h5" ]'
+"$exe" sample --checkpoint "$tmp/a" --count 0 -o "$tmp/past.h5" >/dev/null 2>"$tmp/err"; rc=$?
+check "--count 0 is refused (exit 2), naming condition.eval_count" '[ $rc -eq 2 ] && grep -q "condition.eval_count" "$tmp/err"'
 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpi 2 "$exe" train "$tmp/vae.yaml" --out "$tmp/b" \
     --resume never >"$tmp/out2" 2>&1; rc=$?
 check "the same run on 2 ranks ends" '[ $rc -eq 0 ]'
