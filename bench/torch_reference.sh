@@ -71,11 +71,12 @@ if [ ! -f "$ref/gflownet_losses.py" ] || [ ! -d "$ref/models" ]; then
         "(no gflownet_losses.py / models/ in it)" >&2
     exit 2
 fi
+ref=$(cd "$ref" && pwd)  # absolute, so that the vae directory beside it is found from any --ref
 case " $cases " in
     *" vae_vargrad_expl_lp "*)
-        if [ ! -f "$(dirname "$ref")/vae/energies/vae_energy.py" ]; then
+        if [ ! -f "$(dirname "$ref")/vae/energies/vae.py" ]; then
             echo "torch_reference.sh: the case vae_vargrad_expl_lp needs the reference's vae directory" \
-                "beside $ref ($(dirname "$ref")/vae/energies/vae_energy.py is missing)" >&2
+                "beside $ref ($(dirname "$ref")/vae/energies/vae.py is missing)" >&2
             exit 2
         fi ;;
 esac

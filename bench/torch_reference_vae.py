@@ -86,7 +86,7 @@ def main():
     opt = ap.parse_args()
 
     ref = os.path.abspath(opt.ref)
-    needed = ("models", "energies/vae_energy.py", "utils.py", "gflownet_losses.py")
+    needed = ("models", "energies/vae.py", "energies/vae_utils.py", "utils.py", "gflownet_losses.py")
     if not os.path.isdir(ref) or not all(os.path.exists(os.path.join(ref, n)) for n in needed):
         sys.exit("torch_reference_vae.py: --ref %s is not the reference's vae directory (expected %s in it)"
                  % (opt.ref, ", ".join(needed)))

@@ -9,6 +9,7 @@
 #include "diffsamp/core.h"
 #include "diffsamp/energy.h"
 #include "diffsamp/h5io.h"
+#include "diffsamp/idx.h"
 #include "diffsamp/mpicheck.h"
 #include "diffsamp/metrics.h"
 #include "diffsamp/train.h"
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -124,10 +126,11 @@ static const command_help helps[] = {
      "\n"
      "A conditional run (e.g. the vae energy) samples its evaluation images instead: K samples\n"
      "of each (default: the run's condition.eval_repeats), with /condition, the image of every\n"
-     "row, and the per-image ELBO and IS log p(x). --images, --first and --count choose other\n"
-     "images (an idx file, the first image and how many; default: the run's condition.images,\n"
-     "condition.eval_first and condition.eval_count), e.g. training images, to compare the\n"
-     "sampler on the images it trained on and on held-out ones.\n"},
+     "row, and the per-image ELBO and IS log p(x). --first and --count choose other images of\n"
+     "the run's file (default: its condition.eval_first and condition.eval_count), e.g. training\n"
+     "images, to set the sampler on images it trained on against held-out ones; --images FILE\n"
+     "samples the images of another idx file (plain or gzip, the run's image size), from its\n"
+     "image --first (default 0) to its end or for --count images.\n"},
     {"eval",
      "usage: diffsamp eval --checkpoint PATH [--ground-truth N]\n"
      "\n"
@@ -423,8 +426,10 @@ static void set_from_option(ds_settings *s, const char *opt, const char *key, co
 {
     char kv[DS_PATH_MAX + 64];
     if (snprintf(kv, sizeof kv, "%s=%s", key, value) >= (int)sizeof kv) USAGE_DIE("%s: the value is too long", opt);
-    ds_status rc = ds_settings_set(s, kv);
-    if (rc != DS_OK) DIE(rc);
+    if (ds_settings_set(s, kv) != DS_OK) {
+        const char *msg = ds_error_message(), *from_key = strstr(msg, "key '");
+        USAGE_DIE("%s %s: %s", opt, value, from_key ? from_key : msg);
+    }
 }
 
 static int cmd_sample(int argc, char **argv)
@@ -455,9 +460,28 @@ static int cmd_sample(int argc, char **argv)
                   images ? "--images" : first ? "--first" : "--count", found, s.energy_name);
     if (!conditional && !n) USAGE_DIE("sample needs -n N, the number of samples (see `diffsamp sample --help`)");
     if (conditional) {
-        if (images) set_from_option(&s, "--images", "condition.images", images);
+        /* Another file (--images) starts at its image 0 and runs to its end unless --first and
+         * --count say otherwise; the run's own file keeps the run's evaluation range. */
+        if (images) {
+            set_from_option(&s, "--images", "condition.images", images);
+            s.cond_eval_first = 0;
+            /* sampling reads no training image, so the run's training range need not exist in FILE:
+             * train_count 0 (not a value a config may hold) leaves the trainer without training images */
+            s.cond_train_count = 0;
+        }
         if (first) set_from_option(&s, "--first", "condition.eval_first", first);
-        if (count_opt) set_from_option(&s, "--count", "condition.eval_count", count_opt);
+        if (count_opt) {
+            set_from_option(&s, "--count", "condition.eval_count", count_opt);
+        } else if (images) {
+            ds_idx x;
+            rc = ds_idx_read(images, (size_t)s.cond_eval_first, 0, &x);
+            if (rc != DS_OK) DIE(rc);
+            if (x.count > INT_MAX)
+                USAGE_DIE("--images %s: %zu images from --first; choose at most %d with --count", images, x.count,
+                          INT_MAX);
+            s.cond_eval_count = (int)x.count;
+            ds_idx_free(&x);
+        }
         if (n) set_from_option(&s, "-n", "condition.eval_repeats", n);
     }
     ds_trainer *t = trainer_resumed(&s, found);

@@ -114,12 +114,17 @@ ds_status ds_cond_setup(ds_trainer *t)
     t->B = q->n_cond * q->K;
     t->first = q->cond_first * q->K;
     size_t w = 0;
-    DS_TRY(ds_idx_read_images(s->cond_images, (size_t)s->cond_train_first, (size_t)s->cond_train_count, &q->train,
-                              &q->ntrain, &w));
-    DS_CHECK(w == (size_t)q->C, DS_ERR_CONFIG, "%s: images of %zu pixels; energy '%s' takes conditions of %d",
-             s->cond_images, w, t->energy->vt->name, q->C);
+    /* condition.train_count 0 (diffsamp sample --images): evaluation images only, for sampling */
+    if (s->cond_train_count > 0) {
+        DS_TRY(ds_idx_read_images(s->cond_images, (size_t)s->cond_train_first, (size_t)s->cond_train_count,
+                                  &q->train, &q->ntrain, &w));
+        DS_CHECK(w == (size_t)q->C, DS_ERR_CONFIG, "%s: images of %zu pixels; energy '%s' takes conditions of %d",
+                 s->cond_images, w, t->energy->vt->name, q->C);
+    }
     DS_TRY(ds_idx_read_images(s->cond_images, (size_t)s->cond_eval_first, (size_t)s->cond_eval_count, &q->eval,
                               &q->neval, &w));
+    DS_CHECK(w == (size_t)q->C, DS_ERR_CONFIG, "%s: images of %zu pixels; energy '%s' takes conditions of %d",
+             s->cond_images, w, t->energy->vt->name, q->C);
     long f;
     ds_trainer_split(s->cond_eval_count, t->rank, t->size, &q->n_img, &f);
     q->img_first = (int)f;
@@ -138,8 +143,9 @@ ds_status ds_cond_setup(ds_trainer *t)
 ds_status ds_cond_check(ds_trainer *t)
 {
     DS_CHECK(t->s.cond_eval_repeats <= t->chunk, DS_ERR_CONFIG,
-             "condition.eval_repeats (%d) exceeds the trajectories of one pass on a rank (%d): lower it or raise "
-             "train.batch_size", t->s.cond_eval_repeats, t->chunk);
+             "condition.eval_repeats (%d; -n of diffsamp sample) exceeds the %d trajectories of one pass on a rank: "
+             "ask for at most %d samples per image, or train with a larger train.batch_size or fewer ranks",
+             t->s.cond_eval_repeats, t->chunk, t->chunk);
     return DS_OK;
 }
 
@@ -162,6 +168,7 @@ void ds_cond_free(ds_trainer *t)
 ds_status ds_cond_draw(ds_trainer *t, long it)
 {
     struct ds_cond_state *q = t->cond;
+    DS_CHECK(q->ntrain > 0, DS_ERR_INVALID, "a trainer made for sampling only (no training images) cannot train");
     const ds_rng r = ds_rng_make(t->s.seed, DS_RNG_CONDITION);
     for (int c = 0; c < q->n_cond; c++) {
         double u;
@@ -281,8 +288,10 @@ static ds_status eval_chunk(ds_trainer *t, ds_rng_purpose purpose, int i0, int m
             q->idx[b] = (int32_t)(s->cond_eval_first + q->img_first + i0 + i);
         }
     t->sim.cond = q->rows;
+    /* counted from the image's index in the file, so an image's K samples do not depend on which
+     * images are evaluated with it (diffsamp sample --first) */
     DS_TRY(ds_sim_forward(&t->sim, &t->tr, n, 0.0, ds_rng_make(s->seed, purpose), (uint64_t)t->iteration,
-                          (uint64_t)(q->img_first + i0) * (uint64_t)K, NULL));
+                          (uint64_t)(s->cond_eval_first + q->img_first + i0) * (uint64_t)K, NULL));
     for (int b = 0; b < n; b++) {
         double a = (double)t->tr.log_r[b], spf = 0, spb = 0;
         for (int i = 0; i < T; i++) {

@@ -54,7 +54,7 @@ PY
 check "the sample set has /condition per row and per-image metrics that h5py recomputes ($layout)" '[ "$layout" = ok ]'
 "$exe" sample --checkpoint "$tmp/a" -o "$tmp/again.h5" >"$tmp/sout" 2>&1; rc=$?
 check "sample of the run's checkpoint (no -n) rewrites its sample set, bitwise" \
-    '[ $rc -eq 0 ] && $py -c "import h5py,numpy as n,sys; a=h5py.File(sys.argv[1]); b=h5py.File(sys.argv[2]); sys.exit(not all(n.array_equal(a[k][:], b[k][:]) for k in (\"x\", \"log_weight\", \"condition\")))" "$tmp/a/samples.h5" "$tmp/again.h5"'
+    '[ $rc -eq 0 ] && $py -c "import h5py,numpy as n,sys; a=h5py.File(sys.argv[1]); b=h5py.File(sys.argv[2]); sys.exit(not all(n.array_equal(a[k][:], b[k][:]) for k in (\"x\", \"log_weight\", \"log_reward\", \"log_pf\", \"log_pb\", \"condition\")))" "$tmp/a/samples.h5" "$tmp/again.h5"'
 "$exe" sample --checkpoint "$tmp/a" --first 100 --count 4 -n 2 -o "$tmp/train_imgs.h5" >"$tmp/sout" 2>&1; rc=$?
 other=$($py - "$tmp/train_imgs.h5" <<'PY'
 import sys, h5py, numpy as np
@@ -73,12 +73,36 @@ check "sample --first 100 --count 4 -n 2: 2 samples of each of training images 1
 check "images past the end of the file are refused, naming the file and the range" \
     '[ $rc -ne 0 ] && grep -q "t10k-images-idx3-ubyte.gz: items \[9998, 10003) asked for; the file holds 10000" "$tmp/err" && [ ! -e "$tmp/past.h5" ]'
 "$exe" sample --checkpoint "$tmp/a" --count 0 -o "$tmp/past.h5" >/dev/null 2>"$tmp/err"; rc=$?
-check "--count 0 is refused (exit 2), naming condition.eval_count" '[ $rc -eq 2 ] && grep -q "condition.eval_count" "$tmp/err"'
+check "--count 0 is refused (exit 2) in the words typed, with the key and what it allows" \
+    '[ $rc -eq 2 ] && grep -q "^diffsamp: error: --count 0: key .condition.eval_count.: found .0., allowed: an integer in \[1, " "$tmp/err"'
+"$exe" sample --checkpoint "$tmp/a" -n 7 -o "$tmp/past.h5" >/dev/null 2>"$tmp/err"; rc=$?
+check "-n above one pass of a rank (6 trajectories) is refused, saying the most it can be" \
+    '[ $rc -eq 2 ] && grep -q "condition.eval_repeats (7; -n of diffsamp sample) exceeds the 6 trajectories of one pass on a rank: ask for at most 6 samples per image" "$tmp/err"'
+"$exe" sample --checkpoint "$tmp/a" --first 2 --count 2 -o "$tmp/f2.h5" >/dev/null 2>"$tmp/err"; rc=$?
+check "an image's samples do not depend on the images sampled with it (--first 2 --count 2 = rows 6..11 of the run's set)" \
+    '[ $rc -eq 0 ] && $py -c "import h5py,numpy as n,sys; a=h5py.File(sys.argv[1]); b=h5py.File(sys.argv[2]); sys.exit(not (n.array_equal(a[\"x\"][6:12], b[\"x\"][:]) and n.array_equal(b[\"condition\"][:], [2]*3 + [3]*3)))" "$tmp/a/samples.h5" "$tmp/f2.h5"'
+# another idx file: 3 images (MNIST test 5..7), too few for the run's training range 100..139
+$py - "$shared/t10k-images-idx3-ubyte.gz" "$tmp/three.idx" <<'PY'
+import gzip, struct, sys
+raw = gzip.open(sys.argv[1]).read()
+open(sys.argv[2], "wb").write(struct.pack(">IIII", 0x803, 3, 28, 28) + raw[16 + 784 * 5:16 + 784 * 8])
+PY
+"$exe" sample --checkpoint "$tmp/a" --images "$tmp/three.idx" -n 2 -o "$tmp/three.h5" >"$tmp/sout" 2>"$tmp/err"; rc=$?
+check "--images FILE samples every image of another file (3, smaller than the run's training range)" \
+    '[ $rc -eq 0 ] && grep -q "^2 samples of iteration 8 of each of images 0..2 of $tmp/three.idx" "$tmp/sout" &&
+     $py -c "import h5py,numpy as n,sys; f=h5py.File(sys.argv[1]); sys.exit(not (n.array_equal(f[\"condition\"][:], [0,0,1,1,2,2]) and f[\"x\"].shape == (6, 20)))" "$tmp/three.h5"'
+printf '\0\0\10\1\0\0\0\3\1\2\3' > "$tmp/labels.idx"  # an idx label file of 3 labels
+"$exe" sample --checkpoint "$tmp/a" --images "$tmp/labels.idx" -o "$tmp/lab.h5" >/dev/null 2>"$tmp/err"; rc=$?
+check "--images of a label file is refused, naming it" '[ $rc -ne 0 ] && grep -q "labels.idx: a label file" "$tmp/err"'
 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpi 2 "$exe" train "$tmp/vae.yaml" --out "$tmp/b" \
     --resume never >"$tmp/out2" 2>&1; rc=$?
 check "the same run on 2 ranks ends" '[ $rc -eq 0 ]'
 # rows land in rank order per round of appends, each image with its 3 samples (np 2 = np 1 without a
 # buffer: tests/test_mpi_cond.c; with one, each rank draws from its own shard)
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpi 2 "$exe" sample --checkpoint "$tmp/b" --first 3 --count 1 \
+    -o "$tmp/b1.h5" >/dev/null 2>&1; rc=$?
+check "sample on 2 ranks with one image (a rank without an image) writes its 3 samples" \
+    '[ $rc -eq 0 ] && $py -c "import h5py,numpy as n,sys; sys.exit(not n.array_equal(h5py.File(sys.argv[1])[\"condition\"][:], [3, 3, 3]))" "$tmp/b1.h5"'
 check "2 ranks write every image 3 times" \
     '$py -c "import h5py,numpy as n,sys; c=h5py.File(sys.argv[1])[\"condition\"][:]; sys.exit(not n.array_equal(n.bincount(c), [3]*5))" "$tmp/b/samples.h5"'
 "$exe" train "$tmp/vae.yaml" --out "$tmp/c" --resume never --set train.stop_iteration=4 >/dev/null 2>&1; rc=$?
