@@ -215,15 +215,17 @@ PY
 size() { stat -c %s "$1"; }
 
 # ---- A. a sweep through Slurm ------------------------------------------------------
-# Two 1-rank runs of about 5 s each (on this kind of machine), checkpointed
-# every 20 iterations; 5 min limit, the time-limit signal far away.
+# Two 1-rank runs of about 10 s each (on this kind of machine), checkpointed
+# every 20 iterations; 5 min limit, the time-limit signal far away. (At 800
+# iterations a run could end, on a busy machine, between the check that both
+# run and the scancel below, so task 1 completed instead of being cancelled.)
 cat > "$tmp/sweep.yaml" <<EOF
 name: pair
 root: $tmp/sweep
 configs: [$src/configs/25gmm_tb.yaml, $src/configs/25gmm_tb_expl.yaml]
 seeds: [3]
 set:
-  train.iterations: 800
+  train.iterations: 2400
   train.batch_size: 100
   sampler.T: 20
   eval.every: 400
@@ -307,7 +309,7 @@ for run in sys.argv[1:]:
         assert f["x"].shape == (200, 2) and int(f.attrs["n_samples"]) == 200, run
         w = f["log_reward"][()] + f["log_pb"][()] - f["log_pf"][()]
         assert np.allclose(f["log_weight"][()], w) and np.all(np.isfinite(f["x"][()])), run
-        assert int(f.attrs["iteration"]) == 800, run
+        assert int(f.attrs["iteration"]) == 2400, run
 PY'
 "$sweep_cmd" status "$tmp/sweep.yaml" > "$tmp/status_done.txt" 2>&1 || true
 check "status: 2 finished" 'tail -n 1 "$tmp/status_done.txt" | grep -q "pair: 2 finished$"'
