@@ -95,6 +95,18 @@ void ds_cond_image_metrics(const double *lw, int n_img, int K, double *sum_elbo,
     *lse_sum = all.sum;
 }
 
+/* Images first .. first + count - 1 of condition.images, as the energy's conditions. */
+static ds_status read_conditions(const ds_trainer *t, long first, long count, ds_real **rows, size_t *n)
+{
+    const char *path = t->s.cond_images;
+    size_t w = 0;
+    DS_TRY(ds_idx_read_images(path, (size_t)first, (size_t)count, rows, n, &w));
+    DS_CHECK(w == (size_t)t->energy->vt->cond_dim, DS_ERR_CONFIG,
+             "%s: images of %zu pixels; energy '%s' takes conditions of %d", path, w, t->energy->vt->name,
+             t->energy->vt->cond_dim);
+    return DS_OK;
+}
+
 ds_status ds_cond_setup(ds_trainer *t)
 {
     const ds_settings *s = &t->s;
@@ -113,18 +125,10 @@ ds_status ds_cond_setup(ds_trainer *t)
     ds_trainer_split(nc, t->rank, t->size, &q->n_cond, &q->cond_first);
     t->B = q->n_cond * q->K;
     t->first = q->cond_first * q->K;
-    size_t w = 0;
     /* condition.train_count 0 (diffsamp sample --images): evaluation images only, for sampling */
-    if (s->cond_train_count > 0) {
-        DS_TRY(ds_idx_read_images(s->cond_images, (size_t)s->cond_train_first, (size_t)s->cond_train_count,
-                                  &q->train, &q->ntrain, &w));
-        DS_CHECK(w == (size_t)q->C, DS_ERR_CONFIG, "%s: images of %zu pixels; energy '%s' takes conditions of %d",
-                 s->cond_images, w, t->energy->vt->name, q->C);
-    }
-    DS_TRY(ds_idx_read_images(s->cond_images, (size_t)s->cond_eval_first, (size_t)s->cond_eval_count, &q->eval,
-                              &q->neval, &w));
-    DS_CHECK(w == (size_t)q->C, DS_ERR_CONFIG, "%s: images of %zu pixels; energy '%s' takes conditions of %d",
-             s->cond_images, w, t->energy->vt->name, q->C);
+    if (s->cond_train_count > 0)
+        DS_TRY(read_conditions(t, s->cond_train_first, s->cond_train_count, &q->train, &q->ntrain));
+    DS_TRY(read_conditions(t, s->cond_eval_first, s->cond_eval_count, &q->eval, &q->neval));
     long f;
     ds_trainer_split(s->cond_eval_count, t->rank, t->size, &q->n_img, &f);
     q->img_first = (int)f;

@@ -68,6 +68,7 @@ struct ds_trainer {
     volatile sig_atomic_t *stop_flag;
     double t_created;
     char resumed_from[DS_PATH_MAX + 64];
+    int resumed_ranks;            /* the number of ranks that wrote it (0: not resumed) */
     struct ds_cond_state *cond;   /* conditional targets (train_cond.c); NULL otherwise */
     double t_train;               /* wall seconds inside ds_trainer_step */
     double t_mpi;                 /* of which in MPI calls (reductions, exchange) */

@@ -114,6 +114,10 @@ ds_status ds_trainer_run(ds_trainer *t, FILE *log, ds_eval_result *final, int *s
             fprintf(log, ", replay buffers up to %.0f MB", (ds_buffer_bytes(t->buf) + ds_buffer_bytes(t->buf_ls)) * mb);
         fputc('\n', log);
         if (t->iteration > 0) fprintf(log, "resumed at iteration %ld from %s\n", t->iteration, t->resumed_from);
+        if (t->resumed_ranks > 0 && t->resumed_ranks != t->size)
+            fprintf(log, "the checkpoint was written on %d rank%s, this run has %d%s\n", t->resumed_ranks,
+                    t->resumed_ranks == 1 ? "" : "s", t->size,
+                    t->buf ? ": the replay buffers were redistributed evenly" : "");
         fflush(log);
     }
     if (t->size > 1) DS_MPI(MPI_Barrier(t->comm));  /* the run folder exists before anyone writes into it */

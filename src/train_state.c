@@ -221,9 +221,7 @@ ds_status ds_trainer_resume(ds_trainer *t, const char *path)
         return rc;
     }
     if (t->rank == 0 && warning[0]) fprintf(stderr, "diffsamp: warning: %s\n", warning);
-    if (t->rank == 0 && ctx.world_size != t->size)
-        fprintf(stderr, "diffsamp: resuming a %d-rank checkpoint on %d ranks: the replay buffers were "
-                "redistributed evenly\n", ctx.world_size, t->size);
+    t->resumed_ranks = ctx.world_size;
     snprintf(t->resumed_from, sizeof t->resumed_from, "%s", found);
     return DS_OK;
 }

@@ -80,10 +80,14 @@ done
 # another number of ranks: 2 -> 1 and 1 -> 2 continue with the buffers redistributed
 mpirun -np 2 "$exe" train "${common[@]}" --set train.iterations=30 --out "$tmp/r21" > /dev/null 2>&1
 "$exe" train "${common[@]}" --set train.iterations=50 --out "$tmp/r21" > "$tmp/r21.log" 2>&1; rc=$?
-check "2 -> 1 ranks resumes and finishes" '[ $rc -eq 0 ] && grep -q "resuming a 2-rank checkpoint on 1 ranks" "$tmp/r21.log"'
+check "2 -> 1 ranks resumes and finishes" '[ $rc -eq 0 ] && grep -q "written on 2 ranks, this run has 1: the replay buffers were redistributed evenly" "$tmp/r21.log"'
+"$exe" eval --checkpoint "$tmp/r21" --ground-truth 0 > "$tmp/r21e.log" 2>&1; rc=$?
+mpirun -np 2 "$exe" eval --checkpoint "$tmp/r21" --ground-truth 0 > "$tmp/r21e2.log" 2>&1; rc2=$?
+check "eval of a 1-rank checkpoint on 1 and 2 ranks says nothing of buffers (nothing trains)" \
+    '[ $rc -eq 0 ] && [ $rc2 -eq 0 ] && ! grep -q "redistributed\|written on" "$tmp/r21e.log" "$tmp/r21e2.log"'
 "$exe" train "${common[@]}" --set train.iterations=30 --out "$tmp/r12" > /dev/null 2>&1
 mpirun -np 2 "$exe" train "${common[@]}" --set train.iterations=50 --out "$tmp/r12" > "$tmp/r12.log" 2>&1; rc=$?
-check "1 -> 2 ranks resumes and finishes" '[ $rc -eq 0 ] && grep -q "resumed at iteration 30" "$tmp/r12.log"'
+check "1 -> 2 ranks resumes and finishes" '[ $rc -eq 0 ] && grep -q "resumed at iteration 30" "$tmp/r12.log" && grep -q "written on 1 rank, this run has 2:" "$tmp/r12.log"'
 check "buffer sizes add up after redistribution" '/usr/bin/python3 -c "
 import h5py,sys; f=h5py.File(\"$tmp/r12/checkpoint.h5\",\"r\"); c=f[\"/replay/buffer/counts\"][()]
 assert len(c)==2 and c.sum()==f[\"/replay/buffer/x\"].shape[0], c"'
