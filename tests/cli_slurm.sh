@@ -323,13 +323,13 @@ check "third submit queues nothing and redoes nothing" \
 # The uninterrupted run first; its wall time W sizes the slot S of each start:
 # the job has --time=1 and DS_STOP_MARGIN = 59 - S, so every start gives the
 # trainer train.time_limit = (about 59 s left) - DS_STOP_MARGIN = S. S is W/4,
-# at least 2 s and at most 6 s (the run takes about 6 s on an idle machine of
-# this kind since the BLAS kernels are chosen well; it took 3 s at 1200
-# iterations, which one 3 s start could finish):
+# at least 2 s and at most 6 s. The run is 7200 iterations: at 2400 it took
+# 3 s on an idle machine of this kind, which one start of the 2 s floor
+# (plus start-up) finished, so no start was stopped by its time limit:
 # the run needs several starts even if the machine gets faster (less loaded)
 # after W was measured. --signal=B:USR1@1 keeps Slurm's own signal (sent on a
 # 30 s tick, up to 30 s early) beyond any start.
-two=(--set train.iterations=2400 --set train.batch_size=200 --set sampler.T=20 --set eval.every=600
+two=(--set train.iterations=7200 --set train.batch_size=200 --set sampler.T=20 --set eval.every=600
      --set eval.samples=200 --set eval.ground_truth_samples=20 --set output.checkpoint_every=20)
 t0=$(date +%s%N)
 mpirun -np 2 --oversubscribe "$exe" train "$src/configs/25gmm_tb_expl.yaml" "${two[@]}" --out "$tmp/two_ref" \
