@@ -217,9 +217,10 @@ START_TEST(chunked_log_reward_matches)
 #if defined(DS_REAL_DOUBLE)
     const double tol = 0; /* the same products in double: bitwise */
 #else
-    /* in float the two paths may take different BLAS kernels (a product with
-     * and without the gradient's columns), so the sums may round differently
-     * in the last bits on some CPUs (seen on an AVX-512 EPYC: row 270) */
+    /* in float, lgcp_log_reward's two paths are one sgemm for the whole
+     * batch (with the gradient) and sgemms of LGCP_CHUNK rows (without), and
+     * OpenBLAS may block the two sizes differently, so a sum may round
+     * differently in its last bits (seen on an AVX-512 EPYC: row 270) */
     const double tol = 1e-6;
 #endif
     for (int k = 0; k < m; k++)
