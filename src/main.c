@@ -355,6 +355,7 @@ static int cmd_train(int argc, char **argv)
         printf("\nfinal metrics (iteration %ld, %.1f s):\n", r.iteration, r.seconds);
         printf("  ELBO                 %.4f\n", r.elbo);
         printf("  log Z (IS)           %.4f\n", r.log_z_is);
+        if (!isnan(r.log_z_rw)) printf("  cross-image RW       %.4f\n", r.log_z_rw);
         if (r.log_z_learned == r.log_z_learned) printf("  log Z (learned)      %.4f\n", r.log_z_learned);
         printf("  ESS                  %.4f\n", r.ess);
         if (r.has_log_z) {

@@ -11,6 +11,7 @@ static double get_iteration(const ds_eval_result *r) { return (double)r->iterati
 static double get_loss(const ds_eval_result *r) { return r->loss; }
 static double get_elbo(const ds_eval_result *r) { return r->elbo; }
 static double get_log_z_is(const ds_eval_result *r) { return r->log_z_is; }
+static double get_log_z_rw(const ds_eval_result *r) { return r->log_z_rw; }
 static double get_log_z_learned(const ds_eval_result *r) { return r->log_z_learned; }
 static double get_ess(const ds_eval_result *r) { return r->ess; }
 static double get_mean_ll(const ds_eval_result *r) { return r->mean_ll; }
@@ -43,9 +44,13 @@ const ds_metrics_column ds_metrics_columns[] = {
     {"loss", NULL, "mean training loss since the previous evaluation", 0, get_loss},
     {"elbo", "ELBO", "mean log-weight log R + sum log p_B - sum log p_F of the evaluation samples", 0, get_elbo},
     {"log_z_is", "log Z (IS)", "importance-weighted log Z: log mean exp of the log-weights", 0, get_log_z_is},
+    {"log_z_rw_cross_image", "cross-image RW", "conditional targets: log mean exp of all evaluation images' "
+     "log-weights together, the reference code's \"RW\" number, which estimates no image's likelihood (empty "
+     "otherwise)", 0, get_log_z_rw},
     {"log_z_learned", "log Z (learned)", "the learned log Z (empty when the objective has none)", 0,
      get_log_z_learned},
-    {"ess", "ESS", "effective sample size (sum w)^2 / (N sum w^2), in (0, 1]", 0, get_ess},
+    {"ess", "ESS", "effective sample size (sum w)^2 / (N sum w^2), in (0, 1] (conditional targets: the mean over "
+     "evaluation images of the ESS of each image's own samples)", 0, get_ess},
     {"mean_log_likelihood", "mean log-likelihood", "mean log-likelihood of true samples (empty without a sampler)",
      0, get_mean_ll},
     {"delta_log_z", "Delta log Z", "|log Z - ELBO| (empty when log Z is unknown)", 0, get_delta_log_z},

@@ -15,6 +15,7 @@
 #include "diffsamp/dist.h"
 #include "diffsamp/eval.h"
 #include "diffsamp/idx.h"
+#include "diffsamp/modes.h"
 #include "diffsamp/mpicheck.h"
 #include "diffsamp/rng.h"
 
@@ -73,24 +74,38 @@ ds_status ds_cond_vargrad(const ds_obj_input *in, int K, double *loss, ds_real *
     return DS_OK;
 }
 
-void ds_cond_image_metrics(const double *lw, int n_img, int K, double *sum_elbo, double *sum_is, double *lse_max,
-                           double *lse_sum)
+void ds_cond_image_metrics(const double *lw, int n_img, int K, double *sum_elbo, double *sum_is, double *sum_ess,
+                           double *lse_max, double *lse_sum)
 {
     ds_lse all;
     ds_lse_init(&all);
-    double se = 0, si = 0;
+    double se = 0, si = 0, sess = 0;
     for (int i = 0; i < n_img; i++) {
         const double *v = lw + (size_t)i * K;
-        double m = 0;
+        double m = 0, top = -INFINITY;
+        int nan = 0;
         for (int k = 0; k < K; k++) {
             m += v[k];
             ds_lse_add(&all, v[k]);
+            if (isnan(v[k])) nan = 1;
+            else if (v[k] > top) top = v[k];
         }
         se += m / K;
         si += ds_logmeanexp(v, K);
+        /* (sum w)^2 / (K sum w^2) with w = exp(lw - max): NaN when a weight is
+         * NaN or none is finite */
+        const int ok = !nan && isfinite(top);
+        double s1 = 0, s2 = 0;
+        for (int k = 0; ok && k < K; k++) {
+            const double w = exp(v[k] - top);
+            s1 += w;
+            s2 += w * w;
+        }
+        sess += ok ? s1 * s1 / (K * s2) : NAN;
     }
     *sum_elbo = se;
     *sum_is = si;
+    *sum_ess = sess;
     *lse_max = all.max;
     *lse_sum = all.sum;
 }
@@ -312,12 +327,14 @@ static ds_status eval_chunk(ds_trainer *t, ds_rng_purpose purpose, int i0, int m
 }
 
 /* Global metrics from this rank's sums (collective). */
-static ds_status reduce_metrics(ds_trainer *t, double sums[3], double lse_max, double lse_sum, ds_eval_result *r)
+/* sums: over this rank's images, of the ELBO, IS log p(x), learned log Z(x)
+ * and ESS. Collective. */
+static ds_status reduce_metrics(ds_trainer *t, double sums[4], double lse_max, double lse_sum, ds_eval_result *r)
 {
     const double nimg = (double)t->s.cond_eval_count, nall = nimg * t->s.cond_eval_repeats;
     double gmax = lse_max;
     if (t->size > 1) {
-        DS_MPI(MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, t->comm));
+        DS_MPI(MPI_Allreduce(MPI_IN_PLACE, sums, 4, MPI_DOUBLE, MPI_SUM, t->comm));
         DS_MPI(MPI_Allreduce(&lse_max, &gmax, 1, MPI_DOUBLE, MPI_MAX, t->comm));
     }
     double part = isfinite(gmax) && lse_sum > 0 ? lse_sum * exp(lse_max - gmax) : 0;
@@ -326,7 +343,8 @@ static ds_status reduce_metrics(ds_trainer *t, double sums[3], double lse_max, d
     r->log_z_is = sums[1] / nimg;
     r->log_z_learned = t->s.objective == DS_OBJ_TB ? sums[2] / nimg : NAN;
     r->log_z_rw = gmax + log(part) - log(nall);
-    r->ess = NAN;
+    r->ess = sums[3] / nimg;  /* the mean over images of each image's ESS of its own samples */
+    ds_modes_result_clear(&r->mode_weights);  /* no modes to weigh */
     return DS_OK;
 }
 
@@ -336,7 +354,7 @@ ds_status ds_cond_evaluate(ds_trainer *t, ds_eval_result *r)
     const int K = t->s.cond_eval_repeats, per = t->chunk / K;
     double *lw = malloc(sizeof(double) * (size_t)(per > 0 ? per : 1) * K);
     DS_ALLOC_CHECK(lw);
-    double sums[3] = {0, 0, 0};
+    double sums[4] = {0, 0, 0, 0};
     ds_lse all;
     ds_lse_init(&all);
     ds_status rc = DS_OK;
@@ -344,10 +362,11 @@ ds_status ds_cond_evaluate(ds_trainer *t, ds_eval_result *r)
         const int m = q->n_img - i0 < per ? q->n_img - i0 : per;
         rc = eval_chunk(t, DS_RNG_EVAL, i0, m, K, lw, NULL, NULL, NULL, &sums[2]);
         if (rc != DS_OK) break;
-        double se, si, mx, sm;
-        ds_cond_image_metrics(lw, m, K, &se, &si, &mx, &sm);
+        double se, si, ess, mx, sm;
+        ds_cond_image_metrics(lw, m, K, &se, &si, &ess, &mx, &sm);
         sums[0] += se;
         sums[1] += si;
+        sums[3] += ess;
         ds_lse part = {mx, sm};
         ds_lse_merge(&all, &part);
     }
@@ -381,7 +400,7 @@ ds_status ds_cond_write_samples(ds_trainer *t, const char *path, ds_eval_result 
     /* every rank takes part in every append: the rounds of the largest share */
     const int max_img = s->cond_eval_count / t->size + (s->cond_eval_count % t->size ? 1 : 0);
     const int rounds = (max_img + per - 1) / per;
-    double sums[3] = {0, 0, 0};
+    double sums[4] = {0, 0, 0, 0};
     ds_lse all;
     ds_lse_init(&all);
     for (int k = 0; k < rounds && rc == DS_OK; k++) {
@@ -396,10 +415,11 @@ ds_status ds_cond_write_samples(ds_trainer *t, const char *path, ds_eval_result 
                               "another rank failed while writing the sample set %s", path);
         if (rc != DS_OK) break;
         if (m > 0) {
-            double se, si, mx, sm;
-            ds_cond_image_metrics(lw, m, K, &se, &si, &mx, &sm);
+            double se, si, ess, mx, sm;
+            ds_cond_image_metrics(lw, m, K, &se, &si, &ess, &mx, &sm);
             sums[0] += se;
             sums[1] += si;
+            sums[3] += ess;
             ds_lse part = {mx, sm};
             ds_lse_merge(&all, &part);
         }
@@ -418,6 +438,7 @@ ds_status ds_cond_write_samples(ds_trainer *t, const char *path, ds_eval_result 
         m[nm++] = (ds_h5_metric){"elbo", res.elbo};
         m[nm++] = (ds_h5_metric){"log_p_is", res.log_z_is};
         m[nm++] = (ds_h5_metric){"log_z_rw_cross_image", res.log_z_rw};
+        m[nm++] = (ds_h5_metric){"ess_per_image", res.ess};
         m[nm++] = (ds_h5_metric){"samples_per_image", (double)K};
         m[nm++] = (ds_h5_metric){"iteration", (double)t->iteration};
         if (!isnan(res.log_z_learned)) m[nm++] = (ds_h5_metric){"log_z_learned", res.log_z_learned};

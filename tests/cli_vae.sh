@@ -48,10 +48,24 @@ m = lw.max(1, keepdims=True)
 is_ = (m[:, 0] + np.log(np.exp(lw - m).mean(1))).mean()
 ok = ok and abs(f.attrs["elbo"] - lw.mean()) < 1e-9 and abs(f.attrs["log_p_is"] - is_) < 1e-9
 ok = ok and f.attrs["log_z_rw_cross_image"] >= f.attrs["log_p_is"] and f.attrs["samples_per_image"] == 3
+w = np.exp(lw - m)
+ess = (w.sum(1) ** 2 / (3 * (w * w).sum(1))).mean()
+ok = ok and abs(f.attrs["ess_per_image"] - ess) < 1e-9 and 1 / 3 <= ess <= 1
 print("ok" if ok else "bad: %s %s" % (c, dict(f.attrs)))
 PY
 )
 check "the sample set has /condition per row and per-image metrics that h5py recomputes ($layout)" '[ "$layout" = ok ]'
+mcsv=$($py - "$tmp/a/metrics.csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+last = rows[-1]
+ok = float(last["log_z_rw_cross_image"]) >= float(last["log_z_is"]) and 1 / 3 <= float(last["ess"]) <= 1
+ok = ok and all(last[k] == "" for k in ("wells_right_fraction", "wells_count_tv", "modes_tv"))
+print("ok" if ok else "bad: %s" % last)
+PY
+)
+check "metrics.csv of a conditional run has the cross-image number and the per-image ESS, no mode columns ($mcsv)" \
+    '[ "$mcsv" = ok ] && grep -q "^  cross-image RW  " "$tmp/out" && ! grep -q "ess nan" "$tmp/out"'
 "$exe" sample --checkpoint "$tmp/a" -o "$tmp/again.h5" >"$tmp/sout" 2>&1; rc=$?
 check "sample of the run's checkpoint (no -n) rewrites its sample set, bitwise" \
     '[ $rc -eq 0 ] && $py -c "import h5py,numpy as n,sys; a=h5py.File(sys.argv[1]); b=h5py.File(sys.argv[2]); sys.exit(not all(n.array_equal(a[k][:], b[k][:]) for k in (\"x\", \"log_weight\", \"log_reward\", \"log_pf\", \"log_pb\", \"condition\")))" "$tmp/a/samples.h5" "$tmp/again.h5"'

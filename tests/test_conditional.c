@@ -245,10 +245,23 @@ START_TEST(per_image_metrics)
 {
     /* 2 images x 3 samples */
     const double lw[6] = {-10, -11, -12, -100, -101, -99};
-    double se, si, mx, sm;
-    ds_cond_image_metrics(lw, 2, 3, &se, &si, &mx, &sm);
+    double se, si, ess, mx, sm;
+    ds_cond_image_metrics(lw, 2, 3, &se, &si, &ess, &mx, &sm);
     ck_assert(fabs(se - (-11.0 - 100.0)) < 1e-12);
     ck_assert(fabs(si - (ds_logmeanexp(lw, 3) + ds_logmeanexp(lw + 3, 3))) < 1e-12);
+    /* each image's ESS of its own weights: both images have weights 1, e^-1, e^-2 relative to their best */
+    const double w1 = exp(-1.0), w2 = exp(-2.0);
+    const double one = (1 + w1 + w2) * (1 + w1 + w2) / (3 * (1 + w1 * w1 + w2 * w2));
+    ck_assert(fabs(ess - 2 * one) < 1e-12);
+    /* equal weights give ESS 1; one finite weight among -inf ones gives 1/K; a NaN weight gives NaN */
+    const double flat[3] = {-5, -5, -5}, lone[3] = {-5, -INFINITY, -INFINITY}, bad[3] = {-5, NAN, -4};
+    ds_cond_image_metrics(flat, 1, 3, &se, &si, &ess, &mx, &sm);
+    ck_assert(fabs(ess - 1.0) < 1e-15);
+    ds_cond_image_metrics(lone, 1, 3, &se, &si, &ess, &mx, &sm);
+    ck_assert(fabs(ess - 1.0 / 3) < 1e-15);
+    ds_cond_image_metrics(bad, 1, 3, &se, &si, &ess, &mx, &sm);
+    ck_assert(isnan(ess));
+    ds_cond_image_metrics(lw, 2, 3, &se, &si, &ess, &mx, &sm);
     /* the cross-image number is dominated by the best image: far above the mean of the per-image values */
     ds_lse a = {mx, sm};
     double rw = ds_lse_value(&a) - log(6.0);

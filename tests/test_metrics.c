@@ -41,6 +41,7 @@ static ds_eval_result result(long it)
     r.elbo = -1.25 - it;
     r.log_z_is = -0.5;
     r.log_z_learned = NAN;
+    r.log_z_rw = NAN; /* conditional targets only */
     r.ess = 0.25;
     r.mean_ll = NAN;
     r.has_log_z = it == 20;
@@ -103,9 +104,9 @@ START_TEST(extra_column_reaches_metrics_csv)
     ck_assert_msg(strstr(line[0], ",modes_tv,test_twice_elbo\n") != NULL, "%s", line[0]);
     /* row of iteration 10: integer iteration, NaN cells empty, delta empty
      * without a known log Z, the extra column last. */
-    ck_assert_msg(strcmp(line[1], "10,5,-11.25,-0.5,,0.25,,,,,,,30,0,1.5,0,0,0,0,0,0,0,0,0,,,,,,,-22.5\n") == 0, "%s",
+    ck_assert_msg(strcmp(line[1], "10,5,-11.25,-0.5,,,0.25,,,,,,,30,0,1.5,0,0,0,0,0,0,0,0,0,,,,,,,-22.5\n") == 0, "%s",
                   line[1]);
-    ck_assert_msg(strcmp(line[2], "20,10,-21.25,-0.5,,0.25,,21.25,0.5,7,,,60,0,1.5,0,0,0,0,0,0,0,0,0,,,,,,,-42.5\n") == 0,
+    ck_assert_msg(strcmp(line[2], "20,10,-21.25,-0.5,,,0.25,,21.25,0.5,7,,,60,0,1.5,0,0,0,0,0,0,0,0,0,,,,,,,-42.5\n") == 0,
                   "%s", line[2]);
     ds_metrics_history_free(&h);
 }
@@ -169,6 +170,9 @@ START_TEST(extra_column_round_trips_through_the_checkpoint)
     ck_assert(ds_metrics_history_row(&back, 1)[elbo] == -21.25);
     ds_metrics_history_free(&back);
     remove(path);
+    char prev[300]; /* the second write kept the first as PATH.prev (the checkpoint writer's rotation) */
+    snprintf(prev, sizeof prev, "%s.prev", path);
+    remove(prev);
     ds_metrics_history_free(&ext);
     ds_metrics_history_free(&std_);
 }
@@ -240,6 +244,11 @@ START_TEST(one_printer_shows_what_has_a_value)
     const char *line = print_to_string(&r, DS_METRICS_LINE);
     ck_assert_msg(strncmp(line, "  eval @10:  elbo -11.25  log_z_is -0.5  ess 0.25", 48) == 0, "%s", line);
     ck_assert_msg(strchr(line, '\n') == line + strlen(line) - 1, "one line: %s", line);
+    r.log_z_rw = -52.75; /* a conditional target's cross-image number */
+    rep = print_to_string(&r, DS_METRICS_REPORT);
+    ck_assert_msg(strstr(rep, "\ncross-image RW       -52.750000\n"), "%s", rep);
+    line = print_to_string(&r, DS_METRICS_LINE);
+    ck_assert_msg(strstr(line, "  log_z_is -0.5  log_z_rw_cross_image -52.75  ess 0.25"), "%s", line);
 }
 END_TEST
 

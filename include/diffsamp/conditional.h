@@ -26,12 +26,13 @@
 ds_status ds_cond_vargrad(const ds_obj_input *in, int K, double *loss, ds_real *d_log_pf, ds_real *d_log_f);
 
 /* Per-image metrics of n_img images with K log-weights each (lw image-major,
- * (n_img, K)): sums over the images of the ELBO (mean log w) and of the
- * importance-weighted log p(x) (log mean exp log w), and the running
- * log-sum-exp of all weights (the reference's cross-image "RW" number when
- * divided by the count). */
-void ds_cond_image_metrics(const double *lw, int n_img, int K, double *sum_elbo, double *sum_is, double *lse_max,
-                           double *lse_sum);
+ * (n_img, K)): sums over the images of the ELBO (mean log w), of the
+ * importance-weighted log p(x) (log mean exp log w) and of the effective
+ * sample size of the image's own weights, (sum w)^2 / (K sum w^2) in
+ * [1/K, 1]; and the running log-sum-exp of all weights (the reference's
+ * cross-image "RW" number when divided by the count). */
+void ds_cond_image_metrics(const double *lw, int n_img, int K, double *sum_elbo, double *sum_is, double *sum_ess,
+                           double *lse_max, double *lse_sum);
 
 /* Local search on a conditional target: ds_ls_run_cond (local_search.h),
  * ds_ls_run's MALA chains where chain k targets log R(. | cond[k]) and the
