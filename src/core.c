@@ -2,12 +2,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include "diffsamp/core.h"
 
+#include <errno.h>
 #include <mpi.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #if defined(__SSE__) || defined(__x86_64__)
 #include <xmmintrin.h>
 #endif
@@ -201,4 +203,19 @@ double ds_wtime(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+ds_status ds_check_readable(const char *path, const char *what)
+{
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        fclose(f);
+        return DS_OK;
+    }
+    const int err = errno;
+    char cwd[1024];
+    if (path[0] != '/' && getcwd(cwd, sizeof cwd))
+        return ds_error_set(DS_ERR_IO, __FILE__, __LINE__, __func__, "%s %s: %s (a relative path, looked for in %s)",
+                            what, path, strerror(err), cwd);
+    return ds_error_set(DS_ERR_IO, __FILE__, __LINE__, __func__, "%s %s: %s", what, path, strerror(err));
 }

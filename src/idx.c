@@ -69,6 +69,7 @@ ds_status ds_idx_read(const char *path, size_t first, size_t n, ds_idx *out)
 {
     DS_CHECK(path && out, DS_ERR_INVALID, "ds_idx_read: NULL argument");
     memset(out, 0, sizeof *out);
+    DS_TRY(ds_check_readable(path, "the idx file"));
     gzFile g = gzopen(path, "rb");
     DS_CHECK(g != NULL, DS_ERR_IO, "%s: cannot open the idx file", path);
     ds_status rc = read_file(g, path, first, n, out);

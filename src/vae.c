@@ -166,6 +166,7 @@ ds_status ds_vae_load(const char *path, ds_vae **out)
 {
     DS_CHECK(path && out, DS_ERR_INVALID, "ds_vae_load: NULL argument");
     *out = NULL;
+    DS_TRY(ds_check_readable(path, "the VAE file"));
     h5_quiet q;
     quiet_begin(&q);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);

@@ -131,7 +131,10 @@ check "subtb on a conditional target is refused (exit 2, names the allowed objec
 "$exe" config "$tmp/vae.yaml" --set train.batch_size=7 --set condition.repeats=2 >/dev/null 2>"$tmp/err"; rc=$?
 check "a batch that is not whole conditions is refused" '[ $rc -eq 2 ] && grep -q "multiple of condition.repeats" "$tmp/err"'
 "$exe" train "$tmp/vae.yaml" --out "$tmp/d" --resume never --set condition.images=/nonexistent.idx >/dev/null 2>"$tmp/err"
-check "a missing image file is named" 'grep -q "/nonexistent.idx: cannot open the idx file" "$tmp/err"'
+check "a missing image file is named, with the reason" 'grep -q "the idx file /nonexistent.idx: No such file or directory" "$tmp/err"'
+"$exe" train "$tmp/vae.yaml" --out "$tmp/d" --resume never --set energy.file=no/vae.h5 >/dev/null 2>"$tmp/err"
+check "a missing VAE file at a relative path is named with the directory it was looked for in" \
+    'grep -q "the VAE file no/vae.h5: No such file or directory (a relative path, looked for in $(pwd))" "$tmp/err"'
 
 "$exe" vae-train --help > "$tmp/help"
 check "vae-train --help documents the layout and the default data" \
@@ -139,7 +142,7 @@ check "vae-train --help documents the layout and the default data" \
 "$exe" vae-train --epochs 1 >/dev/null 2>"$tmp/err"; rc=$?
 check "vae-train without -o exits 2" '[ $rc -eq 2 ] && grep -q "needs -o FILE.h5" "$tmp/err"'
 "$exe" vae-train --train "$tmp/none.idx" -o "$tmp/v.h5" >/dev/null 2>"$tmp/err"; rc=$?
-check "vae-train names a missing image file" '[ $rc -ne 0 ] && grep -q "none.idx: cannot open the idx file" "$tmp/err"'
+check "vae-train names a missing image file" '[ $rc -ne 0 ] && grep -q "none.idx: No such file or directory" "$tmp/err"'
 
 # vae-train from a config: its vae_train section, a short option after it, refusals at FILE:LINE:COL
 cat > "$tmp/vt.yaml" <<YAML

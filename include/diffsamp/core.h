@@ -77,6 +77,12 @@ const char *ds_status_name(ds_status code);
         }                                                                           \
     } while (0)
 
+/* DS_OK when path can be opened for reading; otherwise a DS_ERR_IO error
+ * "WHAT PATH: REASON" (strerror), adding, for a relative path, the directory
+ * it was looked for in. Before a library opens a file whose own error would
+ * not say that it is missing (HDF5, zlib). */
+ds_status ds_check_readable(const char *path, const char *what);
+
 #define DS_ALLOC_CHECK(ptr)                                                         \
     DS_CHECK((ptr) != NULL, DS_ERR_NOMEM, "out of memory allocating %s", #ptr)
 
