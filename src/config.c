@@ -70,6 +70,8 @@ static const char *const exchange_names[] = {"best", "random", NULL};
 #define U64(p, f, d, doc) {p, K_U64, OFF(f), 0, d, 0, 0, 0, NULL, doc, 0}
 #define DBL(p, f, d, lo, hi, fl, doc) {p, K_DOUBLE, OFF(f), 0, d, lo, hi, fl, NULL, doc, 0}
 #define STR(p, f, d, doc) {p, K_STRING, OFF(f), SZ(f), d, 1, (double)(SZ(f) - 1), 0, NULL, doc, 0}
+/* A string that may be empty (empty: another key's value, as its doc says). */
+#define STR0(p, f, d, doc) {p, K_STRING, OFF(f), SZ(f), d, 0, (double)(SZ(f) - 1), 0, NULL, doc, 0}
 #define ENUM(p, f, d, ch, doc) {p, K_ENUM, OFF(f), 0, d, 0, 0, 0, ch, doc, 0}
 #define OBJECTIVE(p, f, d, role, doc) {p, K_OBJECTIVE, OFF(f), 0, d, 0, 0, 0, NULL, doc, role}
 #define ENERGY(p, f, d, doc) {p, K_ENERGY, OFF(f), SZ(f), d, 1, (double)(SZ(f) - 1), 0, NULL, doc, 0}
@@ -225,11 +227,15 @@ static const key_def keys[] = {
 
     STR("condition.images", cond_images, "../shared/data/mnist/t10k-images-idx3-ubyte.gz",
         "conditional energies (vae): idx file of the condition images, pixels / 255 (plain or .gz)"),
+    STR0("condition.eval_images", cond_eval_images, "",
+         "conditional energies: idx file of the evaluation images (e.g. a test set beside a training set in "
+         "condition.images); empty: condition.images"),
     INT("condition.train_first", cond_train_first, "100", 0, IMAX,
         "conditional energies: first image of the training conditions"),
     INT("condition.train_count", cond_train_count, "9900", 1, IMAX,
         "conditional energies: training conditions (each iteration draws batch_size / repeats of them)"),
-    INT("condition.eval_first", cond_eval_first, "0", 0, IMAX, "conditional energies: first evaluation image"),
+    INT("condition.eval_first", cond_eval_first, "0", 0, IMAX,
+        "conditional energies: first evaluation image (of condition.eval_images when set)"),
     INT("condition.eval_count", cond_eval_count, "100", 1, IMAX, "conditional energies: evaluation images"),
     INT("condition.repeats", cond_repeats, "10", 1, 1e6,
         "conditional energies: trajectories per condition in training (VarGrad's baseline is per condition)"),

@@ -4,6 +4,7 @@
  * (ds_die: the message for users, then MPI_Abort on every rank; with --debug
  * or DS_DEBUG=1 also where in the source it was raised). */
 #include "diffsamp/blas.h"
+#include "diffsamp/conditional.h"
 #include "diffsamp/config.h"
 #include "diffsamp/exact.h"
 #include "diffsamp/core.h"
@@ -464,7 +465,7 @@ static int cmd_sample(int argc, char **argv)
         /* Another file (--images) starts at its image 0 and runs to its end unless --first and
          * --count say otherwise; the run's own file keeps the run's evaluation range. */
         if (images) {
-            set_from_option(&s, "--images", "condition.images", images);
+            set_from_option(&s, "--images", "condition.eval_images", images);
             s.cond_eval_first = 0;
             /* sampling reads no training image, so the run's training range need not exist in FILE:
              * train_count 0 (not a value a config may hold) leaves the trainer without training images */
@@ -492,7 +493,7 @@ static int cmd_sample(int argc, char **argv)
     if (world_rank() == 0) {
         if (conditional) {
             printf("%d samples of iteration %ld of each of images %d..%d of %s written to %s\n", s.cond_eval_repeats,
-                   r.iteration, s.cond_eval_first, s.cond_eval_first + s.cond_eval_count - 1, s.cond_images, outp);
+                   r.iteration, s.cond_eval_first, s.cond_eval_first + s.cond_eval_count - 1, ds_cond_eval_file(&s), outp);
             printf("  over images: mean ELBO %.4f  mean IS log p(x) %.4f  cross-image log-mean-exp (\"RW\") %.4f\n",
                    r.elbo, r.log_z_is, r.log_z_rw);
         } else {

@@ -110,10 +110,15 @@ void ds_cond_image_metrics(const double *lw, int n_img, int K, double *sum_elbo,
     *lse_sum = all.sum;
 }
 
-/* Images first .. first + count - 1 of condition.images, as the energy's conditions. */
-static ds_status read_conditions(const ds_trainer *t, long first, long count, ds_real **rows, size_t *n)
+const char *ds_cond_eval_file(const ds_settings *s)
 {
-    const char *path = t->s.cond_images;
+    return s->cond_eval_images[0] ? s->cond_eval_images : s->cond_images;
+}
+
+/* Images first .. first + count - 1 of the idx file path, as the energy's conditions. */
+static ds_status read_conditions(const ds_trainer *t, const char *path, long first, long count, ds_real **rows,
+                                 size_t *n)
+{
     size_t w = 0;
     DS_TRY(ds_idx_read_images(path, (size_t)first, (size_t)count, rows, n, &w));
     DS_CHECK(w == (size_t)t->energy->vt->cond_dim, DS_ERR_CONFIG,
@@ -142,8 +147,8 @@ ds_status ds_cond_setup(ds_trainer *t)
     t->first = q->cond_first * q->K;
     /* condition.train_count 0 (diffsamp sample --images): evaluation images only, for sampling */
     if (s->cond_train_count > 0)
-        DS_TRY(read_conditions(t, s->cond_train_first, s->cond_train_count, &q->train, &q->ntrain));
-    DS_TRY(read_conditions(t, s->cond_eval_first, s->cond_eval_count, &q->eval, &q->neval));
+        DS_TRY(read_conditions(t, s->cond_images, s->cond_train_first, s->cond_train_count, &q->train, &q->ntrain));
+    DS_TRY(read_conditions(t, ds_cond_eval_file(s), s->cond_eval_first, s->cond_eval_count, &q->eval, &q->neval));
     long f;
     ds_trainer_split(s->cond_eval_count, t->rank, t->size, &q->n_img, &f);
     q->img_first = (int)f;
@@ -206,13 +211,16 @@ ds_status ds_cond_draw(ds_trainer *t, long it)
 
 int ds_cond_repeats(const ds_trainer *t) { return t->cond ? t->cond->K : 1; }
 
-/* The image of condition index idx (training or evaluation range). */
+/* The image of condition index idx: the training range, or the evaluation
+ * range when it is of the same file (an index names an image of
+ * condition.images). */
 static const ds_real *image_of(const ds_trainer *t, int32_t idx)
 {
     const struct ds_cond_state *q = t->cond;
     const long tr = (long)idx - t->s.cond_train_first, ev = (long)idx - t->s.cond_eval_first;
     if (tr >= 0 && tr < (long)q->ntrain) return q->train + (size_t)tr * q->C;
-    if (ev >= 0 && ev < (long)q->neval) return q->eval + (size_t)ev * q->C;
+    if (ds_cond_eval_file(&t->s) == t->s.cond_images && ev >= 0 && ev < (long)q->neval)
+        return q->eval + (size_t)ev * q->C;
     return NULL;
 }
 
@@ -243,8 +251,8 @@ static ds_status split_rows(ds_trainer *t, const ds_real *rows_in, const ds_real
         const ds_real *row = rows_in + (size_t)i * (d + 1);
         const int32_t idx = (int32_t)lrint((double)row[d]);
         const ds_real *img = image_of(t, idx);
-        DS_CHECK(img != NULL, DS_ERR_FORMAT, "a buffer entry names image %d, outside condition.images' training and "
-                 "evaluation ranges (a checkpoint of another run?)", (int)idx);
+        DS_CHECK(img != NULL, DS_ERR_FORMAT, "a buffer entry names image %d, outside the images of condition.images "
+                 "that this run holds (a checkpoint of another run?)", (int)idx);
         for (int k = 0; k < rep; k++) {
             const int b = i * rep + k;
             memcpy(q->z + (size_t)b * d, row, sizeof(ds_real) * (size_t)d);
@@ -378,7 +386,8 @@ ds_status ds_cond_evaluate(ds_trainer *t, ds_eval_result *r)
 
 static const ds_samples_column condition_column = {
     "condition", DS_H5_I32, 0,
-    "Index of the condition image of each sample in condition.images (group rows by it for per-image estimates)."};
+    "Index of the condition image of each sample in its idx file (condition.eval_images, or condition.images "
+    "when that is empty; the config attribute names both): group rows by it for per-image estimates."};
 
 ds_status ds_cond_write_samples(ds_trainer *t, const char *path, ds_eval_result *r)
 {

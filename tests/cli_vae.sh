@@ -55,6 +55,31 @@ print("ok" if ok else "bad: %s %s" % (c, dict(f.attrs)))
 PY
 )
 check "the sample set has /condition per row and per-image metrics that h5py recomputes ($layout)" '[ "$layout" = ok ]'
+# condition.eval_images: the evaluation images from another file (a test set beside a training set)
+$py - "$shared/t10k-images-idx3-ubyte.gz" "$tmp/ev.idx" "$tmp/ev_rev.idx" <<'PY'
+import gzip, struct, sys
+raw = gzip.open(sys.argv[1]).read()
+imgs = [raw[16 + i * 784:16 + (i + 1) * 784] for i in range(5)]
+for path, order in ((sys.argv[2], imgs), (sys.argv[3], imgs[::-1])):
+    open(path, "wb").write(struct.pack(">IIII", 0x803, 5, 28, 28) + b"".join(order))
+PY
+"$exe" train "$tmp/vae.yaml" --out "$tmp/ev" --resume never --set condition.eval_images="$tmp/ev.idx" >"$tmp/ev.out" 2>&1; rc=$?
+"$exe" train "$tmp/vae.yaml" --out "$tmp/evr" --resume never --set condition.eval_images="$tmp/ev_rev.idx" >/dev/null 2>&1; rc2=$?
+same=$($py - "$tmp/a/samples.h5" "$tmp/ev/samples.h5" "$tmp/evr/samples.h5" <<'PY'
+import sys, h5py, numpy as np
+a, b, r = (h5py.File(p) for p in sys.argv[1:4])
+ok = all(np.array_equal(a[k][:], b[k][:]) for k in ("x", "log_weight", "condition"))
+ok = ok and not np.array_equal(a["log_weight"][:], r["log_weight"][:])
+ok = ok and "eval_images: " in b.attrs["config"] and "ev.idx" in b.attrs["config"]
+print("ok" if ok else "bad")
+PY
+)
+check "condition.eval_images holding the same 5 images gives the run's sample set bitwise; reversed, another ($same)" \
+    '[ $rc -eq 0 ] && [ $rc2 -eq 0 ] && [ "$same" = ok ]'
+"$exe" train "$tmp/vae.yaml" --out "$tmp/evb" --resume never --set condition.eval_images="$tmp/ev.idx" \
+    --set condition.eval_first=3 >/dev/null 2>"$tmp/err"; rc=$?
+check "an evaluation range past the end of condition.eval_images is refused, naming that file" \
+    '[ $rc -ne 0 ] && grep -q "ev.idx: items \[3, 8) asked for; the file holds 5" "$tmp/err"'
 mcsv=$($py - "$tmp/a/metrics.csv" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))

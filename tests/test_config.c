@@ -35,7 +35,7 @@
     X(searcher_chains) X(searcher_every) X(searcher_steps) X(searcher_keep) X(searcher_step)   \
     X(searcher_target_acceptance) X(searcher_init_var) X(searcher_reinit_every) X(searcher_smc_levels) X(searcher_own_buffer) \
     X(vae_subset) X(vae_epochs) X(vae_batch) X(vae_lr) X(vae_hidden) X(vae_latent) X(vae_seed)
-#define DS_STRING_FIELDS(X) X(energy_name) X(out_dir) X(cond_images) X(vae_train_images) X(vae_test_images)
+#define DS_STRING_FIELDS(X) X(energy_name) X(out_dir) X(cond_images) X(cond_eval_images) X(vae_train_images) X(vae_test_images)
 
 /* The effective value of family key k in s: the one set, else the default. */
 static ds_energy_arg effective_arg(const ds_settings *s, const ds_energy_key *k)
@@ -222,7 +222,7 @@ static const char *full_yaml =
     "  samples: *b\n"
     "  ground_truth_samples: 0\n"
     "  paths: 5\n"
-    "condition: {images: imgs.idx, train_first: 10, train_count: 50, eval_first: 5, eval_count: 7, repeats: 4,\n"
+    "condition: {images: imgs.idx, eval_images: test.idx, train_first: 10, train_count: 50, eval_first: 5, eval_count: 7, repeats: 4,\n"
     "            eval_repeats: 3, hidden_layers: 1}\n"
     "smc: {particles: 500, levels: 20, mcmc_steps: 3, init_var: 4, ess_threshold: 0.3, step: 0.1,\n"
     "      target_acceptance: 0.6}\n"

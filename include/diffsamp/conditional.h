@@ -8,6 +8,7 @@
 #ifndef DS_CONDITIONAL_H
 #define DS_CONDITIONAL_H
 
+#include "diffsamp/config.h"
 #include "diffsamp/core.h"
 #include "diffsamp/energy.h"
 #include "diffsamp/local_search.h"
@@ -24,6 +25,10 @@
  * cancels within each condition), d loss / d log F = 0. in->B must be a
  * multiple of K. */
 ds_status ds_cond_vargrad(const ds_obj_input *in, int K, double *loss, ds_real *d_log_pf, ds_real *d_log_f);
+
+/* The idx file of the evaluation images: condition.eval_images, or
+ * condition.images when that is empty (the pointer is one of the two fields). */
+const char *ds_cond_eval_file(const ds_settings *s);
 
 /* Per-image metrics of n_img images with K log-weights each (lw image-major,
  * (n_img, K)): sums over the images of the ELBO (mean log w), of the

@@ -124,6 +124,7 @@ typedef struct ds_settings {
 
     /* conditional targets (energies with cond_dim > 0, e.g. vae): the condition images */
     char cond_images[DS_PATH_MAX]; /* condition.images: idx file of the conditions (pixels / 255) */
+    char cond_eval_images[DS_PATH_MAX]; /* condition.eval_images: idx file of the evaluation images ("": cond_images) */
     int cond_train_first;          /* condition.train_first */
     int cond_train_count;          /* condition.train_count */
     int cond_eval_first;           /* condition.eval_first */
