@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__SSE__) || defined(__x86_64__)
@@ -207,15 +208,21 @@ double ds_wtime(void)
 
 ds_status ds_check_readable(const char *path, const char *what)
 {
+    struct stat st;
+    const char *why = NULL;
     FILE *f = fopen(path, "rb");
-    if (f) {
-        fclose(f);
-        return DS_OK;
-    }
     const int err = errno;
-    char cwd[1024];
-    if (path[0] != '/' && getcwd(cwd, sizeof cwd))
-        return ds_error_set(DS_ERR_IO, __FILE__, __LINE__, __func__, "%s %s: %s (a relative path, looked for in %s)",
-                            what, path, strerror(err), cwd);
-    return ds_error_set(DS_ERR_IO, __FILE__, __LINE__, __func__, "%s %s: %s", what, path, strerror(err));
+    if (f) {
+        if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) why = "a directory, not a file";
+        fclose(f);
+        if (!why) return DS_OK;
+    } else {
+        why = strerror(err);
+    }
+    char *cwd = path[0] != '/' ? getcwd(NULL, 0) : NULL;
+    ds_status rc = cwd ? ds_error_set(DS_ERR_IO, __FILE__, __LINE__, __func__, "%s %s: %s (a relative path, looked "
+                                      "for in %s)", what, path, why, cwd)
+                       : ds_error_set(DS_ERR_IO, __FILE__, __LINE__, __func__, "%s %s: %s", what, path, why);
+    free(cwd);
+    return rc;
 }

@@ -128,10 +128,12 @@ static const command_help helps[] = {
      "A conditional run (e.g. the vae energy) samples its evaluation images instead: K samples\n"
      "of each (default: the run's condition.eval_repeats), with /condition, the image of every\n"
      "row, and the per-image ELBO and IS log p(x). --first and --count choose other images of\n"
-     "the run's file (default: its condition.eval_first and condition.eval_count), e.g. training\n"
-     "images, to set the sampler on images it trained on against held-out ones; --images FILE\n"
+     "the run's evaluation file (condition.eval_images, else condition.images; default: its\n"
+     "condition.eval_first and condition.eval_count), e.g. training images of a run with one\n"
+     "file, to set the sampler on images it trained on against held-out ones; --images FILE\n"
      "samples the images of another idx file (plain or gzip, the run's image size), from its\n"
-     "image --first (default 0) to its end or for --count images.\n"},
+     "image --first (default 0) to its end or for --count images (a run's training file when\n"
+     "it has a separate evaluation file).\n"},
     {"eval",
      "usage: diffsamp eval --checkpoint PATH [--ground-truth N]\n"
      "\n"

@@ -32,7 +32,8 @@ struct ds_cond_state {
     size_t ntrain, neval;
     int n_img, img_first;/* this rank's evaluation images */
     ds_real *rows;       /* (B, C) the condition of each trajectory of the current pass */
-    int32_t *idx;        /* (B) its image index in condition.images */
+    int32_t *idx;        /* (B) its image index: in condition.images (training passes, buffers) or in the
+                          * evaluation file (evaluation passes) */
     double *lw;          /* (B) */
     ds_real *z, *lr;     /* (B, d), (B): terminal states and log R of a backward batch */
     ds_real *brow;       /* (B, d + 1): buffer rows [z, image index] */
@@ -83,18 +84,18 @@ void ds_cond_image_metrics(const double *lw, int n_img, int K, double *sum_elbo,
     for (int i = 0; i < n_img; i++) {
         const double *v = lw + (size_t)i * K;
         double m = 0, top = -INFINITY;
-        int nan = 0;
+        int has_nan = 0;
         for (int k = 0; k < K; k++) {
             m += v[k];
             ds_lse_add(&all, v[k]);
-            if (isnan(v[k])) nan = 1;
+            if (isnan(v[k])) has_nan = 1;
             else if (v[k] > top) top = v[k];
         }
         se += m / K;
         si += ds_logmeanexp(v, K);
         /* (sum w)^2 / (K sum w^2) with w = exp(lw - max): NaN when a weight is
          * NaN or none is finite */
-        const int ok = !nan && isfinite(top);
+        const int ok = !has_nan && isfinite(top);
         double s1 = 0, s2 = 0;
         for (int k = 0; ok && k < K; k++) {
             const double w = exp(v[k] - top);
@@ -211,17 +212,14 @@ ds_status ds_cond_draw(ds_trainer *t, long it)
 
 int ds_cond_repeats(const ds_trainer *t) { return t->cond ? t->cond->K : 1; }
 
-/* The image of condition index idx: the training range, or the evaluation
- * range when it is of the same file (an index names an image of
- * condition.images). */
+/* The training image of condition index idx (an index of condition.images):
+ * buffer rows hold training conditions only (ds_cond_buffer_add, and local
+ * search and the exchange pass them on). */
 static const ds_real *image_of(const ds_trainer *t, int32_t idx)
 {
     const struct ds_cond_state *q = t->cond;
-    const long tr = (long)idx - t->s.cond_train_first, ev = (long)idx - t->s.cond_eval_first;
-    if (tr >= 0 && tr < (long)q->ntrain) return q->train + (size_t)tr * q->C;
-    if (ds_cond_eval_file(&t->s) == t->s.cond_images && ev >= 0 && ev < (long)q->neval)
-        return q->eval + (size_t)ev * q->C;
-    return NULL;
+    const long tr = (long)idx - t->s.cond_train_first;
+    return tr >= 0 && tr < (long)q->ntrain ? q->train + (size_t)tr * q->C : NULL;
 }
 
 ds_status ds_cond_buffer_add(ds_trainer *t)
@@ -251,8 +249,8 @@ static ds_status split_rows(ds_trainer *t, const ds_real *rows_in, const ds_real
         const ds_real *row = rows_in + (size_t)i * (d + 1);
         const int32_t idx = (int32_t)lrint((double)row[d]);
         const ds_real *img = image_of(t, idx);
-        DS_CHECK(img != NULL, DS_ERR_FORMAT, "a buffer entry names image %d, outside the images of condition.images "
-                 "that this run holds (a checkpoint of another run?)", (int)idx);
+        DS_CHECK(img != NULL, DS_ERR_FORMAT, "a buffer entry names image %d, outside the training images of "
+                 "condition.images (a checkpoint of another run?)", (int)idx);
         for (int k = 0; k < rep; k++) {
             const int b = i * rep + k;
             memcpy(q->z + (size_t)b * d, row, sizeof(ds_real) * (size_t)d);

@@ -64,18 +64,21 @@ for path, order in ((sys.argv[2], imgs), (sys.argv[3], imgs[::-1])):
     open(path, "wb").write(struct.pack(">IIII", 0x803, 5, 28, 28) + b"".join(order))
 PY
 "$exe" train "$tmp/vae.yaml" --out "$tmp/ev" --resume never --set condition.eval_images="$tmp/ev.idx" >"$tmp/ev.out" 2>&1; rc=$?
-"$exe" train "$tmp/vae.yaml" --out "$tmp/evr" --resume never --set condition.eval_images="$tmp/ev_rev.idx" >/dev/null 2>&1; rc2=$?
-same=$($py - "$tmp/a/samples.h5" "$tmp/ev/samples.h5" "$tmp/evr/samples.h5" <<'PY'
+"$exe" sample --checkpoint "$tmp/ev" -o "$tmp/ev_again.h5" >"$tmp/ev_s.out" 2>&1; rc2=$?
+"$exe" sample --checkpoint "$tmp/ev" --images "$tmp/ev_rev.idx" -o "$tmp/ev_rev.h5" >"$tmp/ev_r.out" 2>&1; rc3=$?
+same=$($py - "$tmp/a/samples.h5" "$tmp/ev/samples.h5" "$tmp/ev_again.h5" "$tmp/ev_rev.h5" <<'PY'
 import sys, h5py, numpy as np
-a, b, r = (h5py.File(p) for p in sys.argv[1:4])
-ok = all(np.array_equal(a[k][:], b[k][:]) for k in ("x", "log_weight", "condition"))
-ok = ok and not np.array_equal(a["log_weight"][:], r["log_weight"][:])
-ok = ok and "eval_images: " in b.attrs["config"] and "ev.idx" in b.attrs["config"]
+a, b, c, r = (h5py.File(p) for p in sys.argv[1:5])
+ok = all(np.array_equal(a[k][:], b[k][:]) and np.array_equal(b[k][:], c[k][:]) for k in ("x", "log_weight", "condition"))
+ok = ok and not np.array_equal(a["log_weight"][:], r["log_weight"][:]) and r["x"].shape == a["x"].shape
+ok = ok and "eval_images: " in b.attrs["config"] and "ev.idx" in b.attrs["config"] and "ev_rev.idx" in r.attrs["config"]
 print("ok" if ok else "bad")
 PY
 )
-check "condition.eval_images holding the same 5 images gives the run's sample set bitwise; reversed, another ($same)" \
-    '[ $rc -eq 0 ] && [ $rc2 -eq 0 ] && [ "$same" = ok ]'
+check "condition.eval_images holding the same 5 images gives the run's sample set bitwise, and sample of its checkpoint too; --images with them reversed, another ($same)" \
+    '[ $rc -eq 0 ] && [ $rc2 -eq 0 ] && [ $rc3 -eq 0 ] && [ "$same" = ok ] &&
+     grep -q "of each of images 0..4 of $tmp/ev.idx written to" "$tmp/ev_s.out" &&
+     grep -q "of each of images 0..4 of $tmp/ev_rev.idx written to" "$tmp/ev_r.out"'
 "$exe" train "$tmp/vae.yaml" --out "$tmp/evb" --resume never --set condition.eval_images="$tmp/ev.idx" \
     --set condition.eval_first=3 >/dev/null 2>"$tmp/err"; rc=$?
 check "an evaluation range past the end of condition.eval_images is refused, naming that file" \

@@ -92,6 +92,7 @@ static void compare(const char *objective, int lp, long iters, double tol)
            e1.log_z_is);
     EXPECT(fabs(ew.log_z_rw - e1.log_z_rw) <= tol * (1 + fabs(e1.log_z_rw)), "RW %.12g vs %.12g", ew.log_z_rw,
            e1.log_z_rw);
+    EXPECT(ew.ess > 0 && ew.ess <= 1 && fabs(ew.ess - e1.ess) <= tol, "per-image ESS %.12g vs %.12g", ew.ess, e1.ess);
     free(pw);
     free(p1);
 }

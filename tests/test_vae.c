@@ -472,6 +472,20 @@ START_TEST(idx_reader_and_refusals)
     ck_assert_int_eq(ds_idx_read_images(path, 0, 0, &px, &cnt, &w), DS_ERR_FORMAT);
     remove(path);
     ck_assert_int_eq(ds_idx_read(path, 0, 0, &x), DS_ERR_IO);
+    ck_assert_msg(strstr(ds_error_message(), "the idx file ") && strstr(ds_error_message(), ": No such file or directory"),
+                  "%s", ds_error_message());
+    ck_assert_msg(!strstr(ds_error_message(), "relative path"), "%s", ds_error_message()); /* path is absolute */
+    /* a relative path names the directory it was looked for in; a directory is not a file */
+    char cwd[4096], want[4200];
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    ck_assert_int_eq(ds_idx_read("no/such.idx", 0, 0, &x), DS_ERR_IO);
+    snprintf(want, sizeof want, "the idx file no/such.idx: No such file or directory (a relative path, looked for in %s)",
+             cwd);
+    ck_assert_msg(strstr(ds_error_message(), want), "%s", ds_error_message());
+    ds_vae *u = NULL;
+    ck_assert_int_eq(ds_vae_load("/tmp", &u), DS_ERR_IO);
+    ck_assert_msg(strstr(ds_error_message(), "the VAE file /tmp: a directory, not a file"), "%s", ds_error_message());
+    ck_assert(u == NULL);
     ds_error_clear();
 }
 END_TEST
