@@ -83,26 +83,21 @@ void ds_cond_image_metrics(const double *lw, int n_img, int K, double *sum_elbo,
     double se = 0, si = 0, sess = 0;
     for (int i = 0; i < n_img; i++) {
         const double *v = lw + (size_t)i * K;
-        double m = 0, top = -INFINITY;
-        int has_nan = 0;
+        double m = 0;
+        ds_lse w, w2; /* log sum w and log sum w^2 of this image's weights */
+        ds_lse_init(&w);
+        ds_lse_init(&w2);
         for (int k = 0; k < K; k++) {
             m += v[k];
             ds_lse_add(&all, v[k]);
-            if (isnan(v[k])) has_nan = 1;
-            else if (v[k] > top) top = v[k];
+            ds_lse_add(&w, v[k]);
+            ds_lse_add(&w2, 2 * v[k]);
         }
         se += m / K;
-        si += ds_logmeanexp(v, K);
-        /* (sum w)^2 / (K sum w^2) with w = exp(lw - max): NaN when a weight is
-         * NaN or none is finite */
-        const int ok = !has_nan && isfinite(top);
-        double s1 = 0, s2 = 0;
-        for (int k = 0; ok && k < K; k++) {
-            const double w = exp(v[k] - top);
-            s1 += w;
-            s2 += w * w;
-        }
-        sess += ok ? s1 * s1 / (K * s2) : NAN;
+        si += ds_lse_value(&w) - log((double)K);
+        /* (sum w)^2 / (K sum w^2) with w = exp(lw - max): both sums are scaled by
+         * the same max (w2's is twice w's); NaN for a NaN weight or none finite */
+        sess += isfinite(w.max) ? w.sum * w.sum / (K * w2.sum) : NAN;
     }
     *sum_elbo = se;
     *sum_is = si;
@@ -332,9 +327,22 @@ static ds_status eval_chunk(ds_trainer *t, ds_rng_purpose purpose, int i0, int m
     return DS_OK;
 }
 
-/* Global metrics from this rank's sums (collective). */
-/* sums: over this rank's images, of the ELBO, IS log p(x), learned log Z(x)
- * and ESS. Collective. */
+/* Adds the per-image metrics of m images' log-weights lw ((m, K)) to sums
+ * (ELBO, IS log p(x), -, ESS: sums[2], the learned log Z(x), is eval_chunk's)
+ * and all (the log-sum-exp of every weight). */
+static void add_image_metrics(const double *lw, int m, int K, double sums[4], ds_lse *all)
+{
+    double se, si, ess, mx, sm;
+    ds_cond_image_metrics(lw, m, K, &se, &si, &ess, &mx, &sm);
+    sums[0] += se;
+    sums[1] += si;
+    sums[3] += ess;
+    ds_lse part = {mx, sm};
+    ds_lse_merge(all, &part);
+}
+
+/* Global metrics from this rank's sums over its images (of the ELBO, IS
+ * log p(x), learned log Z(x) and ESS). Collective. */
 static ds_status reduce_metrics(ds_trainer *t, double sums[4], double lse_max, double lse_sum, ds_eval_result *r)
 {
     const double nimg = (double)t->s.cond_eval_count, nall = nimg * t->s.cond_eval_repeats;
@@ -368,13 +376,7 @@ ds_status ds_cond_evaluate(ds_trainer *t, ds_eval_result *r)
         const int m = q->n_img - i0 < per ? q->n_img - i0 : per;
         rc = eval_chunk(t, DS_RNG_EVAL, i0, m, K, lw, NULL, NULL, NULL, &sums[2]);
         if (rc != DS_OK) break;
-        double se, si, ess, mx, sm;
-        ds_cond_image_metrics(lw, m, K, &se, &si, &ess, &mx, &sm);
-        sums[0] += se;
-        sums[1] += si;
-        sums[3] += ess;
-        ds_lse part = {mx, sm};
-        ds_lse_merge(&all, &part);
+        add_image_metrics(lw, m, K, sums, &all);
     }
     free(lw);
     DS_TRY(rc);
@@ -421,15 +423,7 @@ ds_status ds_cond_write_samples(ds_trainer *t, const char *path, ds_eval_result 
             rc = ds_error_set(DS_ERR_NUMERIC, __FILE__, __LINE__, __func__,
                               "another rank failed while writing the sample set %s", path);
         if (rc != DS_OK) break;
-        if (m > 0) {
-            double se, si, ess, mx, sm;
-            ds_cond_image_metrics(lw, m, K, &se, &si, &ess, &mx, &sm);
-            sums[0] += se;
-            sums[1] += si;
-            sums[3] += ess;
-            ds_lse part = {mx, sm};
-            ds_lse_merge(&all, &part);
-        }
+        if (m > 0) add_image_metrics(lw, m, K, sums, &all);
         const void *data[DS_SAMPLES_NCOLUMNS + 1] = {t->tr.states + (size_t)T * m * K * d, lr, pf, pb, lw, q->idx};
         rc = ds_samples_append_columns(w, m > 0 ? (size_t)m * K : 0, data);
     }

@@ -79,8 +79,9 @@ const char *ds_status_name(ds_status code);
 
 /* DS_OK when path can be opened for reading and is not a directory;
  * otherwise a DS_ERR_IO error "WHAT PATH: REASON" (strerror), adding, for a
- * relative path, the directory it was looked for in. Before a library opens a file whose own error would
- * not say that it is missing (HDF5, zlib). */
+ * relative path, the directory it was looked for in. For use before a
+ * library opens a file whose own error would not say that it is missing
+ * (HDF5, zlib). */
 ds_status ds_check_readable(const char *path, const char *what);
 
 #define DS_ALLOC_CHECK(ptr)                                                         \
